@@ -1,0 +1,49 @@
+# cloudfilm: `make run` starts the demo, `make test` runs every test.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+DATA   ?= var/cloudfilm
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+
+.PHONY: run test bench install system-deps clean-data lock
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Debian packages the benchmarks need (Orthanc as the side-by-side peer).
+system-deps:
+	@if ! command -v Orthanc >/dev/null || ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dcmtk; \
+	fi
+
+run: $(STAMP)
+	@if [ -z "$$(ls -A $(DATA)/blobs 2>/dev/null)" ]; then \
+	  echo "creating demo data in $(DATA) (first run only)"; \
+	  $(VENV)/bin/cloudfilm demo --data $(DATA); \
+	fi
+	$(VENV)/bin/cloudfilm serve --data $(DATA) --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP) system-deps
+	$(PY) benchmarks/run.py
+
+# Re-pin after changing pyproject.toml dependencies.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet --upgrade pip
+	.lockenv/bin/pip install --quiet '.[test]'
+	.lockenv/bin/pip freeze --exclude cloudfilm > requirements.lock
+	rm -rf .lockenv
+
+clean-data:
+	rm -rf $(DATA)

@@ -1,0 +1,3 @@
+"""cloudfilm: a standards-based cloud medical imaging archive."""
+
+__version__ = "0.1.0"

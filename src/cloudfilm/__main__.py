@@ -1,0 +1,3 @@
+from cloudfilm.cli import main
+
+raise SystemExit(main())

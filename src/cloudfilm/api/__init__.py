@@ -1,0 +1,1 @@
+"""HTTP routers: translate HTTP to service calls and back."""

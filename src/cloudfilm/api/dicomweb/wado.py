@@ -1,0 +1,176 @@
+"""WADO-RS (PS3.18 §10.4): instances, metadata, frames and bulk data.
+
+Everything streams: instances part by part from disk, frames by byte range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from cloudfilm.api.dicomweb.negotiation import AS_STORED, FrameChoice, frame_choice, \
+    instance_transfer_syntax, wants_json
+from cloudfilm.api.errors import BadParameter, NotFound
+from cloudfilm.api.multipart import multipart_content_type, new_boundary, stream_parts
+from cloudfilm.api.responses import json_bytes_response
+from cloudfilm.api.urls import dicomweb_base
+from cloudfilm.domain.transfer_syntax import EXPLICIT_LE, FRAME_MEDIA_TYPES, is_native
+from cloudfilm.services import pixels
+from cloudfilm.services.archive import Archive
+from cloudfilm.services.retrieve import NotStored, RetrieveService, StoredInstance
+
+BULK_PREFIX = b'"BulkDataURI":"'
+
+
+def _service(request: Request) -> RetrieveService:
+    archive: Archive = request.app.state.archive
+    return archive.retrieve
+
+
+def _uids(request: Request) -> tuple[str, str | None, str | None]:
+    p = request.path_params
+    return p["study"], p.get("series"), p.get("instance")
+
+
+async def _lookup(request: Request) -> list[StoredInstance]:
+    try:
+        return await run_in_threadpool(_service(request).instances, *_uids(request))
+    except NotStored as exc:
+        raise NotFound(str(exc)) from exc
+
+
+def _instance_part(service: RetrieveService, item: StoredInstance,
+                   wanted: str) -> tuple[str, Iterator[bytes]]:
+    if wanted in (AS_STORED, item.transfer_syntax_uid):
+        return (f"application/dicom; transfer-syntax={item.transfer_syntax_uid}",
+                service.file_chunks(item))
+    return (f"application/dicom; transfer-syntax={EXPLICIT_LE}",
+            iter([pixels.to_explicit_little_endian(service.path(item))]))
+
+
+async def retrieve_instances(request: Request) -> Response:
+    """Study, series or instance as multipart/related; type="application/dicom"."""
+    wanted = instance_transfer_syntax(request.headers.get("accept"))
+    items = await _lookup(request)
+    if wanted not in (AS_STORED, EXPLICIT_LE):
+        unable = [i.sop_uid for i in items if i.transfer_syntax_uid != wanted]
+        if unable:
+            raise HTTPException(406, f"transcoding to transfer syntax {wanted} is not supported; "
+                                     "ask for transfer-syntax=* (as stored) or "
+                                     f"{EXPLICIT_LE} (uncompressed)")
+    service, boundary = _service(request), new_boundary()
+    parts = (_instance_part(service, item, wanted) for item in items)
+    return StreamingResponse(stream_parts(boundary, parts),
+                             media_type=multipart_content_type("application/dicom", boundary))
+
+
+def _join_metadata(chunks: list[bytes], base: str) -> bytes:
+    body = b"[" + b",".join(chunks) + b"]"
+    return body.replace(BULK_PREFIX, BULK_PREFIX + base.encode() + b"/")
+
+
+async def retrieve_metadata(request: Request) -> Response:
+    """DICOM JSON for every instance in scope, precomputed at ingest (PS3.18 §10.4.1.1.2)."""
+    wants_json(request.headers.get("accept"))
+    try:
+        chunks = await run_in_threadpool(_service(request).metadata, *_uids(request))
+    except NotStored as exc:
+        raise NotFound(str(exc)) from exc
+    return json_bytes_response(request, _join_metadata(chunks, dicomweb_base(request)))
+
+
+def parse_frame_list(value: str) -> list[int]:
+    try:
+        numbers = [int(n) for n in value.split(",") if n.strip()]
+    except ValueError:
+        raise BadParameter("frames", f"{value!r} is not a comma-separated list of frame numbers")
+    if not numbers or any(n < 1 for n in numbers):
+        raise BadParameter("frames", "frame numbers start at 1")
+    return numbers
+
+
+def frame_bytes(service: RetrieveService, item: StoredInstance, number: int,
+                choice: FrameChoice) -> tuple[str, bytes]:
+    """One frame in the form the client asked for; raises 406 when that needs an encoder."""
+    stored_ts = item.transfer_syntax_uid
+    stored = service.stored_frame(item, number)
+    as_stored = choice.transfer_syntax in (AS_STORED, stored_ts)
+    if as_stored and stored is not None:
+        media = "application/octet-stream" if choice.media_type == "application/octet-stream" \
+            else FRAME_MEDIA_TYPES.get(stored_ts, "application/octet-stream")
+        return f"{media}; transfer-syntax={stored_ts}", stored
+    if choice.transfer_syntax in (AS_STORED, EXPLICIT_LE) and choice.media_type == "application/octet-stream":
+        if stored is not None and stored_ts in (EXPLICIT_LE, "1.2.840.10008.1.2"):
+            return f"application/octet-stream; transfer-syntax={EXPLICIT_LE}", stored
+        data = service.decoded_frame(item, number)
+        return f"application/octet-stream; transfer-syntax={EXPLICIT_LE}", data
+    raise HTTPException(406, f"frame of instance {item.sop_uid} is stored as {stored_ts}; "
+                             f"transcoding to {choice.transfer_syntax} is not supported")
+
+
+def _frames(service: RetrieveService, study: str, series: str, sop: str, numbers: list[int],
+            choice: FrameChoice) -> list[tuple[str, bytes]]:
+    item = service.instance(study, series, sop)
+    if item.number_of_frames == 0:
+        raise NotStored(f"frames of instance {sop} (it has no pixel data)")
+    return [frame_bytes(service, item, n, choice) for n in numbers]
+
+
+async def retrieve_frames(request: Request) -> Response:
+    """Frames as multipart/related; type="application/octet-stream" (PS3.18 §10.4.1.1.3)."""
+    numbers = parse_frame_list(request.path_params["frames"])
+    choice = frame_choice(request.headers.get("accept"))
+    study, series, sop = _uids(request)
+    try:
+        parts = await run_in_threadpool(_frames, _service(request), study, series, sop, numbers, choice)
+    except NotStored as exc:
+        raise NotFound(str(exc)) from exc
+    return _multipart(parts, choice.media_type)
+
+
+def _multipart(parts: list[tuple[str, bytes]], part_type: str) -> Response:
+    boundary = new_boundary()
+    body = b"".join(stream_parts(boundary, ((ct, [data]) for ct, data in parts)))
+    return Response(body, media_type=multipart_content_type(part_type, boundary))
+
+
+def _bulk(service: RetrieveService, study: str, series: str, sop: str, path: list[str],
+          choice: FrameChoice) -> list[tuple[str, bytes]]:
+    item = service.instance(study, series, sop)
+    if path == ["7FE00010"] and item.number_of_frames:
+        if is_native(item.transfer_syntax_uid) and item.frames:
+            ranges = [r for frame in item.frames for r in frame]
+            data = b"".join(service.blobs.read_range(item.blob_key, o, n) for o, n in ranges)
+            return [(f"application/octet-stream; transfer-syntax={item.transfer_syntax_uid}", data)]
+        return [frame_bytes(service, item, n, choice) for n in range(1, item.number_of_frames + 1)]
+    return [("application/octet-stream", service.bulk_value(item, path))]
+
+
+async def retrieve_bulkdata(request: Request) -> Response:
+    """The value behind a BulkDataURI from our metadata (PS3.18 §10.4.1.1.5)."""
+    path = [p.upper() for p in request.path_params["path"].strip("/").split("/")]
+    choice = frame_choice(request.headers.get("accept"))
+    study, series, sop = _uids(request)
+    try:
+        parts = await run_in_threadpool(_bulk, _service(request), study, series, sop, path, choice)
+    except NotStored as exc:
+        raise NotFound(str(exc)) from exc
+    return _multipart(parts, "application/octet-stream")
+
+
+INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
+routes = [
+    Route("/studies/{study}", retrieve_instances, methods=["GET"]),
+    Route("/studies/{study}/series/{series}", retrieve_instances, methods=["GET"]),
+    Route(INSTANCE, retrieve_instances, methods=["GET"]),
+    Route("/studies/{study}/metadata", retrieve_metadata, methods=["GET"]),
+    Route("/studies/{study}/series/{series}/metadata", retrieve_metadata, methods=["GET"]),
+    Route(INSTANCE + "/metadata", retrieve_metadata, methods=["GET"]),
+    Route(INSTANCE + "/frames/{frames}", retrieve_frames, methods=["GET"]),
+    Route(INSTANCE + "/bulkdata/{path:path}", retrieve_bulkdata, methods=["GET"]),
+]

@@ -1,0 +1,46 @@
+"""One settings object, read from arguments and environment variables.
+
+| setting | env var | default |
+|---|---|---|
+| data_dir | CLOUDFILM_DATA | ./var/cloudfilm |
+| database_url | CLOUDFILM_DATABASE_URL | sqlite:///<data_dir>/index.sqlite3 |
+| overwrite | CLOUDFILM_OVERWRITE | false: a SOP Instance UID resent with other bytes is refused (0xA900) |
+| public_url | CLOUDFILM_PUBLIC_URL | derived from each request (scheme://host) |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("var/cloudfilm")
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a running archive needs to know about its deployment."""
+
+    data_dir: Path
+    database_url: str
+    overwrite: bool = False
+    public_url: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> "Settings":
+        """Arguments win over environment variables, which win over defaults."""
+        resolved = Path(data_dir or os.environ.get("CLOUDFILM_DATA") or DEFAULT_DATA_DIR).resolve()
+        url = database_url or os.environ.get("CLOUDFILM_DATABASE_URL") or (
+            f"sqlite:///{resolved / 'index.sqlite3'}"
+        )
+        return cls(
+            data_dir=resolved,
+            database_url=url,
+            overwrite=_env_flag("CLOUDFILM_OVERWRITE"),
+            public_url=os.environ.get("CLOUDFILM_PUBLIC_URL") or None,
+        )

@@ -1,0 +1,1 @@
+"""DIMSE network services (pynetdicom handlers that call the same services as HTTP)."""

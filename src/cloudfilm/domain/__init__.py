@@ -1,0 +1,1 @@
+"""Pure logic, no I/O: DICOM matching rules, attribute levels, name normalisation."""

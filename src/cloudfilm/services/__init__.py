@@ -1,0 +1,1 @@
+"""Use cases: ingest, query, retrieve, render, import, check, demo."""

@@ -1,0 +1,40 @@
+"""The archive: index, blob store and the services over them, opened once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cloudfilm.config import Settings
+from cloudfilm.services.deletion import DeletionService
+from cloudfilm.services.ingest import IngestService
+from cloudfilm.services.retrieve import RetrieveService
+from cloudfilm.storage.blobs import FileSystemBlobStore
+from cloudfilm.storage.index.db import Index
+
+
+@dataclass
+class Archive:
+    settings: Settings
+    index: Index
+    blobs: FileSystemBlobStore
+    ingest: IngestService
+    retrieve: RetrieveService
+    deletion: DeletionService
+
+    @classmethod
+    def open(cls, settings: Settings, *, recover: bool = True) -> "Archive":
+        """Migrate the index, then finish any write a crash interrupted."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        index = Index(settings.database_url)
+        index.migrate()
+        blobs = FileSystemBlobStore(settings.data_dir)
+        archive = cls(settings, index, blobs,
+                      ingest=IngestService(index, blobs, overwrite=settings.overwrite),
+                      retrieve=RetrieveService(index, blobs),
+                      deletion=DeletionService(index, blobs))
+        if recover:
+            archive.ingest.recover()
+        return archive
+
+    def close(self) -> None:
+        self.index.dispose()

@@ -1,0 +1,1 @@
+"""Blob stores and the SQL index, behind narrow interfaces."""

@@ -1,0 +1,183 @@
+"""Blob storage: the received Part-10 bytes, stored unchanged.
+
+The ingest protocol is *stage → index → commit*:
+
+1. Bytes go into ``incoming/`` (hashed as they arrive) and are fsynced.
+2. The caller records the index row (one transaction).
+3. `commit()` renames the staged file to its key and fsyncs the directory.
+
+A crash between 2 and 3 leaves a staged file that `staged()` lists, so recovery
+can finish the rename. Deletion mirrors it through ``trash/``. Everything here
+sits behind `BlobStore` so an object store can replace the file system later
+without touching callers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StagedBlob:
+    """Bytes that are durable on disk but not yet visible under a key."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+class BlobStore(Protocol):
+    """What the services need from a blob store."""
+
+    def new_staging_file(self) -> tuple[Path, BinaryIO]: ...
+    def seal(self, path: Path, size: int, sha256: str) -> StagedBlob: ...
+    def stage_file(self, source: Path) -> StagedBlob: ...
+    def stage_reader(self, source: BinaryIO) -> StagedBlob: ...
+    def commit(self, staged: StagedBlob, key: str) -> None: ...
+    def discard(self, staged: StagedBlob) -> None: ...
+    def staged(self) -> list[Path]: ...
+    def exists(self, key: str) -> bool: ...
+    def path(self, key: str) -> Path: ...
+    def read_range(self, key: str, offset: int, length: int) -> bytes: ...
+    def iter_bytes(self, key: str, chunk: int = CHUNK) -> Iterator[bytes]: ...
+    def keys(self) -> Iterator[str]: ...
+    def move_to_trash(self, keys: list[str]) -> None: ...
+    def delete(self, keys: list[str]) -> None: ...
+    def trashed(self) -> list[tuple[Path, str]]: ...
+    def restore(self, trashed: Path, key: str) -> None: ...
+    def purge(self, trashed: Path) -> None: ...
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def blob_key_for(sop_instance_uid: str) -> str:
+    """A stable, evenly spread key: two fan-out levels then a UID digest."""
+    digest = hashlib.sha256(sop_instance_uid.encode("ascii")).hexdigest()[:40]
+    return f"{digest[:2]}/{digest[2:4]}/{digest}"
+
+
+class FileSystemBlobStore:
+    """Blobs as files under ``<root>/blobs``; staging and trash beside them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.incoming = root / "incoming"
+        self.trash = root / "trash"
+        for directory in (self.blobs, self.incoming, self.trash):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    # -- staging -----------------------------------------------------------
+    def new_staging_file(self) -> tuple[Path, BinaryIO]:
+        path = self.incoming / f"{secrets.token_hex(16)}.part"
+        return path, open(path, "wb")  # noqa: SIM115 - the caller closes it
+
+    def seal(self, path: Path, size: int, sha256: str) -> StagedBlob:
+        """fsync a staged file written and closed elsewhere: now it survives a crash."""
+        _fsync_path(path)
+        return StagedBlob(path=path, size=size, sha256=sha256)
+
+    def stage_file(self, source: Path) -> StagedBlob:
+        with open(source, "rb") as src:
+            return self.stage_reader(src)
+
+    def stage_reader(self, source: BinaryIO) -> StagedBlob:
+        """Copy a readable stream (a file, a zip member) into staging, hashing as it goes."""
+        path, fh = self.new_staging_file()
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with fh:
+                while chunk := source.read(CHUNK):
+                    fh.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return StagedBlob(path=path, size=size, sha256=digest.hexdigest())
+
+    def commit(self, staged: StagedBlob, key: str) -> None:
+        """Atomically publish the staged bytes under ``key`` and make the rename durable."""
+        target = self.path(key)
+        created = not target.parent.exists()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged.path, target)
+        _fsync_path(target.parent)
+        if created:
+            _fsync_path(target.parent.parent)
+            _fsync_path(target.parent.parent.parent)
+
+    def discard(self, staged: StagedBlob) -> None:
+        staged.path.unlink(missing_ok=True)
+
+    def staged(self) -> list[Path]:
+        return sorted(self.incoming.glob("*.part"))
+
+    # -- reading -----------------------------------------------------------
+    def path(self, key: str) -> Path:
+        return self.blobs / key
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        fd = os.open(self.path(key), os.O_RDONLY)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    def iter_bytes(self, key: str, chunk: int = CHUNK) -> Iterator[bytes]:
+        with open(self.path(key), "rb") as fh:
+            while data := fh.read(chunk):
+                yield data
+
+    def keys(self) -> Iterator[str]:
+        for path in self.blobs.rglob("*"):
+            if path.is_file():
+                yield path.relative_to(self.blobs).as_posix()
+
+    # -- deletion ----------------------------------------------------------
+    def _trash_name(self, key: str) -> Path:
+        return self.trash / key.replace("/", "~")
+
+    def move_to_trash(self, keys: list[str]) -> None:
+        """First half of a delete: blobs leave their keys but stay recoverable."""
+        for key in keys:
+            source = self.path(key)
+            if source.exists():
+                os.replace(source, self._trash_name(key))
+        _fsync_path(self.trash)
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._trash_name(key).unlink(missing_ok=True)
+
+    def trashed(self) -> list[tuple[Path, str]]:
+        return [(p, p.name.replace("~", "/")) for p in sorted(self.trash.iterdir()) if p.is_file()]
+
+    def restore(self, trashed: Path, key: str) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(trashed, target)
+        _fsync_path(target.parent)
+
+    def purge(self, trashed: Path) -> None:
+        trashed.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Pages and assets (portal and viewers arrive in a later issue)."""

@@ -1,0 +1,172 @@
+"""Fixtures that start the real server (``cloudfilm serve`` in its own process) on a free
+loopback port, with a temporary data directory.
+
+Server-backed tests run twice: against SQLite and against PostgreSQL
+(127.0.0.1:5432, database ``test``; each server gets its own schema). Set
+CLOUDFILM_TEST_DATABASES=sqlite to run only one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+POSTGRES_URL = os.environ.get("CLOUDFILM_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
+DATABASES = [d for d in os.environ.get("CLOUDFILM_TEST_DATABASES", "sqlite,postgresql").split(",") if d]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PostgresSchema:
+    """A throw-away schema in the shared test database."""
+
+    name: str = field(default_factory=lambda: f"cf_{secrets.token_hex(6)}")
+
+    @property
+    def url(self) -> str:
+        return f"{POSTGRES_URL}?options=-csearch_path%3D{self.name}"
+
+    def _run(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def create(self) -> "PostgresSchema":
+        self._run(f"CREATE SCHEMA {self.name}")
+        return self
+
+    def drop(self) -> None:
+        self._run(f"DROP SCHEMA IF EXISTS {self.name} CASCADE")
+
+
+def database_url_for(kind: str, data_dir: Path) -> tuple[str, PostgresSchema | None]:
+    if kind == "postgresql":
+        schema = PostgresSchema().create()
+        return schema.url, schema
+    return f"sqlite:///{data_dir / 'index.sqlite3'}", None
+
+
+def cli_env(database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["CLOUDFILM_DATABASE_URL"] = database_url
+    env.pop("CLOUDFILM_DATA", None)
+    return env
+
+
+def run_cli(args: list[str], database_url: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``cloudfilm`` command, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "cloudfilm", *args], env=cli_env(database_url),
+        capture_output=True, text=True, timeout=600, **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class Server:
+    """A running ``cloudfilm serve`` process."""
+
+    data_dir: Path
+    database_url: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.url}/dicomweb"
+
+    def start(self) -> "Server":
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+        env = cli_env(self.database_url) | self.extra_env
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cloudfilm", "serve", "--data", str(self.data_dir),
+             "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+            env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start in 60 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """kill -9: no clean-up at all."""
+        if self.process:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def database_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def server(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per test module and database."""
+    data_dir = tmp_path_factory.mktemp(f"data-{database_kind}") / "data"
+    url, schema = database_url_for(database_kind, data_dir)
+    srv = Server(data_dir, url).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if schema:
+            schema.drop()
+
+
+@pytest.fixture
+def fresh_server(database_kind: str, tmp_path: Path) -> Iterator[Server]:
+    """A server of one's own, for tests that count or crash things."""
+    data_dir = tmp_path / "data"
+    url, schema = database_url_for(database_kind, data_dir)
+    srv = Server(data_dir, url)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if schema:
+            schema.drop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.dicomweb, timeout=60) as http:
+        yield http
