@@ -123,14 +123,7 @@ class RetrieveService:
         return bytes(element.value)
 
     def decoded_frame(self, instance: StoredInstance, number: int) -> bytes:
-        """Frame ``number`` decoded to uncompressed little-endian bytes."""
-        ds = pydicom.dcmread(self.path(instance), defer_size=1024)
-        description = pixels.PixelDescription.from_dataset(ds)
-        stored = self.stored_frame(instance, number)
-        if stored is None:  # deflated: the pixel data only exists inside the inflated data set
-            stored = pixels.native_frame_bytes(ds.pixel_array.reshape(
-                (description.number_of_frames, *ds.pixel_array.shape[-2:]))[number - 1], description) \
-                if description.number_of_frames > 1 else bytes(ds.PixelData)
-            return stored
-        array = pixels.decode_frame_bytes(stored, instance.transfer_syntax_uid, description)
+        """Frame ``number`` decoded to uncompressed little-endian bytes (colour as RGB)."""
+        array, ds = pixels.read_frame(self.path(instance), number - 1)
+        description = pixels.decoded_description(pixels.PixelDescription.from_dataset(ds))
         return pixels.native_frame_bytes(array, description)
