@@ -151,18 +151,31 @@ def closing(boundary: str) -> bytes:
     return f"\r\n--{boundary}--\r\n".encode("latin-1")
 
 
+COALESCE = 4 << 20
+
+
+def coalesce(chunks: Iterable[bytes], target: int = COALESCE) -> Iterator[bytes]:
+    """Join small chunks into ~4 MB writes: fewer thread hops and socket writes per byte."""
+    pending: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= target:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
 def stream_parts(boundary: str, parts: Iterable[tuple[str, Iterable[bytes]]]) -> Iterator[bytes]:
     """Yield a multipart body from (content type, chunks) pairs, part by part."""
     first = True
     for content_type, chunks in parts:
         header = part_header(boundary, content_type, first)
         first = False
-        pending = header
-        for chunk in chunks:
-            yield pending + chunk if pending else chunk
-            pending = b""
-        if pending:
-            yield pending
+        yield header
+        yield from chunks
     if not first:
         yield closing(boundary)
     else:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cloudfilm.config import Settings
 from cloudfilm.services.deletion import DeletionService
 from cloudfilm.services.ingest import IngestService
+from cloudfilm.services.query import QueryService
 from cloudfilm.services.retrieve import RetrieveService
 from cloudfilm.storage.blobs import FileSystemBlobStore
 from cloudfilm.storage.index.db import Index
@@ -20,6 +21,7 @@ class Archive:
     ingest: IngestService
     retrieve: RetrieveService
     deletion: DeletionService
+    query: QueryService
 
     @classmethod
     def open(cls, settings: Settings, *, recover: bool = True) -> "Archive":
@@ -31,7 +33,8 @@ class Archive:
         archive = cls(settings, index, blobs,
                       ingest=IngestService(index, blobs, overwrite=settings.overwrite),
                       retrieve=RetrieveService(index, blobs),
-                      deletion=DeletionService(index, blobs))
+                      deletion=DeletionService(index, blobs),
+                      query=QueryService(index))
         if recover:
             archive.ingest.recover()
         return archive
