@@ -200,12 +200,12 @@ def iso2022_ir58_instance(**kwargs: Any) -> bytes:
 
 
 def chinese_instance(charset: str, **kwargs: Any) -> pydicom.Dataset | bytes:
-    if charset == "GB18030":
-        return make_instance(patient_name="Zhang^San=张^三", charset="GB18030", **kwargs)
+    if charset in ("GB18030", "GBK"):
+        return make_instance(patient_name="Zhang^San=张^三", charset=charset, **kwargs)
     return iso2022_ir58_instance(**kwargs)
 
 
-@pytest.mark.parametrize("charset", ["GB18030", "ISO 2022 IR 58"])
+@pytest.mark.parametrize("charset", ["GB18030", "GBK", "ISO 2022 IR 58"])
 def test_chinese_name_by_ideographic_group(client: httpx.Client, charset: str) -> None:
     pid = new_pid()
     study = generate_uid()
@@ -595,3 +595,14 @@ def test_visible_filter_applies_to_matching_and_counts(kind: str, tmp_path: Path
         index.dispose()
         if schema:
             schema.drop()
+
+
+def test_every_name_group_is_searchable_including_phonetic(client: httpx.Client) -> None:
+    """PS3.5 §6.2.1: Alphabetic=Ideographic=Phonetic; each group finds the patient."""
+    pid = new_pid()
+    study = generate_uid()
+    name = "Wang^Fang=王^芳=ワン^ファン"
+    store(client, make_instance(patient_name=name, charset=["ISO_IR 192"], study=study, patient_id=pid))
+    for value in ("wang^fang", "王^芳", "ワン*", "==ワン^ファン", "*ファン"):
+        assert study_uids(client, {"PatientID": pid, "PatientName": value}) == {study}, value
+    assert study_uids(client, {"PatientID": pid, "PatientName": "==王^芳"}) == set()

@@ -16,7 +16,8 @@ from starlette.routing import Route
 from cloudfilm.api.dicomweb.negotiation import AS_STORED, FrameChoice, frame_choice, \
     instance_transfer_syntax, wants_json
 from cloudfilm.api.errors import BadParameter, NotFound
-from cloudfilm.api.multipart import coalesce, multipart_content_type, new_boundary, stream_parts
+from cloudfilm.api.multipart import in_thread_batches, multipart_content_type, new_boundary, \
+    stream_parts
 from cloudfilm.api.responses import json_bytes_response
 from cloudfilm.api.urls import dicomweb_base
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE, FRAME_MEDIA_TYPES, is_native
@@ -65,7 +66,7 @@ async def retrieve_instances(request: Request) -> Response:
                                      f"{EXPLICIT_LE} (uncompressed)")
     service, boundary = _service(request), new_boundary()
     parts = (_instance_part(service, item, wanted) for item in items)
-    return StreamingResponse(coalesce(stream_parts(boundary, parts)),
+    return StreamingResponse(in_thread_batches(stream_parts(boundary, parts)),
                              media_type=multipart_content_type("application/dicom", boundary))
 
 
