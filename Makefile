@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Debian packages the benchmarks need (Orthanc as the side-by-side peer).
+# Debian packages the tests and benchmarks talk to as real peers: dcmtk and Orthanc.
 system-deps:
-	@if ! command -v Orthanc >/dev/null || ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so; then \
+	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null \
+	    || ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dcmtk; \
 	fi
 
@@ -31,7 +32,7 @@ run: $(STAMP)
 	fi
 	$(VENV)/bin/cloudfilm serve --data $(DATA) --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP) system-deps

@@ -89,6 +89,8 @@ class Server:
     log_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    dimse_port: int = 0  # DIMSE off unless a test asks for it (set a free_port())
+    ae_title: str = "CLOUDFILM"
 
     @property
     def url(self) -> str:
@@ -103,7 +105,8 @@ class Server:
         env = cli_env(self.database_url) | self.extra_env
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cloudfilm", "serve", "--data", str(self.data_dir),
-             "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+             "--host", "127.0.0.1", "--port", str(self.port),
+             "--dimse-port", str(self.dimse_port), "--ae-title", self.ae_title, *self.extra_args],
             env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60

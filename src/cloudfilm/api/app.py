@@ -1,20 +1,20 @@
-"""The ASGI application: DICOMweb under /dicomweb, WADO-URI at /wado, health at /healthz."""
+"""The ASGI application: DICOMweb under /dicomweb, JSON API under /api, WADO-URI at /wado."""
 
 from __future__ import annotations
-
-from contextlib import asynccontextmanager
-from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
+from cloudfilm.api import admin, wado_uri
 from cloudfilm.api.dicomweb import delete, qido, rendered, stow, wado
-from cloudfilm.api import wado_uri
 from cloudfilm.api.errors import http_exception_handler
 from cloudfilm.services.archive import Archive
+
+DICOMWEB_ROUTERS = [stow, qido, wado, rendered, delete]
+API_ROUTERS = [admin]
 
 
 async def healthz(request: Request) -> Response:
@@ -23,20 +23,16 @@ async def healthz(request: Request) -> Response:
 
 def create_app(archive: Archive) -> Starlette:
     """Build the app around an opened archive (the caller owns its lifetime)."""
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-
-    dicomweb = stow.routes + qido.routes + wado.routes + rendered.routes + delete.routes
+    dicomweb: list[BaseRoute] = [r for module in DICOMWEB_ROUTERS for r in module.routes]
+    api: list[BaseRoute] = [r for module in API_ROUTERS for r in module.routes]
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/wado", wado_uri.wado, methods=["GET"]),
             Mount("/dicomweb", routes=dicomweb),
+            Mount("/api", routes=api),
         ],
         exception_handlers={HTTPException: http_exception_handler},
-        lifespan=lifespan,
     )
     app.state.archive = archive
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cloudfilm.config import Settings
 from cloudfilm.services.deletion import DeletionService
 from cloudfilm.services.ingest import IngestService
+from cloudfilm.services.nodes import NodeService
 from cloudfilm.services.query import QueryService
 from cloudfilm.services.retrieve import RetrieveService
 from cloudfilm.storage.blobs import FileSystemBlobStore
@@ -22,6 +23,7 @@ class Archive:
     retrieve: RetrieveService
     deletion: DeletionService
     query: QueryService
+    nodes: NodeService
 
     @classmethod
     def open(cls, settings: Settings, *, recover: bool = True) -> "Archive":
@@ -34,7 +36,8 @@ class Archive:
                       ingest=IngestService(index, blobs, overwrite=settings.overwrite),
                       retrieve=RetrieveService(index, blobs),
                       deletion=DeletionService(index, blobs),
-                      query=QueryService(index))
+                      query=QueryService(index),
+                      nodes=NodeService(index))
         if recover:
             archive.ingest.recover()
         return archive

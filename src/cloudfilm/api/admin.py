@@ -1,0 +1,54 @@
+"""Admin JSON API: known remote nodes (``/api/admin/nodes``), mirroring ``cloudfilm node``."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from cloudfilm.domain.nodes import InvalidNode, Node
+from cloudfilm.services.archive import Archive
+from cloudfilm.services.nodes import UnknownNode
+
+
+def _archive(request: Request) -> Archive:
+    return request.app.state.archive  # type: ignore[no-any-return]
+
+
+async def list_nodes(request: Request) -> Response:
+    nodes = await run_in_threadpool(_archive(request).nodes.list)
+    return JSONResponse([n.as_dict() for n in nodes])
+
+
+async def add_node(request: Request) -> Response:
+    try:
+        body = orjson.loads(await request.body())
+        node = Node(str(body["name"]), str(body["aet"]), str(body["host"]), int(body["port"]),
+                    body.get("dicomweb"))
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise HTTPException(400, f"invalid node: {exc}") from exc
+    except KeyError as exc:
+        raise HTTPException(400, f"invalid node: field {exc.args[0]!r} is required") from exc
+    try:
+        await run_in_threadpool(_archive(request).nodes.add, node)
+    except InvalidNode as exc:
+        raise HTTPException(409 if "exists" in str(exc) else 400, str(exc)) from exc
+    return JSONResponse(node.as_dict(), status_code=201)
+
+
+async def remove_node(request: Request) -> Response:
+    try:
+        await run_in_threadpool(_archive(request).nodes.remove, request.path_params["name"])
+    except UnknownNode as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/admin/nodes", list_nodes, methods=["GET"]),
+    Route("/admin/nodes", add_node, methods=["POST"]),
+    Route("/admin/nodes/{name}", remove_node, methods=["DELETE"]),
+]

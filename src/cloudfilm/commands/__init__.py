@@ -1,0 +1,1 @@
+"""Command groups of the ``cloudfilm`` CLI; each module exposes ``register(subparsers)``."""

@@ -1,0 +1,63 @@
+"""``cloudfilm serve``: DICOMweb over HTTP and the DIMSE node, in one process."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from typing import Any
+
+from cloudfilm.commands.common import add_data_arg
+from cloudfilm.config import Settings
+from cloudfilm.services.archive import Archive
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cloudfilm.api.app import create_app
+
+    if not is_loopback(args.host) and not args.insecure_no_auth:
+        print(f"refusing to listen on {args.host}: access control is not enabled yet, so only "
+              "loopback addresses are allowed; pass --insecure-no-auth to override", file=sys.stderr)
+        return 2
+    archive = Archive.open(Settings.load(args.data))
+    dimse: Any = None
+    try:
+        if args.dimse_port:
+            from cloudfilm.dimse.server import start_dimse
+
+            dimse = start_dimse(archive, ae_title=args.ae_title, host=args.host, port=args.dimse_port)
+        print(f"cloudfilm serving {archive.settings.data_dir} at http://{args.host}:{args.port}/dicomweb"
+              + (f" and DIMSE {args.ae_title}@{args.host}:{args.dimse_port}" if dimse else ""),
+              flush=True)
+        config = uvicorn.Config(create_app(archive), host=args.host, port=args.port, loop="uvloop",
+                                http="httptools", access_log=False, log_level="warning",
+                                timeout_keep_alive=30)
+        uvicorn.Server(config).run()
+    finally:
+        if dimse is not None:
+            dimse.stop()
+        archive.close()
+    return 0
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="start the DICOMweb server and the DIMSE node")
+    add_data_arg(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--dimse-port", type=int, default=11112, help="DIMSE port; 0 turns DIMSE off")
+    serve.add_argument("--ae-title", default="CLOUDFILM", help="our AE title")
+    serve.add_argument("--insecure-no-auth", action="store_true",
+                       help="allow a non-loopback host before access control exists")
+    serve.set_defaults(func=run)

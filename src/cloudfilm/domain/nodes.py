@@ -1,0 +1,42 @@
+"""Known remote DICOM nodes: validated at construction (PS3.5 §6.2 AE rules)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class InvalidNode(ValueError):
+    """A node definition that can't be used; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    dicomweb_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise InvalidNode(f"name {self.name!r}: use letters, digits, '_', '.', '-' (max 64)")
+        title = self.ae_title.strip()
+        if not title or len(title) > 16 or "\\" in title or not title.isprintable():
+            raise InvalidNode(f"aet {self.ae_title!r}: an AE title is 1-16 printable characters, "
+                              "no backslash (PS3.5 Table 6.2-1, AE)")
+        if not self.host:
+            raise InvalidNode("host is required")
+        if not 1 <= self.port <= 65535:
+            raise InvalidNode(f"port {self.port}: must be 1-65535")
+        if self.dicomweb_url:
+            parsed = urlparse(self.dicomweb_url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise InvalidNode(f"dicomweb {self.dicomweb_url!r}: must be an http(s) URL")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "aet": self.ae_title, "host": self.host, "port": self.port,
+                "dicomweb": self.dicomweb_url}
