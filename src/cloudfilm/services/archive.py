@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloudfilm.config import Settings
+from cloudfilm.services.audit import AuditLog
+from cloudfilm.services.credentials import load_server_key
 from cloudfilm.services.deletion import DeletionService
 from cloudfilm.services.ingest import IngestService
 from cloudfilm.services.nodes import NodeService
+from cloudfilm.services.outbox import Outbox
 from cloudfilm.services.query import QueryService
+from cloudfilm.services.ratelimit import RateLimiter
 from cloudfilm.services.retrieve import RetrieveService
 from cloudfilm.storage.blobs import FileSystemBlobStore
 from cloudfilm.storage.index.db import Index
@@ -24,6 +28,10 @@ class Archive:
     deletion: DeletionService
     query: QueryService
     nodes: NodeService
+    audit: AuditLog
+    outbox: Outbox
+    rate_limiter: RateLimiter
+    server_key: bytes
 
     @classmethod
     def open(cls, settings: Settings, *, recover: bool = True) -> "Archive":
@@ -37,7 +45,11 @@ class Archive:
                       retrieve=RetrieveService(index, blobs),
                       deletion=DeletionService(index, blobs),
                       query=QueryService(index),
-                      nodes=NodeService(index))
+                      nodes=NodeService(index),
+                      audit=AuditLog(index),
+                      outbox=Outbox(index),
+                      rate_limiter=RateLimiter(index),
+                      server_key=load_server_key(settings.data_dir))
         if recover:
             archive.ingest.recover()
         return archive

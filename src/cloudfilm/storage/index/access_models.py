@@ -119,6 +119,7 @@ class GrantRow(Base):
                                                           index=True)
     permissions: Mapped[str] = mapped_column(String(64), default="view")  # comma list
     secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    secret_nonce: Mapped[str | None] = mapped_column(String(64), nullable=True)  # see credentials.py
     pin_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
     valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     valid_until: Mapped[date | None] = mapped_column(Date, nullable=True)

@@ -150,6 +150,7 @@ def upgrade() -> None:
     sa.Column('physician_user_id', sa.Integer(), nullable=True),
     sa.Column('permissions', sa.String(length=64), nullable=False),
     sa.Column('secret_hash', sa.String(length=64), nullable=True),
+    sa.Column('secret_nonce', sa.String(length=64), nullable=True),
     sa.Column('pin_hash', sa.String(length=256), nullable=True),
     sa.Column('valid_from', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.Column('valid_until', sa.Date(), nullable=True),

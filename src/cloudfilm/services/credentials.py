@@ -1,0 +1,81 @@
+"""Secrets, tokens, passwords and PINs: random, and stored only as hashes.
+
+- Tokens and session ids: 256 random bits (``secrets.token_urlsafe(32)``); the index
+  keeps their SHA-256, looked up by hash and compared in constant time.
+- Passwords and PINs: argon2id (argon2-cffi's defaults, RFC 9106 second recommendation).
+- Share-link secrets must be shown again (renewal keeps the same link and QR code)
+  without storing them: each is HMAC-SHA256(server key, 128-bit random nonce). The
+  index holds the nonce and SHA-256(secret); the server key lives outside the index
+  (``<data>/server.key``, mode 0600, or CLOUDFILM_SECRET_KEY), so a copy of the
+  database alone reveals no link.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+_HASHER = PasswordHasher()
+KEY_FILE = "server.key"
+
+
+def new_token() -> str:
+    """A bearer token, session id or claim secret: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def same_hash(stored: str, token: str) -> bool:
+    """Constant-time comparison of a stored hash with a presented token's hash."""
+    return hmac.compare_digest(stored.encode("ascii"), token_hash(token).encode("ascii"))
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    """argon2id verification; a missing hash still costs one hash (no timing oracle)."""
+    if not stored:
+        _HASHER.hash(password)
+        return False
+    try:
+        return _HASHER.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def load_server_key(data_dir: Path) -> bytes:
+    """The deployment's HMAC key: from the environment, else a 0600 file made once."""
+    configured = os.environ.get("CLOUDFILM_SECRET_KEY")
+    if configured:
+        return hashlib.sha256(configured.encode("utf-8")).digest()
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+            fh.flush()
+            os.fsync(fh.fileno())
+    return path.read_bytes()
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def share_secret(server_key: bytes, nonce: str) -> str:
+    """The link secret for a grant: reproducible by the server, never stored."""
+    digest = hmac.new(server_key, f"share-link:{nonce}".encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
