@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -52,7 +52,9 @@ class MultipartReceiver:
     """Feed it body chunks; it stages each part of the accepted type as a file."""
 
     def __init__(self, boundary: str, default_type: str, accepted: set[str],
-                 blobs: FileSystemBlobStore) -> None:
+                 blobs: FileSystemBlobStore,
+                 on_part: Callable[[ReceivedPart], None] | None = None) -> None:
+        self.on_part = on_part
         self.default_type = default_type
         self.accepted = accepted
         self.blobs = blobs
@@ -126,9 +128,11 @@ class MultipartReceiver:
             self.parts.append(ReceivedPart(content_type, error=f"unsupported part media type {content_type!r}"))
             return
         current.fh.close()
-        self.parts.append(ReceivedPart(content_type, current.path, current.size,
-                                       current.digest.hexdigest()))
+        part = ReceivedPart(content_type, current.path, current.size, current.digest.hexdigest())
+        self.parts.append(part)
         self._current = _Current()
+        if self.on_part is not None:
+            self.on_part(part)
 
     def _end(self) -> None:
         self._ended = True

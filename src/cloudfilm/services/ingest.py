@@ -51,7 +51,9 @@ class IngestOutcome:
 
 
 @dataclass
-class _Pending:
+class PreparedInstance:
+    """A staged blob after parsing: facts to index, or the reason it failed."""
+
     staged: StagedBlob
     facts: InstanceFacts | None = None
     outcome: IngestOutcome | None = None
@@ -88,20 +90,11 @@ class IngestService:
     def ingest_staged(self, staged: Sequence[StagedBlob],
                       expected_study_uid: str | None = None) -> list[IngestOutcome]:
         """Parse, index and publish staged blobs; one outcome per blob, in order."""
-        pending = [self._parse(item, expected_study_uid) for item in staged]
-        try:
-            self._index(pending)
-        finally:
-            for item in pending:
-                if item.publish and item.facts is not None:
-                    self.blobs.commit(item.staged, blob_key_for(item.facts.sop_instance_uid))
-                else:
-                    self.blobs.discard(item.staged)
-        return [item.outcome or _failure(item.facts, "not processed", PROCESSING_FAILURE)
-                for item in pending]
+        return self.index_and_publish([self.prepare(item, expected_study_uid) for item in staged])
 
-    def _parse(self, staged: StagedBlob, expected_study_uid: str | None) -> _Pending:
-        item = _Pending(staged)
+    def prepare(self, staged: StagedBlob, expected_study_uid: str | None = None) -> "PreparedInstance":
+        """Parse one staged blob (thread-safe: STOW prepares parts while the body arrives)."""
+        item = PreparedInstance(staged)
         try:
             item.facts = parse_instance(staged.path)
         except InvalidInstance as exc:
@@ -113,7 +106,20 @@ class IngestService:
                 f"study in the request URL ({expected_study_uid})", CONFLICT)
         return item
 
-    def _index(self, pending: list[_Pending]) -> None:
+    def index_and_publish(self, pending: list["PreparedInstance"]) -> list[IngestOutcome]:
+        """One index transaction for the batch, then publish; only then may the caller answer."""
+        try:
+            self._index(pending)
+        finally:
+            for item in pending:
+                if item.publish and item.facts is not None:
+                    self.blobs.commit(item.staged, blob_key_for(item.facts.sop_instance_uid))
+                else:
+                    self.blobs.discard(item.staged)
+        return [item.outcome or _failure(item.facts, "not processed", PROCESSING_FAILURE)
+                for item in pending]
+
+    def _index(self, pending: list[PreparedInstance]) -> None:
         todo = [p for p in pending if p.outcome is None]
         if not todo:
             return
@@ -123,7 +129,7 @@ class IngestService:
                 self._index_one(session, item, cache)
             session.commit()
 
-    def _index_one(self, session: Session, item: _Pending, cache: ParentCache) -> None:
+    def _index_one(self, session: Session, item: PreparedInstance, cache: ParentCache) -> None:
         facts = item.facts
         assert facts is not None
         existing = find_instance(session, facts.sop_instance_uid)

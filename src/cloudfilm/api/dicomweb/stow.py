@@ -8,6 +8,7 @@ ReferencedSOPSequence and FailedSOPSequence (PS3.18 Table 10.5.3-2).
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import orjson
@@ -22,8 +23,7 @@ from cloudfilm.api.multipart import MalformedBody, MultipartReceiver, ReceivedPa
 from cloudfilm.api.responses import DICOM_JSON
 from cloudfilm.api.urls import dicomweb_base, instance_url, study_url
 from cloudfilm.services.archive import Archive
-from cloudfilm.services.ingest import IngestOutcome
-from cloudfilm.storage.blobs import StagedBlob
+from cloudfilm.services.ingest import IngestOutcome, PreparedInstance
 
 DICOM = "application/dicom"
 CANNOT_UNDERSTAND = 0xC000
@@ -46,36 +46,53 @@ def _boundary(request: Request) -> tuple[str, str]:
     return boundary, part_type
 
 
-async def _receive(request: Request, archive: Archive) -> list[ReceivedPart]:
+# Parts are fsynced and parsed here while the rest of the body is still arriving:
+# fsync releases the GIL, so concurrent fsyncs of a batch overlap (and share journal commits).
+_PREPARE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stow-prepare")
+
+
+def _prepare(archive: Archive, part: ReceivedPart, study: str | None) -> PreparedInstance:
+    assert part.path is not None
+    staged = archive.blobs.seal(part.path, part.size, part.sha256)
+    return archive.ingest.prepare(staged, study)
+
+
+class _Preparing:
+    """One future per received part, in order; refused parts carry their outcome directly."""
+
+    def __init__(self, archive: Archive, study: str | None) -> None:
+        self.archive, self.study = archive, study
+        self.slots: list[Future[PreparedInstance] | IngestOutcome] = []
+
+    def __call__(self, part: ReceivedPart) -> None:
+        if part.path is None:
+            self.slots.append(IngestOutcome("failed", reason=part.error, code=CANNOT_UNDERSTAND))
+        else:
+            self.slots.append(_PREPARE.submit(_prepare, self.archive, part, self.study))
+
+    def settle(self) -> None:
+        wait([s for s in self.slots if isinstance(s, Future)])
+
+    def store(self) -> list[IngestOutcome]:
+        """Index and publish every prepared part (runs in a worker thread)."""
+        prepared = [s.result() for s in self.slots if isinstance(s, Future)]
+        stored = iter(self.archive.ingest.index_and_publish(prepared))
+        return [s if isinstance(s, IngestOutcome) else next(stored) for s in self.slots]
+
+
+async def _receive(request: Request, archive: Archive, preparing: _Preparing) -> None:
     boundary, part_type = _boundary(request)
-    receiver = MultipartReceiver(boundary, part_type, {DICOM}, archive.blobs)
+    receiver = MultipartReceiver(boundary, part_type, {DICOM}, archive.blobs, on_part=preparing)
     try:
         async for chunk in request.stream():
             receiver.feed(chunk)
-        return receiver.finish()
-    except MalformedBody as exc:
+        receiver.finish()
+    except BaseException as exc:
+        await run_in_threadpool(preparing.settle)
         receiver.abort()
-        raise HTTPException(400, str(exc)) from exc
-    except BaseException:
-        receiver.abort()
+        if isinstance(exc, MalformedBody):
+            raise HTTPException(400, str(exc)) from exc
         raise
-
-
-def _store(archive: Archive, parts: list[ReceivedPart], study: str | None) -> list[IngestOutcome]:
-    """fsync, parse, index and publish (runs in a worker thread)."""
-    staged: list[StagedBlob] = []
-    slots: list[int] = []
-    outcomes: list[IngestOutcome | None] = []
-    for part in parts:
-        if part.path is None:
-            outcomes.append(IngestOutcome("failed", reason=part.error, code=CANNOT_UNDERSTAND))
-            continue
-        slots.append(len(outcomes))
-        outcomes.append(None)
-        staged.append(archive.blobs.seal(part.path, part.size, part.sha256))
-    for slot, outcome in zip(slots, archive.ingest.ingest_staged(staged, study)):
-        outcomes[slot] = outcome
-    return [o for o in outcomes if o is not None]
 
 
 def _uid(value: str) -> dict[str, Any]:
@@ -116,10 +133,11 @@ def _status(outcomes: list[IngestOutcome]) -> int:
 async def store_instances(request: Request) -> Response:
     archive: Archive = request.app.state.archive
     study = request.path_params.get("study")
-    parts = await _receive(request, archive)
-    if not parts:
+    preparing = _Preparing(archive, study)
+    await _receive(request, archive, preparing)
+    if not preparing.slots:
         raise HTTPException(400, "the request holds no parts")
-    outcomes = await run_in_threadpool(_store, archive, parts, study)
+    outcomes = await run_in_threadpool(preparing.store)
     body = _response_body(outcomes, dicomweb_base(request), study)
     return Response(orjson.dumps(body), status_code=_status(outcomes), media_type=DICOM_JSON)
 
