@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from cloudfilm.commands import archive, nodes, serve
+from cloudfilm.commands import archive, nodes, remote, serve
 
-COMMAND_MODULES = [serve, archive, nodes]
+COMMAND_MODULES = [serve, archive, nodes, remote]
 
 
 def build_parser() -> argparse.ArgumentParser:
