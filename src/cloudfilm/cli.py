@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from cloudfilm.commands import archive, nodes, remote, serve
+from cloudfilm.commands import archive, media, nodes, remote, serve
 
-COMMAND_MODULES = [serve, archive, nodes, remote]
+COMMAND_MODULES = [serve, archive, nodes, remote, media]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,13 +8,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from cloudfilm.api import admin, wado_uri
+from cloudfilm.api import admin, documents, export, uploads, wado_uri
 from cloudfilm.api.dicomweb import delete, qido, rendered, stow, wado
 from cloudfilm.api.errors import http_exception_handler
 from cloudfilm.services.archive import Archive
 
 DICOMWEB_ROUTERS = [stow, qido, wado, rendered, delete]
-API_ROUTERS = [admin]
+API_ROUTERS = [admin, uploads, documents, export]
 
 
 async def healthz(request: Request) -> Response:

@@ -1,0 +1,68 @@
+"""Download studies as an IHE PDI zip (services/export.py), streamed as it is written.
+
+``GET /api/studies/{study}/export.zip`` and ``GET /api/patients/{patient_id}/export.zip``
+(every study of that PatientID; ``?issuer=`` picks the IssuerOfPatientID, and is
+needed when the ID exists under several issuers: 409 otherwise). The plan (and so
+any 404) is settled before the first byte is sent.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from cloudfilm.api.multipart import in_thread_batches
+from cloudfilm.api.uploads import authorize
+from cloudfilm.services.archive import Archive
+from cloudfilm.services.export import (
+    AmbiguousPatient,
+    ExportPlan,
+    UnknownPatient,
+    UnknownStudies,
+    stream_export,
+    studies_for,
+)
+
+
+def _zip_response(archive: Archive, plan: ExportPlan, name: str) -> Response:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100]
+    return StreamingResponse(
+        in_thread_batches(stream_export(plan, archive.blobs)), media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{safe}.zip"'})
+
+
+async def _plan(archive: Archive, studies: list[str], patient: str | None,
+                issuer: str | None) -> ExportPlan:
+    try:
+        return await run_in_threadpool(studies_for, archive, studies, patient, issuer)
+    except (UnknownStudies, UnknownPatient) as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except AmbiguousPatient as exc:
+        raise HTTPException(409, str(exc)) from exc
+
+
+async def export_study(request: Request) -> Response:
+    archive: Archive = request.app.state.archive
+    study = request.path_params["study"]
+    await authorize(request, "export", f"study/{study}")
+    plan = await _plan(archive, [study], None, None)
+    return _zip_response(archive, plan, f"study-{study}")
+
+
+async def export_patient(request: Request) -> Response:
+    archive: Archive = request.app.state.archive
+    patient_id = request.path_params["patient_id"]
+    await authorize(request, "export", f"patient/{patient_id}")
+    plan = await _plan(archive, [], patient_id, request.query_params.get("issuer"))
+    return _zip_response(archive, plan, f"patient-{patient_id}")
+
+
+routes = [
+    Route("/studies/{study}/export.zip", export_study, methods=["GET"]),
+    Route("/patients/{patient_id}/export.zip", export_patient, methods=["GET"]),
+]
