@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from cloudfilm.commands import archive, media, nodes, remote, serve
+from cloudfilm.commands import archive, audit, media, nodes, people, remote, retention, serve, users
 
-COMMAND_MODULES = [serve, archive, nodes, remote, media]
+COMMAND_MODULES = [serve, archive, nodes, remote, media, users, audit, retention, people]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from cloudfilm.api import admin, documents, export, uploads, wado_uri
+from cloudfilm.api import (
+    admin, audit, documents, export, links, login, notifications, people, shares, uploads, wado_uri,
+)
+from cloudfilm.api.authn import AuthenticationMiddleware
 from cloudfilm.api.dicomweb import delete, qido, rendered, stow, wado
 from cloudfilm.api.errors import http_exception_handler
 from cloudfilm.services.archive import Archive
 
 DICOMWEB_ROUTERS = [stow, qido, wado, rendered, delete]
-API_ROUTERS = [admin, uploads, documents, export]
+API_ROUTERS = [admin, uploads, documents, export, login, audit, notifications, people, shares]
 
 
 async def healthz(request: Request) -> Response:
@@ -31,8 +35,11 @@ def create_app(archive: Archive) -> Starlette:
             Route("/wado", wado_uri.wado, methods=["GET"]),
             Mount("/dicomweb", routes=dicomweb),
             Mount("/api", routes=api),
+            *login.page_routes,
+            *links.page_routes,
         ],
         exception_handlers={HTTPException: http_exception_handler},
+        middleware=[Middleware(AuthenticationMiddleware)],
     )
     app.state.archive = archive
     return app

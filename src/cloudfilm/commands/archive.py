@@ -48,6 +48,31 @@ def run_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_demo_logins(args: argparse.Namespace) -> int:
+    """Print the demo logins (creating them once); the demo patient owns the first demo person's
+    records at both hospitals, so their timeline spans two hospitals."""
+    import json
+
+    from cloudfilm.domain.access import Principal, Role
+    from cloudfilm.services.accounts import accounts_of, ensure_demo_users
+    from cloudfilm.services.people import PeopleService
+
+    with opened(args) as archive:
+        logins = ensure_demo_users(archive)
+        truth_path = archive.settings.data_dir / "demo-truth.json"
+        patient = accounts_of(archive).get_user("demo-patient")
+        if truth_path.exists() and patient is not None and patient.person_id is not None:
+            system = Principal("user", None, "demo-setup", Role.ADMIN)
+            first = json.loads(truth_path.read_text())["patients"][0]
+            for record in first["records"]:
+                PeopleService(archive).link(system, patient.person_id, record["patient_id"],
+                                            record["issuer"])
+    print("demo logins (http://127.0.0.1:8080/login):")
+    for username, role, password in logins:
+        print(f"  {role.value:<10} {username:<18} {password}")
+    return 0
+
+
 def run_check(args: argparse.Namespace) -> int:
     from cloudfilm.services.check import check_archive
 
@@ -71,6 +96,10 @@ def register(commands: Any) -> None:
     demo.add_argument("--patients", type=int, default=3)
     demo.add_argument("--slices", type=int, default=120, help="slices per CT series")
     demo.set_defaults(func=run_demo)
+
+    logins = commands.add_parser("demo-logins", help="create (once) and print the demo logins")
+    add_data_arg(logins)
+    logins.set_defaults(func=run_demo_logins)
 
     check = commands.add_parser("check", help="verify index rows against stored blobs")
     add_data_arg(check)

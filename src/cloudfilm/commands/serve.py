@@ -30,8 +30,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"refusing to listen on {args.host}: access control is not enabled yet, so only "
               "loopback addresses are allowed; pass --insecure-no-auth to override", file=sys.stderr)
         return 2
+    from cloudfilm.services.notifications import start_notification_worker
+
     archive = Archive.open(Settings.load(args.data))
     dimse: Any = None
+    notifier = start_notification_worker(archive)
     try:
         if args.dimse_port:
             from cloudfilm.dimse.server import start_dimse
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
                                 timeout_keep_alive=30)
         uvicorn.Server(config).run()
     finally:
+        notifier.stop()
         if dimse is not None:
             dimse.stop()
         archive.close()

@@ -1,0 +1,140 @@
+"""Audit JSON API: the export for auditors and "who accessed my images" for patients.
+
+``GET /api/audit?format=fhir|dicom|json&since=&until=&person=&limit=``
+    FHIR R4 Bundle of AuditEvents (IHE BALP), DICOM PS3.15 A.5 XML (one AuditMessage
+    per record inside ``AuditMessages``), or the readable JSON of the access log;
+    oldest first. Admin only (the check is added by the authentication layer).
+``GET /api/me/access-log?limit=&person=``
+    Records about the caller's own person, and the persons they act for, newest first.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cloudfilm.api.authn import require_user
+from cloudfilm.api.errors import BadParameter
+from cloudfilm.domain.access import Role
+from cloudfilm.domain.audit import EVENT_CODES
+from cloudfilm.services.archive import Archive
+from cloudfilm.services.audit import AuditRecord
+from cloudfilm.services.audit_export import dicom_audit_messages_xml, fhir_bundle
+
+FORMATS = {"fhir": "application/fhir+json", "dicom": "application/xml", "json": "application/json"}
+DEFAULT_LIMIT, MAX_LIMIT = 1000, 10_000
+
+# action -> what a patient reads in their access log
+ACTION_TEXT = {
+    "login": "signed in", "login-failed": "failed to sign in", "logout": "signed out",
+    "view": "viewed images", "download": "downloaded images", "query": "searched",
+    "upload": "uploaded images", "store": "received images", "delete": "deleted images",
+    "share-create": "shared images", "share-renew": "renewed a share",
+    "share-revoke": "revoked a share", "share-open": "opened a shared link",
+    "link": "linked a hospital record", "unlink": "unlinked a hospital record",
+    "admin": "changed settings",
+}
+
+
+def _archive(request: Request) -> Archive:
+    return request.app.state.archive  # type: ignore[no-any-return]
+
+
+def _json(body: Any, status: int = 200, media_type: str = "application/json") -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=media_type)
+
+
+def parse_instant(name: str, value: str, *, end: bool = False) -> datetime:
+    """An ISO date (a whole day; ``end`` makes it exclusive at the next midnight) or date-time."""
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value) + timedelta(days=1 if end else 0)
+            return datetime.combine(day, time(), timezone.utc)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadParameter(name, "expected an ISO 8601 date or date-time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def parse_int(request: Request, name: str, default: int | None, *, low: int = 1,
+              high: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadParameter(name, "expected an integer") from exc
+    if value < low or (high is not None and value > high):
+        raise BadParameter(name, f"must be between {low} and {high}")
+    return value
+
+
+def readable(record: AuditRecord) -> dict[str, Any]:
+    """A record as an access log line: when, who, role, on behalf of, what, study, from where."""
+    entry = record.entry
+    return {"id": record.id, "when": record.at.isoformat(), "who": entry.actor,
+            "role": entry.actor_role, "on_behalf_of": entry.on_behalf_of,
+            "what": ACTION_TEXT.get(entry.action, entry.action), "action": entry.action,
+            "event": EVENT_CODES[entry.action][1], "person_id": entry.person_id,
+            "study": entry.study_uid, "from": entry.source, "outcome": entry.outcome}
+
+
+async def export_audit(request: Request) -> Response:
+    require_user(request, [Role.ADMIN])
+    params = request.query_params
+    kind = params.get("format", "fhir")
+    if kind not in FORMATS:
+        raise BadParameter("format", f"must be one of {', '.join(FORMATS)}")
+    since = parse_instant("since", params["since"]) if params.get("since") else None
+    until = parse_instant("until", params["until"], end=True) if params.get("until") else None
+    person = parse_int(request, "person", None, low=0)
+    limit = parse_int(request, "limit", DEFAULT_LIMIT, high=MAX_LIMIT) or DEFAULT_LIMIT
+    records = await run_in_threadpool(
+        _archive(request).audit.query, since=since, until=until,
+        person_ids=None if person is None else [person], limit=limit)
+    if kind == "dicom":
+        return Response(dicom_audit_messages_xml(records), media_type=FORMATS["dicom"])
+    if kind == "json":
+        return _json([readable(r) for r in records])
+    return _json(fhir_bundle(records), media_type=FORMATS["fhir"])
+
+
+def caller_persons(request: Request) -> set[int]:
+    """The persons whose log the caller may read: their own and those they act for (401 if
+    nobody is signed in)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or getattr(principal, "kind", "anonymous") == "anonymous":
+        raise HTTPException(401, "sign in to see who accessed your images")
+    persons = set(getattr(principal, "acting_for", ()) or ())
+    if getattr(principal, "own_person_id", None) is not None:
+        persons.add(principal.own_person_id)
+    return persons
+
+
+async def my_access_log(request: Request) -> Response:
+    persons = caller_persons(request)
+    wanted = parse_int(request, "person", None, low=0)
+    if wanted is not None:
+        if wanted not in persons:
+            raise HTTPException(403, "you may only read the access log of your own images")
+        persons = {wanted}
+    limit = parse_int(request, "limit", 200, high=MAX_LIMIT) or 200
+    if not persons:
+        return _json([])
+    records = await run_in_threadpool(_archive(request).audit.query, person_ids=persons,
+                                      limit=limit, newest_first=True)
+    return _json([readable(r) for r in records])
+
+
+routes = [
+    Route("/audit", export_audit, methods=["GET"]),
+    Route("/me/access-log", my_access_log, methods=["GET"]),
+]

@@ -1,0 +1,211 @@
+"""Who is asking: bearer tokens and session cookies become a Principal on every request.
+
+Why a middleware: every route (DICOMweb, JSON API, pages) must see the same principal,
+resolved once. It only *identifies*; routes decide with ``require_user`` or
+``domain.access.decide``. Two things it does refuse on its own, for every route:
+an ``Authorization: Bearer`` token that is not live (401, so a client notices), and an
+unsafe request authenticated by the session cookie without the session's CSRF token
+(403; the token comes in the ``X-CSRF-Token`` header or a ``csrf`` form field — in
+multipart forms put that field first).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Iterable
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cloudfilm.domain.access import ANONYMOUS, Principal, Role
+from cloudfilm.services import credentials
+from cloudfilm.services.accounts import (
+    AccountService, ResolvedSession, accounts_of, principal_for_user,
+)
+
+__all__ = [
+    "AuthenticationMiddleware", "CSRF_EXEMPT_PATHS", "SESSION_COOKIE", "CSRF_COOKIE",
+    "clear_session_cookies", "client_ip", "principal", "principal_for_user", "require_user",
+    "set_session_cookies", "wants_secure_cookies",
+]
+
+SESSION_COOKIE = "cf_session"
+CSRF_COOKIE = "cf_csrf"          # readable by page scripts, to echo in X-CSRF-Token
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Routes that check a pre-session CSRF token of their own (no session exists yet).
+CSRF_EXEMPT_PATHS: set[str] = {"/login"}
+FORM_PREFIX_LIMIT = 64 * 1024
+_MULTIPART_CSRF = re.compile(rb'name="csrf"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n')
+
+
+def client_ip(conn: HTTPConnection) -> str:
+    """The peer address (uvicorn already applied X-Forwarded-For from trusted proxies)."""
+    return conn.client.host if conn.client else ""
+
+
+def wants_secure_cookies(conn: HTTPConnection) -> bool:
+    """HTTPS directly, or behind a proxy that says so."""
+    forwarded = conn.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return conn.url.scheme == "https" or forwarded == "https"
+
+
+def set_session_cookies(response: Response, conn: HTTPConnection, session_id: str,
+                        csrf: str) -> None:
+    """The session id HttpOnly; the CSRF token readable by scripts; both SameSite=Lax."""
+    secure = wants_secure_cookies(conn)
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax", secure=secure,
+                        path="/")
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=False, samesite="lax", secure=secure,
+                        path="/")
+
+
+def clear_session_cookies(response: Response, conn: HTTPConnection) -> None:
+    secure = wants_secure_cookies(conn)
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        response.delete_cookie(name, path="/", secure=secure, httponly=name == SESSION_COOKIE,
+                               samesite="lax")
+
+
+def principal(conn: HTTPConnection) -> Principal:
+    """The request's principal (anonymous when the middleware found none)."""
+    return getattr(conn.state, "principal", ANONYMOUS)
+
+
+def require_user(request: HTTPConnection, roles: Iterable[Role | str] | None = None, *,
+                 allow_share: bool = False) -> Principal:
+    """The logged-in user, or a JSON 401 (not logged in) / 403 (role not allowed)."""
+    who = principal(request)
+    if who.kind == "anonymous" or (who.kind == "share" and not allow_share) \
+            or who.kind not in ("user", "share"):
+        raise HTTPException(401, "authentication required: log in at /login or send "
+                                 "'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": 'Bearer realm="cloudfilm"'})
+    allowed = {Role(r) for r in roles} if roles is not None else None
+    if allowed is not None and who.role not in allowed:
+        names = ", ".join(sorted(r.value for r in allowed))
+        raise HTTPException(403, f"forbidden: this needs one of the roles {names}; "
+                                 f"you are {who.role.value if who.role else who.kind}")
+    return who
+
+
+def _bearer(conn: HTTPConnection) -> str | None:
+    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"status": status, "error": message}, status_code=status, headers=headers)
+
+
+class AuthenticationMiddleware:
+    """Pure ASGI, so streaming bodies (STOW) pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        accounts = accounts_of(scope["app"].state.archive)
+        scope.setdefault("state", {})
+        token = _bearer(conn)
+        if token is not None:
+            await self._with_token(accounts, token, scope, receive, send)
+            return
+        session_id = conn.cookies.get(SESSION_COOKIE)
+        resolved = (await run_in_threadpool(accounts.resolve_session, session_id)
+                    if session_id else None)
+        if resolved is None:
+            scope["state"].update(principal=ANONYMOUS, auth_method=None, csrf_token=None)
+            await self.app(scope, receive, send)
+            return
+        await self._with_session(conn, resolved, scope, receive, send)
+
+    async def _with_token(self, accounts: AccountService, token: str, scope: Scope,
+                          receive: Receive, send: Send) -> None:
+        who = await run_in_threadpool(accounts.principal_for_token, token)
+        if who is None:
+            response = _error(401, "invalid, expired or revoked bearer token", {
+                "WWW-Authenticate": 'Bearer realm="cloudfilm", error="invalid_token"'})
+            await response(scope, receive, send)
+            return
+        scope["state"].update(principal=who, auth_method="token", csrf_token=None)
+        await self.app(scope, receive, send)
+
+    async def _with_session(self, conn: HTTPConnection, resolved: ResolvedSession, scope: Scope,
+                            receive: Receive, send: Send) -> None:
+        cookie_csrf = conn.cookies.get(CSRF_COOKIE, "")
+        scope["state"].update(
+            principal=resolved.principal, auth_method="session",
+            csrf_token=cookie_csrf if cookie_csrf and _matches(resolved.csrf_hash, cookie_csrf)
+            else None)
+        if scope["method"] in SAFE_METHODS or scope["path"] in CSRF_EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        presented, receive = await _presented_csrf(conn, receive)
+        if not presented or not _matches(resolved.csrf_hash, presented):
+            response = _error(403, "missing or invalid CSRF token: send the session's token in "
+                                   "the X-CSRF-Token header or the 'csrf' form field")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _matches(stored_hash: str, presented: str) -> bool:
+    return hmac.compare_digest(stored_hash.encode("ascii"),
+                               credentials.token_hash(presented).encode("ascii"))
+
+
+async def _presented_csrf(conn: HTTPConnection, receive: Receive) -> tuple[str | None, Receive]:
+    """The CSRF token from the header, else from the start of a form body (then replayed)."""
+    header = conn.headers.get(CSRF_HEADER)
+    if header:
+        return header.strip(), receive
+    content_type = conn.headers.get("content-type", "").lower()
+    if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        return None, receive
+    buffered, prefix, complete = await _read_prefix(receive, FORM_PREFIX_LIMIT)
+    replay = _replaying(buffered, receive)
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        if not complete:
+            return None, replay
+        values = parse_qs(prefix.decode("latin-1"), keep_blank_values=True).get(CSRF_FIELD)
+        return (values[0] if values else None), replay
+    match = _MULTIPART_CSRF.search(prefix)
+    return (match.group(1).decode("latin-1") if match else None), replay
+
+
+async def _read_prefix(receive: Receive, limit: int) -> tuple[list[Message], bytes, bool]:
+    """Read body messages until ``limit`` bytes or the end; returns them for replay."""
+    messages: list[Message] = []
+    body = b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, body, True
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return messages, body, True
+        if len(body) >= limit:
+            return messages, body, False
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay

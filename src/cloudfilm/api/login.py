@@ -1,0 +1,270 @@
+"""Login and logout pages, single sign-on, and ``GET /api/me``.
+
+Why server-rendered forms: they work without JavaScript, with a screen reader and on
+old phones. The login form is protected against login CSRF by a pre-session token: a
+random HttpOnly cookie, and in the form its HMAC under the server key (so a cookie
+planted by a sibling site is useless without the matching form value).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import math
+from datetime import datetime, timezone
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from cloudfilm.api.authn import (
+    SESSION_COOKIE, clear_session_cookies, client_ip, principal, require_user,
+    set_session_cookies, wants_secure_cookies,
+)
+from cloudfilm.domain.access import ANONYMOUS
+from cloudfilm.services import credentials
+from cloudfilm.services.accounts import AccountService, LockedOut, LoginFailed, User, accounts_of
+from cloudfilm.services.archive import Archive
+from cloudfilm.services.oidc import OidcConfig, OidcError, OidcLogin
+
+PRESESSION_COOKIE = "cf_presession"
+OIDC_COOKIE = "cf_oidc"
+PRESESSION_MAX_AGE = 2 * 3600
+
+
+def _archive(conn: HTTPConnection) -> Archive:
+    return conn.app.state.archive  # type: ignore[no-any-return]
+
+
+def _accounts(conn: HTTPConnection) -> AccountService:
+    return accounts_of(_archive(conn))
+
+
+# --- pre-session CSRF (also for other pre-login forms, e.g. a share link's PIN) ------------
+
+def _presession_token(key: bytes, nonce: str) -> str:
+    return hmac.new(key, f"presession-csrf:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+
+def presession_csrf(conn: HTTPConnection) -> tuple[str, str]:
+    """(cookie nonce, form token): the browser's existing nonce, or a new one to set."""
+    nonce = conn.cookies.get(PRESESSION_COOKIE) or credentials.new_token()
+    return nonce, _presession_token(_archive(conn).server_key, nonce)
+
+
+def set_presession_cookie(response: Response, conn: HTTPConnection, nonce: str) -> None:
+    response.set_cookie(PRESESSION_COOKIE, nonce, max_age=PRESESSION_MAX_AGE, path="/",
+                        httponly=True, samesite="lax", secure=wants_secure_cookies(conn))
+
+
+def presession_csrf_ok(conn: HTTPConnection, token: str) -> bool:
+    """Does the form token belong to this browser's pre-session cookie?"""
+    nonce = conn.cookies.get(PRESESSION_COOKIE)
+    if not nonce or not token:
+        return False
+    return hmac.compare_digest(_presession_token(_archive(conn).server_key, nonce), token)
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+def safe_next(value: str | None) -> str:
+    """Only local paths: no scheme, no host, no backslash tricks (open-redirect guard)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value \
+            or any(ord(c) < 32 for c in value):
+        return "/"
+    return value
+
+
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    """A minimal accessible page shell."""
+    return HTMLResponse(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{html.escape(title)} · cloudfilm</title>"
+        "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:28rem;margin:2rem auto;"
+        "padding:0 1rem}label{display:block;margin-top:1rem;font-weight:600}"
+        "input{font:inherit;width:100%;padding:.5rem;box-sizing:border-box}"
+        "button{font:inherit;margin-top:1.5rem;padding:.5rem 1.5rem}"
+        ".error{color:#8b0000;border-left:4px solid #8b0000;padding-left:.75rem}</style>"
+        f"</head><body><main>{body}</main></body></html>", status_code=status,
+        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                            "form-action 'self'; frame-ancestors 'none'"})
+
+
+def _login_form(token: str, *, username: str = "", next_path: str = "/", message: str = "",
+                sso: bool = False) -> str:
+    described = ' aria-describedby="login-error"' if message else ""
+    error = f'<p id="login-error" class="error" role="alert">{html.escape(message)}</p>' \
+        if message else ""
+    sso_link = (f'<p>or <a href="/oidc/login?next={html.escape(next_path, quote=True)}">'
+                "sign in with single sign-on</a></p>") if sso else ""
+    return (
+        "<h1>Sign in to cloudfilm</h1>" + error +
+        '<form method="post" action="/login">'
+        f'<input type="hidden" name="csrf" value="{html.escape(token, quote=True)}">'
+        f'<input type="hidden" name="next" value="{html.escape(next_path, quote=True)}">'
+        '<label for="username">Username</label>'
+        f'<input id="username" name="username" type="text" autocomplete="username" required'
+        f' autocapitalize="none" spellcheck="false" value="{html.escape(username, quote=True)}"'
+        f'{described}>'
+        '<label for="password">Password</label>'
+        f'<input id="password" name="password" type="password" autocomplete="current-password"'
+        f' required{described}>'
+        '<button type="submit">Sign in</button></form>' + sso_link)
+
+
+def _oidc(conn: HTTPConnection) -> OidcLogin | None:
+    """The configured provider (read from the environment once per app), or None."""
+    state = conn.app.state
+    if not hasattr(state, "oidc_login"):
+        config = OidcConfig.from_env()
+        state.oidc_login = OidcLogin(config, _archive(conn).server_key) if config else None
+    return state.oidc_login  # type: ignore[no-any-return]
+
+
+def _form_page(conn: HTTPConnection, status: int = 200, **fields: str) -> HTMLResponse:
+    nonce, token = presession_csrf(conn)
+    response = page("Sign in", _login_form(token, sso=_oidc(conn) is not None, **fields), status)
+    set_presession_cookie(response, conn, nonce)
+    return response
+
+
+async def login_page(request: Request) -> Response:
+    return _form_page(request, next_path=safe_next(request.query_params.get("next")))
+
+
+def _lockout_message(until: datetime) -> str:
+    minutes = max(1, math.ceil((until - datetime.now(timezone.utc)).total_seconds() / 60))
+    return f"too many failed attempts; try again in {minutes} minute{'s' if minutes != 1 else ''}"
+
+
+async def login_submit(request: Request) -> Response:
+    form = await request.form()
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    next_path = safe_next(str(form.get("next", "/")))
+    if not presession_csrf_ok(request, str(form.get("csrf", ""))):
+        return _form_page(request, 403, username=username, next_path=next_path,
+                          message="This sign-in form expired. Please sign in again.")
+    try:
+        user = await run_in_threadpool(_accounts(request).authenticate, username, password,
+                                       client_ip(request))
+    except LockedOut as exc:
+        response = _form_page(request, 429, username=username, next_path=next_path,
+                              message=_lockout_message(exc.until))
+        response.headers["Retry-After"] = str(max(1, int(
+            (exc.until - datetime.now(timezone.utc)).total_seconds())))
+        return response
+    except LoginFailed:
+        return _form_page(request, 401, username=username, next_path=next_path,
+                          message="Wrong username or password.")
+    return await _start_session(request, user, next_path)
+
+
+async def _start_session(request: Request, user: User, next_path: str) -> Response:
+    """A fresh session id on every login (no fixation); any old one from this browser ends."""
+    accounts = _accounts(request)
+    old = request.cookies.get(SESSION_COOKIE)
+    if old:
+        await run_in_threadpool(accounts.revoke_session, old)
+    session_id, csrf = await run_in_threadpool(
+        lambda: accounts.create_session(user_id=user.id, source=client_ip(request)))
+    response = RedirectResponse(next_path, status_code=303)
+    set_session_cookies(response, request, session_id, csrf)
+    response.delete_cookie(PRESESSION_COOKIE, path="/")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """End the cookie session (the middleware already checked its CSRF token)."""
+    who = principal(request)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id and getattr(request.state, "auth_method", None) == "session":
+        accounts = _accounts(request)
+        await run_in_threadpool(accounts.revoke_session, session_id)
+        if who is not ANONYMOUS:
+            await run_in_threadpool(accounts.record_logout, who, client_ip(request))
+    response = RedirectResponse("/login", status_code=303)
+    clear_session_cookies(response, request)
+    return response
+
+
+# --- single sign-on -----------------------------------------------------------------------
+
+def _redirect_uri(request: Request) -> str:
+    public = _archive(request).settings.public_url
+    if public:
+        return f"{public.rstrip('/')}/oidc/callback"
+    return str(request.url_for("oidc_callback"))
+
+
+async def oidc_login(request: Request) -> Response:
+    oidc = _oidc(request)
+    if oidc is None:
+        return page("Single sign-on", "<h1>Single sign-on is not configured</h1>"
+                    '<p><a href="/login">Sign in with a password</a></p>', 404)
+    try:
+        response, sealed = await oidc.start(request, _redirect_uri(request),
+                                            safe_next(request.query_params.get("next")))
+    except OidcError as exc:
+        return page("Single sign-on", f"<h1>Single sign-on failed</h1><p role=\"alert\">"
+                    f"{html.escape(str(exc))}</p>", 502)
+    response.set_cookie(OIDC_COOKIE, sealed, max_age=600, path="/oidc", httponly=True,
+                        samesite="lax", secure=wants_secure_cookies(request))
+    return response
+
+
+def _sso_failed(message: str, status: int) -> Response:
+    response = page("Single sign-on", "<h1>Single sign-on failed</h1>"
+                    f'<p class="error" role="alert">{html.escape(message)}</p>'
+                    '<p><a href="/login">Back to sign in</a></p>', status)
+    response.delete_cookie(OIDC_COOKIE, path="/oidc")
+    return response
+
+
+async def oidc_callback(request: Request) -> Response:
+    oidc, accounts, source = _oidc(request), _accounts(request), client_ip(request)
+    if oidc is None:
+        return _sso_failed("single sign-on is not configured", 404)
+    try:
+        claims, next_path = await oidc.finish(request, request.cookies.get(OIDC_COOKIE))
+    except OidcError as exc:
+        await run_in_threadpool(accounts.record_failed_login, "oidc", source,
+                                {"method": "oidc", "reason": str(exc)[:200]})
+        return _sso_failed(str(exc), 400)
+    user = await run_in_threadpool(oidc.match_user, accounts, claims)
+    if user is None:
+        actor = f"oidc:{claims.get('preferred_username') or claims['sub']}"
+        await run_in_threadpool(accounts.record_failed_login, actor, source,
+                                {"method": "oidc", "reason": "no linked account",
+                                 "subject": str(claims["sub"])[:200]})
+        return _sso_failed("No cloudfilm account is linked to this sign-in. Ask an "
+                           "administrator to link it.", 403)
+    await run_in_threadpool(accounts.record_login, user, source, "oidc")
+    response = await _start_session(request, user, safe_next(next_path))
+    response.delete_cookie(OIDC_COOKIE, path="/oidc")
+    return response
+
+
+# --- JSON -----------------------------------------------------------------------------------
+
+async def me(request: Request) -> Response:
+    """Who am I: ``{"username", "role", "person_id"}`` (plus kind and acting_for)."""
+    who = require_user(request, allow_share=True)
+    return JSONResponse({"username": who.username, "role": who.role.value if who.role else None,
+                         "person_id": who.own_person_id, "kind": who.kind,
+                         "acting_for": sorted(who.acting_for)},
+                        headers={"Cache-Control": "no-store"})
+
+
+routes = [Route("/me", me, methods=["GET"])]  # mounted under /api
+
+page_routes = [
+    Route("/login", login_page, methods=["GET"]),
+    Route("/login", login_submit, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/oidc/login", oidc_login, methods=["GET"]),
+    Route("/oidc/callback", oidc_callback, methods=["GET"], name="oidc_callback"),
+]

@@ -1,0 +1,200 @@
+"""Policy plumbing: load grants and study ownership from the index, ask domain.access.
+
+This is the one place the DICOMweb, DIMSE, JSON API and pages call to decide or to
+filter. The rules themselves live in `cloudfilm.domain.access` (pure); this module
+only turns index rows into `Grant` and `StudyRef` values and a `Scope` into SQL:
+
+- a study belongs to the person whose ``person_records`` row names its patient's
+  (PatientID, IssuerOfPatientID); unlinked studies belong to nobody;
+- a study's ``indexed_at`` is ``studies.created_at`` (when it arrived), which decides
+  whether a timeline grant without ``include_future`` covers it;
+- `visible_instances_clause` is a boolean clause on `InstanceRow` for the ``visible=``
+  argument of `QueryService` (subqueries built with ``.correlate(None)``, as
+  storage/index/queries.py requires).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from cloudfilm.domain.access import (
+    Audience, Decision, Grant, Permission, Principal, Role, Scope, StudyRef, decide,
+    visible_scope,
+)
+from cloudfilm.storage.index.access_models import GrantRow, PersonRecordRow
+from cloudfilm.storage.index.db import Index
+from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
+
+if TYPE_CHECKING:
+    from cloudfilm.services.archive import Archive
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; the index stores UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def grant_from_row(row: GrantRow) -> Grant:
+    """A `GrantRow` as the policy sees it (study_uids: JSON list or null = timeline)."""
+    uids = frozenset(json.loads(row.study_uids)) if row.study_uids is not None else None
+    permissions = frozenset(Permission(p) for p in row.permissions.split(",") if p)
+    created = aware(row.created_at) or utcnow()
+    return Grant(id=row.id, person_id=row.person_id, study_uids=uids,
+                 include_future=bool(row.include_future), audience=Audience(row.audience),
+                 permissions=permissions, created_at=created,
+                 valid_from=aware(row.valid_from) or created, valid_until=row.valid_until,
+                 revoked_at=aware(row.revoked_at), physician_user_id=row.physician_user_id)
+
+
+def load_grants(session: Session, principal: Principal) -> list[Grant]:
+    """The grants that could apply to ``principal``: its share link's, or a physician's own."""
+    if principal.kind == "share" and principal.share_grant_id is not None:
+        row = session.get(GrantRow, principal.share_grant_id)
+        return [grant_from_row(row)] if row is not None else []
+    if principal.role is Role.PHYSICIAN and principal.user_id is not None:
+        rows = session.scalars(select(GrantRow).where(
+            GrantRow.audience == Audience.PHYSICIAN.value,
+            GrantRow.physician_user_id == principal.user_id,
+            GrantRow.revoked_at.is_(None)))
+        return [grant_from_row(r) for r in rows]
+    return []
+
+
+def study_ref_in(session: Session, study_uid: str) -> StudyRef | None:
+    """study → patients row → person_records (patient_id, issuer) → person id."""
+    row = session.execute(
+        select(StudyRow.study_uid, StudyRow.created_at, PersonRecordRow.person_id)
+        .join(PatientRow, StudyRow.patient_pk == PatientRow.id)
+        .outerjoin(PersonRecordRow, and_(PersonRecordRow.patient_id == PatientRow.patient_id,
+                                         PersonRecordRow.issuer == PatientRow.issuer))
+        .where(StudyRow.study_uid == study_uid)).first()
+    if row is None:
+        return None
+    return StudyRef(row.study_uid, row.person_id, aware(row.created_at) or utcnow())
+
+
+def _person_conditions(scope: Scope, record: Any, study: Any) -> list[ColumnElement[bool]]:
+    """One OR-branch per person set, (person, study) group and timeline cut-off."""
+    conditions: list[ColumnElement[bool]] = []
+    if scope.person_ids:
+        conditions.append(record.person_id.in_(sorted(scope.person_ids)))
+    by_person: dict[int, set[str]] = defaultdict(set)
+    for person_id, uid in scope.studies:
+        by_person[person_id].add(uid)
+    for person_id, uids in sorted(by_person.items()):
+        conditions.append(and_(record.person_id == person_id,
+                               study.study_uid.in_(sorted(uids))))
+    for person_id, until in scope.timelines_until:
+        conditions.append(and_(record.person_id == person_id,
+                               study.created_at <= until))
+    return conditions
+
+
+def visible_studies_select(scope: Scope) -> Select[tuple[int]]:
+    """SELECT studies.id of every study the scope covers (uncorrelated; not for `everything`)."""
+    study, patient, record = aliased(StudyRow), aliased(PatientRow), aliased(PersonRecordRow)
+    conditions = _person_conditions(scope, record, study)
+    return (select(study.id)
+            .join(patient, study.patient_pk == patient.id)
+            .join(record, and_(record.patient_id == patient.patient_id,
+                               record.issuer == patient.issuer))
+            .where(or_(*conditions) if conditions else false())
+            .correlate(None))
+
+
+def visible_instances_clause(scope: Scope) -> ColumnElement[bool] | None:
+    """A clause on `InstanceRow` for ``QueryService.search_*(visible=...)``.
+
+    None when the scope is everything (no filter at all); a clause that is always false
+    when it is nothing; else: the instance's series is in a covered study.
+    """
+    if scope.everything:
+        return None
+    if scope.nothing:
+        return false()
+    series = aliased(SeriesRow)
+    in_studies = (select(series.id)
+                  .where(series.study_pk.in_(visible_studies_select(scope)))
+                  .correlate(None))
+    return InstanceRow.series_pk.in_(in_studies)
+
+
+def grant_scope(grant: Grant) -> Scope:
+    """What a grant covers, whether or not it is active now (for its owner's views: the card)."""
+    if grant.study_uids is not None:
+        return Scope(studies=frozenset((grant.person_id, uid) for uid in grant.study_uids))
+    if grant.include_future:
+        return Scope(person_ids=frozenset({grant.person_id}))
+    return Scope(timelines_until=((grant.person_id, grant.created_at),))
+
+
+class Policy:
+    """`Policy(archive)`: decisions and query filters for one principal at a time."""
+
+    def __init__(self, archive: "Archive | Index") -> None:
+        self.index: Index = archive if isinstance(archive, Index) else archive.index
+
+    def grants(self, principal: Principal) -> list[Grant]:
+        with self.index.session() as session:
+            return load_grants(session, principal)
+
+    def study_ref(self, study_uid: str) -> StudyRef | None:
+        """Whose study this is and when it arrived; None if the archive does not hold it."""
+        with self.index.session() as session:
+            return study_ref_in(session, study_uid)
+
+    def check(self, principal: Principal, permission: Permission, study_uid: str,
+              now: datetime | None = None) -> Decision:
+        """``decide`` for a study named by UID; an unknown study is denied like a hidden one."""
+        with self.index.session() as session:
+            study = study_ref_in(session, study_uid)
+            if study is None:
+                return Decision(False, "no such study")
+            grants = load_grants(session, principal)
+        return decide(principal, permission, study, grants, now or utcnow())
+
+    def check_upload(self, principal: Principal, study_uid: str, person_id: int | None,
+                     now: datetime | None = None) -> Decision:
+        """May ``principal`` add instances to ``study_uid`` in ``person_id``'s folder?
+
+        An existing study is judged as it stands (its real owner counts, not the one
+        claimed); a new one as a study of ``person_id`` arriving now.
+        """
+        moment = now or utcnow()
+        with self.index.session() as session:
+            study = study_ref_in(session, study_uid) or StudyRef(study_uid, person_id, moment)
+            grants = load_grants(session, principal)
+        return decide(principal, Permission.UPLOAD, study, grants, moment)
+
+    def check_many(self, principal: Principal, permission: Permission,
+                   study_uids: Iterable[str], now: datetime | None = None) -> dict[str, Decision]:
+        """``check`` for several studies, loading the principal's grants once."""
+        moment = now or utcnow()
+        with self.index.session() as session:
+            grants = load_grants(session, principal)
+            refs = {uid: study_ref_in(session, uid) for uid in dict.fromkeys(study_uids)}
+        return {uid: decide(principal, permission, ref, grants, moment) if ref
+                else Decision(False, "no such study") for uid, ref in refs.items()}
+
+    def scope(self, principal: Principal, permission: Permission = Permission.VIEW,
+              now: datetime | None = None) -> Scope:
+        """``visible_scope`` over the principal's grants as stored now."""
+        return visible_scope(principal, self.grants(principal), now or utcnow(), permission)
+
+    def visible_clause(self, principal: Principal, permission: Permission = Permission.VIEW,
+                       now: datetime | None = None) -> ColumnElement[bool] | None:
+        """The ``visible=`` argument for QueryService (None: no restriction)."""
+        return visible_instances_clause(self.scope(principal, permission, now))
