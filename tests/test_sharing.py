@@ -32,7 +32,11 @@ from cloudfilm.services.share_card import mask_name
 from cloudfilm.storage.index.access_models import GrantRow, OutboxRow, RateLimitRow, UserRow
 from cloudfilm.storage.index.models import StudyRow
 
-TODAY = date.today()
+
+
+def today() -> date:
+    """The server's today (UTC), asked at the moment of use: a run may cross midnight."""
+    return datetime.now(timezone.utc).date()
 
 
 @dataclass
@@ -102,7 +106,7 @@ def test_link_lifecycle(server: Server, folder: Folder) -> None:
     created = share(folder.patient, {"scope": {"studies": [folder.first]}})
     url, sid = str(created["url"]), created["id"]
     assert url.startswith(f"{server.url}/s/") and created["qr_png"] == f"/api/shares/{sid}/qr.png"
-    assert created["valid_until"] == (TODAY + timedelta(days=90)).isoformat()
+    assert created["valid_until"] == (today() + timedelta(days=90)).isoformat()
     browser = visitor(server)
     opened = open_link(browser, url)
     assert opened.status_code == 303 and opened.headers["location"] == "/shared"
@@ -113,18 +117,18 @@ def test_link_lifecycle(server: Server, folder: Folder) -> None:
     listed = {s["id"]: s for s in folder.patient.http.get("/api/shares").json()}
     assert (listed[sid]["open_count"], listed[sid]["status"]) == (1, "active")
     qr = folder.patient.http.get(f"/api/shares/{sid}/qr.png").content
-    renewed = renew(folder.patient, sid, TODAY + timedelta(days=30))
+    renewed = renew(folder.patient, sid, today() + timedelta(days=30))
     assert renewed.status_code == 200 and renewed.json()["url"] == url
     assert folder.patient.http.get(f"/api/shares/{sid}/qr.png").content == qr
-    assert renew(folder.patient, sid, TODAY - timedelta(days=1)).json()["status"] == "expired"
+    assert renew(folder.patient, sid, today() - timedelta(days=1)).json()["status"] == "expired"
     assert open_link(visitor(server), url).status_code == 404
     assert browser.get("/shared").status_code == 404  # the open session is cut off too
-    assert renew(folder.patient, sid, TODAY + timedelta(days=10)).json()["url"] == url
+    assert renew(folder.patient, sid, today() + timedelta(days=10)).json()["url"] == url
     assert browser.get("/shared").status_code == 200
     assert folder.patient.http.delete(f"/api/shares/{sid}").status_code == 204
     assert browser.get("/shared").status_code == 404
     assert open_link(visitor(server), url).status_code == 404
-    assert renew(folder.patient, sid, TODAY + timedelta(days=10)).status_code == 409
+    assert renew(folder.patient, sid, today() + timedelta(days=10)).status_code == 409
     person = folder.patient.person_id
     assert [len(audit_rows(server, a, person)) for a in
             ("share-create", "share-open", "share-renew", "share-revoke")] == [1, 1, 3, 1]
@@ -157,7 +161,7 @@ def test_every_bad_secret_gets_the_same_404(server: Server, folder: Folder) -> N
         share(folder.patient, {**body, "max_opens": 1})
     assert folder.patient.http.delete(f"/api/shares/{revoked['id']}").status_code == 204
     execute(server, update(GrantRow).where(GrantRow.id == expired["id"])
-            .values(valid_until=TODAY - timedelta(days=2)))
+            .values(valid_until=today() - timedelta(days=2)))
     assert open_link(visitor(server), used["url"]).status_code == 303
     bad = [path_of(s["url"]) for s in (revoked, expired, used)] + [
         "/s/" + secrets.token_urlsafe(32), "/s/short", "/s/a/b", "/s/", "/s/" + "%00" * 43]
@@ -264,7 +268,7 @@ def test_only_the_patient_their_caregiver_or_an_admin_share(server: Server, fold
     orphan = admin.http.post("/api/shares", json={"scope": {"studies": [unlinked]}})
     assert orphan.status_code == 400
     for bad in ({"audience": {"physician": "nobody-here"}},
-                {"valid_until": (TODAY - timedelta(days=1)).isoformat()},
+                {"valid_until": (today() - timedelta(days=1)).isoformat()},
                 {"permissions": ["print"]}, {"audience": "everyone"}):
         answer = folder.patient.http.post("/api/shares", json={**mine, **bad})
         assert answer.status_code == 400, bad
@@ -275,7 +279,7 @@ def test_only_the_patient_their_caregiver_or_an_admin_share(server: Server, fold
 def test_validity_defaults(server: Server, folder: Folder) -> None:
     physician = make_account(server, "physician")
     scope = {"studies": [folder.first]}
-    in_90 = (TODAY + timedelta(days=90)).isoformat()
+    in_90 = (today() + timedelta(days=90)).isoformat()
     assert share(folder.patient, {"scope": scope})["valid_until"] == in_90
     assert share(folder.patient, {"scope": scope, "valid_until": None})["valid_until"] is None
     named = share(folder.patient, {"scope": scope, "audience": {"physician": physician.name}})
