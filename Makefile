@@ -34,7 +34,7 @@ run: $(STAMP)
 	$(VENV)/bin/cloudfilm serve --data $(DATA) --host $(HOST) --port $(PORT)
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: $(STAMP) system-deps
 	$(PY) benchmarks/run.py
