@@ -15,7 +15,6 @@ import logging
 from io import BytesIO
 from typing import cast
 
-import pydicom
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
@@ -24,7 +23,7 @@ from pynetdicom.events import Event
 from pynetdicom.status import STATUS_FAILURE, STORAGE_SERVICE_CLASS_STATUS
 
 from cloudfilm.services.archive import Archive
-from cloudfilm.services.ingest import IngestOutcome
+from cloudfilm.services.ingest import IngestOutcome, PreparedInstance
 from cloudfilm.storage.blobs import BlobStore, StagedBlob
 
 log = logging.getLogger(__name__)
@@ -77,21 +76,18 @@ def stage(event: Event, blobs: BlobStore) -> StagedBlob:
         raise
 
 
-def uid_mismatch(staged: StagedBlob, event: Event) -> str | None:
+def uid_mismatch(prepared: PreparedInstance, event: Event) -> str | None:
     """The data set's SOP Class/Instance UIDs must be the request's Affected ones (PS3.7 §9.1.1).
 
     Otherwise the File Meta Information written from the request would contradict
-    the data set. An unreadable file is left to ingest, which names the problem.
+    the data set. An unparseable file is left to ingest, which names the problem.
     """
-    try:
-        ds = pydicom.dcmread(staged.path, stop_before_pixels=True,
-                             specific_tags=["SOPClassUID", "SOPInstanceUID"])
-    except Exception:
+    if prepared.facts is None:
         return None
     request = request_of(event)
-    for keyword, expected in (("SOPInstanceUID", request.AffectedSOPInstanceUID),
-                              ("SOPClassUID", request.AffectedSOPClassUID)):
-        found = str(ds.get(keyword, "") or "")
+    for keyword, found, expected in (
+            ("SOPInstanceUID", prepared.facts.sop_instance_uid, request.AffectedSOPInstanceUID),
+            ("SOPClassUID", prepared.facts.sop_class_uid, request.AffectedSOPClassUID)):
         if found and found != str(expected):
             return f"{keyword} {found} differs from the request's {expected}"
     return None
@@ -107,12 +103,13 @@ def status_for(outcome: IngestOutcome) -> int | Dataset:
 
 
 def _ingest(archive: Archive, staged: StagedBlob, event: Event) -> int | Dataset:
-    mismatch = uid_mismatch(staged, event)
+    prepared = archive.ingest.prepare(staged)  # parsed once, checked, then indexed
+    mismatch = uid_mismatch(prepared, event)
     if mismatch:
         archive.blobs.discard(staged)
         return failure(DATASET_MISMATCH, mismatch)
     try:
-        outcome = archive.ingest.ingest_staged([staged])[0]
+        outcome = archive.ingest.index_and_publish([prepared])[0]
     except OSError as exc:
         log.exception("C-STORE ingest ran out of resources")
         return failure(OUT_OF_RESOURCES, f"cannot store: {exc.strerror or exc}")
