@@ -38,6 +38,7 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP) system-deps
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/bench_dimse.py
 
 # Re-pin after changing pyproject.toml dependencies.
 lock:

@@ -1,0 +1,162 @@
+"""Start and stop ``cloudfilm serve`` for a benchmark, with SQLite (default) or PostgreSQL.
+
+PostgreSQL: each server gets a fresh schema in the database named by
+CLOUDFILM_BENCH_POSTGRES (default postgresql://127.0.0.1:5432/test), dropped on cleanup.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.common import PYTHON, ROOT, free_port, make_tmpdir, remove_tree, stop_process, \
+    tail, wait_for_port
+
+DEFAULT_POSTGRES = "postgresql://127.0.0.1:5432/test"
+
+
+_SERVE_HELP: str | None = None
+
+
+def serve_options() -> list[str]:
+    """Extra ``serve`` flags: DIMSE off (``--dimse-port 0``) when the CLI has that option.
+
+    The benchmarks measure DICOMweb only; an idle DIMSE listener would cost nothing but
+    would need a free port of its own (its default, 11112, is shared by every server).
+    """
+    global _SERVE_HELP
+    if _SERVE_HELP is None:
+        _SERVE_HELP = subprocess.run([str(PYTHON), "-m", "cloudfilm", "serve", "--help"], cwd=ROOT,
+                                     capture_output=True, text=True, timeout=120).stdout
+    return ["--dimse-port", "0"] if "--dimse-port" in _SERVE_HELP else []
+
+
+def _pg_execute(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+class CloudfilmServer:
+    name = "cloudfilm"
+
+    def __init__(self, label: str = "cloudfilm", database: str = "sqlite",
+                 postgres_url: str = DEFAULT_POSTGRES, extra_env: dict[str, str] | None = None,
+                 profile_dir: Path | None = None) -> None:
+        self.root = make_tmpdir(label)
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.log_path = self.root / "cloudfilm.log"
+        self.process: subprocess.Popen | None = None
+        self.database = database
+        self.postgres_url = postgres_url
+        self.schema: str | None = None
+        self.extra_env = extra_env or {}
+        self.label = label
+        self.profile_dir = profile_dir
+        self.profiler: subprocess.Popen | None = None
+        self._starts = 0
+        self.phase = "run"
+        if database == "postgresql":
+            self.schema = f"cfbench_{secrets.token_hex(6)}"
+            _pg_execute(postgres_url, f"CREATE SCHEMA {self.schema}")
+            self.database_url = f"{postgres_url}?options=-csearch_path%3D{self.schema}"
+        elif database == "sqlite":
+            self.database_url = f"sqlite:///{self.data / 'index.sqlite3'}"
+        else:
+            raise ValueError(f"unknown database {database!r}")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.base}/dicomweb"
+
+    def start(self, timeout: float = 120) -> "CloudfilmServer":
+        env = dict(os.environ)
+        env.pop("CLOUDFILM_DATA", None)
+        env["CLOUDFILM_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(PYTHON), "-m", "cloudfilm", "serve", "--data", str(self.data),
+             "--host", "127.0.0.1", "--port", str(self.port), *serve_options()],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        log.close()
+        wait_for_port(self.port, self.process, timeout, self.log_path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    self._start_profiler()
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"cloudfilm did not answer /healthz:\n{tail(self.log_path)}")
+
+    def _start_profiler(self) -> None:
+        """py-spy attached to the server: collapsed stacks, one file per server start."""
+        self._starts += 1
+        if self.profile_dir is None or self.process is None:
+            return
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        out = self.profile_dir / f"{self.label}-{self.phase}-{self._starts}.txt"
+        spy = PYTHON.parent / "py-spy"
+        self.profiler = subprocess.Popen(
+            [str(spy), "record", "--pid", str(self.process.pid), "--format", "raw", "--rate", "200",
+             "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+
+    def _stop_profiler(self) -> None:
+        if self.profiler is None:
+            return
+        if self.profiler.poll() is None:
+            self.profiler.send_signal(signal.SIGINT)
+            try:
+                self.profiler.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.profiler.kill()
+                self.profiler.wait()
+        self.profiler = None
+
+    def profile_phase(self, phase: str) -> None:
+        """Start a new profile file for the next part of the work (no-op without profiling)."""
+        self.phase = phase
+        if self.profile_dir is not None and self.process is not None:
+            self._stop_profiler()
+            self._start_profiler()
+
+    def stop(self) -> None:
+        self._stop_profiler()
+        stop_process(self.process)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self, background: bool = False) -> None:
+        self.stop()
+        if self.schema:
+            try:
+                _pg_execute(self.postgres_url, f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+            except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real result
+                print(f"warning: could not drop schema {self.schema}: {exc}")
+        remove_tree(self.root, background)
+
+    def __enter__(self) -> "CloudfilmServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
