@@ -19,11 +19,11 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,6 +33,7 @@ from starlette.routing import Route
 from cloudfilm.api.media import parse_media_type
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.importer import ImportResult, Walker, count, import_paths, unsafe_name
+from cloudfilm.services.multipart_stream import MalformedMultipart, PartStream
 
 MAX_UPLOAD_BYTES = 16 << 30
 MAX_PARTS = 100_000
@@ -47,10 +48,6 @@ async def authorize(request: Request, action: str, target: str = "") -> None:
 
 class TooLarge(ValueError):
     """The body passes a size or count limit (413)."""
-
-
-class Malformed(ValueError):
-    """The body is not well-formed multipart/form-data (400)."""
 
 
 @dataclass
@@ -68,83 +65,38 @@ class FormPart:
 Placer = Callable[[str, str], "Path | str"]  # (field, file name) -> where to write, or why not
 
 
-@dataclass
-class _Current:
-    headers: dict[str, str] = field(default_factory=dict)
-    header_name: bytearray = field(default_factory=bytearray)
-    header_value: bytearray = field(default_factory=bytearray)
-    part: FormPart | None = None
-    fh: BinaryIO | None = None
-    text: bytearray = field(default_factory=bytearray)
+class FormDataReceiver(PartStream):
+    """File fields go straight to the paths ``place`` picks; short text fields are kept."""
 
-
-class FormDataReceiver:
-    """Feed it body chunks; file fields go straight to the paths ``place`` picks."""
+    passthrough = (OSError, TooLarge)
 
     def __init__(self, boundary: str, place: Placer, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+        super().__init__(boundary, "multipart/form-data body")
         self.place = place
         self.max_bytes = max_bytes
         self.parts: list[FormPart] = []
         self.received = 0
-        self._current = _Current()
-        self._ended = False
-        callbacks = {
-            "on_part_begin": self._part_begin, "on_part_data": self._part_data,
-            "on_part_end": self._part_end, "on_header_field": self._header_field,
-            "on_header_value": self._header_value, "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished, "on_end": self._end,
-        }
-        self._parser = MultipartParser(boundary.encode("latin-1"), callbacks)  # type: ignore[arg-type]
+        self._part: FormPart | None = None
+        self._fh: BinaryIO | None = None
+        self._text = bytearray()
 
     def feed(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if self.received > self.max_bytes:
             raise TooLarge(f"the upload is larger than {self.max_bytes} bytes")
-        try:
-            self._parser.write(chunk)
-        except (TooLarge, OSError):
-            raise
-        except Exception as exc:  # python-multipart raises its own error types
-            raise Malformed(f"malformed multipart/form-data body: {exc}") from exc
-
-    def finish(self) -> list[FormPart]:
-        try:
-            self._parser.finalize()
-        except Exception as exc:
-            raise Malformed(f"malformed multipart/form-data body: {exc}") from exc
-        if not self._ended:
-            raise Malformed("malformed multipart/form-data body: the closing boundary is missing")
-        return self.parts
+        super().feed(chunk)
 
     def close(self) -> None:
-        if self._current.fh is not None:
-            self._current.fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
-    # -- parser callbacks --------------------------------------------------------------
-    def _part_begin(self) -> None:
+    def start_part(self, headers: dict[str, str]) -> None:
         if len(self.parts) >= MAX_PARTS:
             raise TooLarge(f"the upload holds more than {MAX_PARTS} parts")
-        self._current = _Current()
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._current.header_name += data[start:end]
-
-    def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._current.header_value += data[start:end]
-
-    def _header_end(self) -> None:
-        current = self._current
-        current.headers[current.header_name.decode("latin-1").strip().lower()] = \
-            current.header_value.decode("latin-1").strip()
-        current.header_name, current.header_value = bytearray(), bytearray()
-
-    def _headers_finished(self) -> None:
-        disposition = self._current.headers.get("content-disposition", "")
-        _kind, options = parse_options_header(disposition.encode("latin-1"))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
+        _kind, options = parse_options_header(headers.get("content-disposition", "").encode("latin-1"))
+        part = self._part = FormPart(options.get(b"name", b"").decode("utf-8", "replace"))
+        self._text = bytearray()
         raw_filename = options.get(b"filename")
-        part = FormPart(name)
-        self._current.part = part
         if raw_filename is None:
             return
         part.filename = raw_filename.decode("utf-8", "replace") or f"upload-{len(self.parts) + 1}"
@@ -153,37 +105,33 @@ class FormDataReceiver:
             part.error = target
             return
         try:
-            self._current.fh = open(target, "xb")  # noqa: SIM115 - closed in _part_end
+            self._fh = open(target, "xb")  # noqa: SIM115 - closed in end_part
         except OSError as exc:
             part.error = f"cannot write this file: {exc.strerror}"
         else:
             part.path = target
 
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        current = self._current
-        if current.fh is not None:
-            current.fh.write(data[start:end])
-            assert current.part is not None
-            current.part.size += end - start
-        elif current.part is not None and current.part.filename is None:
-            current.text += data[start:end]
-            if len(current.text) > MAX_FIELD_BYTES:
-                raise TooLarge(f"field {current.part.name!r} is longer than "
-                               f"{MAX_FIELD_BYTES} bytes")
+    def part_data(self, data: bytes) -> None:
+        part = self._part
+        if part is None:
+            return
+        if self._fh is not None:
+            self._fh.write(data)
+            part.size += len(data)
+        elif part.filename is None:
+            self._text += data
+            if len(self._text) > MAX_FIELD_BYTES:
+                raise TooLarge(f"field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes")
 
-    def _part_end(self) -> None:
-        current = self._current
-        if current.fh is not None:
-            current.fh.close()
-            current.fh = None
-        if current.part is not None:
-            if current.part.filename is None:
-                current.part.value = current.text.decode("utf-8", "replace")
-            self.parts.append(current.part)
-        self._current = _Current()
-
-    def _end(self) -> None:
-        self._ended = True
+    def end_part(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._part is not None:
+            if self._part.filename is None:
+                self._part.value = self._text.decode("utf-8", "replace")
+            self.parts.append(self._part)
+        self._part = None
 
 
 def form_boundary(request: Request) -> str:
@@ -205,8 +153,9 @@ async def receive_form(request: Request, place: Placer,
     try:
         async for chunk in request.stream():
             receiver.feed(chunk)
-        return receiver.finish()
-    except Malformed as exc:
+        receiver.finish()
+        return receiver.parts
+    except MalformedMultipart as exc:
         raise HTTPException(400, str(exc)) from exc
     except TooLarge as exc:
         raise HTTPException(413, str(exc)) from exc

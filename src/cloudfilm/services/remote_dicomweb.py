@@ -7,15 +7,13 @@ multi-frame instance never sits in memory.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import httpx
-from python_multipart.multipart import MultipartParser
 
 from cloudfilm.domain.nodes import Node
+from cloudfilm.services.multipart_stream import MalformedMultipart, StagingReceiver
 from cloudfilm.services.remote_types import (
     RemoteError,
     RemoteInstance,
@@ -66,63 +64,6 @@ def _boundary(content_type: str) -> str | None:
         if name.strip().lower() == "boundary":
             return value.strip().strip('"')
     return None
-
-
-class _PartStager:
-    """Writes every part of a multipart/related body (RFC 2387) to its own staging file."""
-
-    def __init__(self, boundary: str, blobs: FileSystemBlobStore) -> None:
-        self.blobs = blobs
-        self.staged: list[StagedBlob] = []
-        self._path: Path | None = None
-        self._fh: BinaryIO | None = None
-        self._digest = hashlib.sha256()
-        self._size = 0
-        self._ended = False
-        self._parser = MultipartParser(boundary.encode("latin-1"), {
-            "on_part_begin": self._begin, "on_part_data": self._data,
-            "on_part_end": self._end_part, "on_end": self._end})
-
-    def feed(self, chunk: bytes) -> None:
-        try:
-            self._parser.write(chunk)
-        except Exception as exc:  # python-multipart raises its own error types
-            raise RemoteError(f"malformed multipart response: {exc}") from exc
-
-    def finish(self) -> list[StagedBlob]:
-        try:
-            self._parser.finalize()
-        except Exception as exc:
-            raise RemoteError(f"malformed multipart response: {exc}") from exc
-        if not self._ended:
-            raise RemoteError("the multipart response ended without its closing boundary")
-        return self.staged
-
-    def abort(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-        for path in [s.path for s in self.staged] + ([self._path] if self._path else []):
-            path.unlink(missing_ok=True)
-
-    def _begin(self) -> None:
-        self._path, self._fh = self.blobs.new_staging_file()
-        self._digest, self._size = hashlib.sha256(), 0
-
-    def _data(self, data: bytes, start: int, end: int) -> None:
-        assert self._fh is not None
-        view = data[start:end]
-        self._fh.write(view)
-        self._digest.update(view)
-        self._size += end - start
-
-    def _end_part(self) -> None:
-        assert self._fh is not None and self._path is not None
-        self._fh.close()
-        self.staged.append(self.blobs.seal(self._path, self._size, self._digest.hexdigest()))
-        self._path, self._fh = None, None
-
-    def _end(self) -> None:
-        self._ended = True
 
 
 class DicomWebClient:
@@ -205,14 +146,18 @@ class DicomWebClient:
             if not content_type.lower().startswith("application/dicom"):
                 raise RemoteError(f"unexpected response type {content_type!r}")
             return [blobs.stage_reader(_ChunkReader(response.iter_bytes()))]  # type: ignore[arg-type]
-        stager = _PartStager(boundary, blobs)
+        receiver = StagingReceiver(boundary, "application/dicom", None, blobs,
+                                   what="multipart response")
         try:
             for chunk in response.iter_bytes():
-                stager.feed(chunk)
-            return stager.finish()
-        except BaseException:
-            stager.abort()
+                receiver.feed(chunk)
+            parts = receiver.received()
+        except BaseException as exc:
+            receiver.abort()
+            if isinstance(exc, MalformedMultipart):
+                raise RemoteError(str(exc)) from exc
             raise
+        return [blobs.seal(p.path, p.size, p.sha256) for p in parts if p.path is not None]
 
 
 class _ChunkReader:

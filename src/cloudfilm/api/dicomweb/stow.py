@@ -19,11 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cloudfilm.api.media import parse_media_type
-from cloudfilm.api.multipart import MalformedBody, MultipartReceiver, ReceivedPart
 from cloudfilm.api.responses import DICOM_JSON
 from cloudfilm.api.urls import dicomweb_base, instance_url, study_url
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.ingest import IngestOutcome, PreparedInstance
+from cloudfilm.services.multipart_stream import MalformedMultipart, ReceivedPart, StagingReceiver
 
 DICOM = "application/dicom"
 CANNOT_UNDERSTAND = 0xC000
@@ -82,7 +82,8 @@ class _Preparing:
 
 async def _receive(request: Request, archive: Archive, preparing: _Preparing) -> None:
     boundary, part_type = _boundary(request)
-    receiver = MultipartReceiver(boundary, part_type, {DICOM}, archive.blobs, on_part=preparing)
+    receiver = StagingReceiver(boundary, part_type, {DICOM}, archive.blobs,
+                               what="multipart body", on_part=preparing)
     try:
         async for chunk in request.stream():
             receiver.feed(chunk)
@@ -90,7 +91,7 @@ async def _receive(request: Request, archive: Archive, preparing: _Preparing) ->
     except BaseException as exc:
         await run_in_threadpool(preparing.settle)
         receiver.abort()
-        if isinstance(exc, MalformedBody):
+        if isinstance(exc, MalformedMultipart):
             raise HTTPException(400, str(exc)) from exc
         raise
 
