@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("var/cloudfilm")
@@ -29,7 +29,6 @@ class Settings:
     database_url: str
     overwrite: bool = False
     public_url: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> "Settings":

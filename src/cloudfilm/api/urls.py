@@ -21,9 +21,5 @@ def study_url(base: str, study: str) -> str:
     return f"{base}/studies/{study}"
 
 
-def series_url(base: str, study: str, series: str) -> str:
-    return f"{base}/studies/{study}/series/{series}"
-
-
 def instance_url(base: str, study: str, series: str, instance: str) -> str:
     return f"{base}/studies/{study}/series/{series}/instances/{instance}"

@@ -16,10 +16,9 @@ import orjson
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
 
 from cloudfilm.domain import levels, names
-from cloudfilm.domain.dicom_json import dataset_to_json, tag_key
+from cloudfilm.domain.dicom_json import dataset_to_json
 from cloudfilm.domain.instance_facts import InstanceFacts, InvalidInstance
 
 DEFER = 4096
@@ -289,10 +288,3 @@ def _split_at(fragments: list[list[int]], starts_frame: Any) -> list[list[list[i
             frames.append([])
         frames[-1].append(fragment)
     return frames
-
-
-def transfer_syntax_name(uid: str) -> str:
-    return UID(uid).name
-
-
-__all__ = ["InstanceFacts", "InvalidInstance", "parse_instance", "tag_key", "normalise_time"]
