@@ -6,6 +6,11 @@ Standalone (not part of benchmarks/run.py): it starts its own Orthanc (DICOM AET
 and its own ``cloudfilm serve`` with a DIMSE port (AE CLOUDFILM, SQLite), measures, stops
 both, and rewrites the ``## DIMSE (benchmarks/bench_dimse.py)`` section at the end of
 docs/benchmarks.md (outside the generated block, which belongs to run.py).
+
+cloudfilm only lets a calling AE's C-FIND/C-MOVE/C-GET match what its known node may see
+(an unregistered caller sees nothing), so the benchmark's AE (CFBENCHSCU) is registered
+with ``cloudfilm node add … --sees all`` right after start; its HTTP requests (seeding,
+QIDO checks) carry the server's bearer token (see benchmarks/cloudfilm_server.py).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from benchmarks.data import SeriesSpec, check_encoder, ct_series, seed_instance 
 from benchmarks.orthanc import OrthancServer  # noqa: E402
 
 CF_AET, ORTHANC_AET, OUR_AET = "CLOUDFILM", "ORTHANC", "CFBENCHSCU"
+OUR_NODE = "cfbench-scu"
+OUR_PORT = 104  # required by a node entry; nothing is C-MOVEd back to us, so it is never used
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## DIMSE (benchmarks/bench_dimse.py)"
 SEED_BATCH = 500
@@ -44,17 +51,23 @@ STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 class DimseCloudfilm(CloudfilmServer):
     """`CloudfilmServer` with DIMSE on: the helper turns it off (``--dimse-port 0``) for the
-    DICOMweb benchmarks, so its option list is swapped for ours while it starts."""
+    DICOMweb benchmarks, so its option list is swapped for ours while it starts. On the first
+    start our calling AE is registered as a node that sees every study (like Orthanc's
+    ``DicomAlwaysAllowFind``); otherwise cloudfilm's C-FIND would match nothing for it."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.dimse_port = free_port()
+        self.node_registered = False
 
     def start(self, timeout: float = 120) -> "DimseCloudfilm":
         options = ["--dimse-port", str(self.dimse_port), "--ae-title", CF_AET]
         with mock.patch.object(cloudfilm_server, "serve_options", lambda: options):
             super().start(timeout)
         wait_for_port(self.dimse_port, self.process, timeout, self.log_path)
+        if not self.node_registered:
+            self.add_node(OUR_NODE, OUR_AET, OUR_PORT, sees="all")
+            self.node_registered = True
         return self
 
 
@@ -88,11 +101,11 @@ def storescu(aet: str, port: int, folder: Path) -> float:
     return seconds
 
 
-def study_instance_count(qido_base: str, study_uid: str) -> int:
+def study_instance_count(qido_base: str, study_uid: str, auth: dict[str, str]) -> int:
     """NumberOfStudyRelatedInstances from QIDO-RS: checks that every C-STORE really landed."""
     response = httpx.get(f"{qido_base}/studies", params={
         "StudyInstanceUID": study_uid, "includefield": "00201208"},
-        headers={"Accept": JSON_ACCEPT}, timeout=60)
+        headers={"Accept": JSON_ACCEPT, **auth}, timeout=60)
     response.raise_for_status()
     rows = response.json() or []
     return int(rows[0]["00201208"]["Value"][0]) if rows else 0
@@ -101,17 +114,18 @@ def study_instance_count(qido_base: str, study_uid: str) -> int:
 def bench_store(cf: DimseCloudfilm, orthanc: OrthancServer, runs: int, count: int,
                 scratch: Path, say) -> dict[str, list[float]]:
     """`runs` rounds; in each, one fresh series to each server, order alternating by round."""
-    targets = {"cloudfilm": (CF_AET, cf.dimse_port, cf.dicomweb),
-               "Orthanc": (ORTHANC_AET, orthanc.dicom_port, orthanc.dicomweb)}
+    targets = {"cloudfilm": (CF_AET, cf.dimse_port, cf.dicomweb, cf.auth_headers),
+               "Orthanc": (ORTHANC_AET, orthanc.dicom_port, orthanc.dicomweb,
+                           orthanc.auth_headers)}
     rates: dict[str, list[float]] = {name: [] for name in targets}
     for run in range(runs):
         order = list(targets) if run % 2 == 0 else list(targets)[::-1]
         for name in order:
             folder = scratch / f"{name}-{run}"
             spec = write_series(folder, count, f"{name}{run}")
-            aet, port, qido = targets[name]
+            aet, port, qido, auth = targets[name]
             seconds = storescu(aet, port, folder)
-            stored = study_instance_count(qido, spec.study_uid)
+            stored = study_instance_count(qido, spec.study_uid, auth)
             if stored != count:
                 raise RuntimeError(f"{name}: {stored} of {count} instances stored")
             rates[name].append(count / seconds)
@@ -129,7 +143,8 @@ def seed_cloudfilm(cf: DimseCloudfilm, instances: list[bytes]) -> float:
         with httpx.Client(timeout=600) as client:
             for batch in chunk:
                 body, ctype = multipart_body(batch)
-                stow_post(client, f"{cf.dicomweb}/studies", body, ctype, len(batch))
+                stow_post(client, f"{cf.dicomweb}/studies", body, ctype, len(batch),
+                          cf.auth_headers)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
@@ -269,7 +284,9 @@ def method(args: argparse.Namespace, seeded: dict[str, float], load: tuple[float
     return [
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (--quick)' if args.quick else ''}"
         f"; {os.cpu_count()} cores shared with other work; 1-min loadavg before {load[0]:.2f}, "
-        f"after {load[1]:.2f}. cloudfilm `serve` (SQLite, DIMSE AE {CF_AET}) vs Orthanc "
+        f"after {load[1]:.2f}. cloudfilm `serve` (SQLite, DIMSE AE {CF_AET}; our calling AE "
+        f"{OUR_AET} registered as a node with `sees all`, HTTP with a bearer token; C-FIND "
+        "audited per request) vs Orthanc "
         "1.10 (Debian, defaults plus `DicomAet ORTHANC`, `DicomCheckCalledAet false`, "
         "`DicomAlwaysAllowStore/Find true`), both on loopback, started by this script.",
         "",

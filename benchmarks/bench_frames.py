@@ -23,9 +23,9 @@ informational row repeats one pass after `drop_caches` (frames read from disk)."
 SERVERS = ["cloudfilm", "Orthanc"]
 
 
-def _check(url: str, server: str) -> None:
-    response = httpx.get(url, headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": "identity"},
-                         timeout=60)
+def _check(url: str, server: str, auth: dict[str, str]) -> None:
+    response = httpx.get(url, headers={"Accept": FRAME_ACCEPT, "Accept-Encoding": "identity",
+                                       **auth}, timeout=60)
     ctype = response.headers.get("content-type", "")
     if response.status_code != 200 or not ctype.startswith("multipart/related"):
         raise RuntimeError(f"{server} frames: HTTP {response.status_code} {ctype}: {response.text[:300]}")
@@ -37,15 +37,17 @@ def run(ctx: Context, fixture) -> tuple[list[Row], dict]:
     series = fixture.series[0]
     urls = {s: [f"{fixture.dicomweb(s)}{series.path()}/instances/{uid}/frames/1"
                 for uid in series.sop_uids] for s in SERVERS}
+    auth = {s: fixture.auth_headers(s) for s in SERVERS}
     for server in SERVERS:
-        _check(urls[server][0], server)
-        check_ok(curl_sequential(urls[server], FRAME_ACCEPT), f"{server} frames")
+        _check(urls[server][0], server, auth[server])
+        check_ok(curl_sequential(urls[server], FRAME_ACCEPT, headers=auth[server]),
+                 f"{server} frames")
     passes = 1 if ctx.quick else 3
     samples: dict[str, list[float]] = {s: [] for s in SERVERS}
     walls: dict[str, list[float]] = {s: [] for s in SERVERS}
     for p in range(passes):
         for server in (SERVERS if p % 2 == 0 else SERVERS[::-1]):
-            transfers = curl_sequential(urls[server], FRAME_ACCEPT)
+            transfers = curl_sequential(urls[server], FRAME_ACCEPT, headers=auth[server])
             check_ok(transfers, f"{server} frames")
             samples[server] += [t.seconds * 1000 for t in transfers]
             walls[server].append(sum(t.seconds for t in transfers) * 1000 / len(transfers))
@@ -66,7 +68,7 @@ def run(ctx: Context, fixture) -> tuple[list[Row], dict]:
         if not drop_page_cache():
             extra["page cache dropped"] = "not allowed here (cold row skipped)"
             return rows, extra
-        transfers = curl_sequential(urls[server], FRAME_ACCEPT)
+        transfers = curl_sequential(urls[server], FRAME_ACCEPT, headers=auth[server])
         check_ok(transfers, f"{server} frames")
         cold[server] = [t.seconds * 1000 for t in transfers]
     cf, orth = median(cold["cloudfilm"]), median(cold["Orthanc"])

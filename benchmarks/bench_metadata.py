@@ -46,7 +46,8 @@ class MetadataRun:
         self.samples.setdefault(kind, {s: [] for s in SERVERS})[server].append(seconds * 1000)
 
     def _one(self, kind: str, server: str, series) -> None:
-        (t,) = curl_sequential([_url(self.fixture, server, series)], JSON_ACCEPT)
+        (t,) = curl_sequential([_url(self.fixture, server, series)], JSON_ACCEPT,
+                               headers=self.fixture.auth_headers(server))
         check_ok([t], f"{server} metadata")
         self.sizes[server] = t.size
         self._add(kind, server, t.seconds)
@@ -62,8 +63,12 @@ class MetadataRun:
         if self.checked:
             return
         for server in SERVERS:
-            items = httpx.get(_url(self.fixture, server, series), headers={"Accept": JSON_ACCEPT},
-                              timeout=120).json()
+            response = httpx.get(_url(self.fixture, server, series), timeout=120, headers={
+                "Accept": JSON_ACCEPT, **self.fixture.auth_headers(server)})
+            if response.status_code != 200:
+                raise RuntimeError(f"{server} metadata: HTTP {response.status_code} "
+                                   f"{response.text[:300]}")
+            items = response.json()
             if len(items) != len(series.sop_uids):
                 raise RuntimeError(f"{server} metadata has {len(items)} items, "
                                    f"expected {len(series.sop_uids)}")
@@ -94,9 +99,9 @@ class MetadataRun:
         warm_n = 10 if ctx.quick else 30
         series = fixture.series[0]
         for server in SERVERS:
-            url = _url(fixture, server, series)
-            curl_sequential([url], JSON_ACCEPT)
-            transfers = curl_sequential([url] * warm_n, JSON_ACCEPT)
+            url, auth = _url(fixture, server, series), fixture.auth_headers(server)
+            curl_sequential([url], JSON_ACCEPT, headers=auth)
+            transfers = curl_sequential([url] * warm_n, JSON_ACCEPT, headers=auth)
             check_ok(transfers, f"{server} metadata")
             for t in transfers:
                 self._add("warm", server, t.seconds)

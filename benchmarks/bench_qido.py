@@ -41,7 +41,8 @@ request, ~800 matches at 100k). 3 untimed warm-up requests per query and server,
 samples in two halves with the server order swapped. The target compares p95 latencies."""
 
 
-def _seed(ctx: Context, url: str, bodies: list[tuple[bytes, str, int]], label: str) -> float:
+def _seed(ctx: Context, url: str, bodies: list[tuple[bytes, str, int]], label: str,
+          auth: dict[str, str]) -> float:
     started = time.perf_counter()
     done = [0]
     last_report = [started]
@@ -49,7 +50,7 @@ def _seed(ctx: Context, url: str, bodies: list[tuple[bytes, str, int]], label: s
     def post(chunk: list[tuple[bytes, str, int]]) -> None:
         with httpx.Client(timeout=600) as client:
             for body, ctype, n in chunk:
-                stow_post(client, url, body, ctype, n)
+                stow_post(client, url, body, ctype, n, auth)
                 done[0] += n
                 now = time.perf_counter()
                 if now - last_report[0] > 30:
@@ -86,9 +87,9 @@ def _url(base: str, params: dict[str, str]) -> str:
     return f"{base}/studies?{urlencode(params, safe='*')}"
 
 
-def _count(base: str, params: dict[str, str]) -> int:
-    response = httpx.get(_url(base, params),
-                         headers={"Accept": JSON_ACCEPT, "Accept-Encoding": "identity"}, timeout=120)
+def _count(base: str, params: dict[str, str], auth: dict[str, str]) -> int:
+    response = httpx.get(_url(base, params), timeout=120,
+                         headers={"Accept": JSON_ACCEPT, "Accept-Encoding": "identity", **auth})
     if response.status_code == 204:
         return 0
     if response.status_code != 200:
@@ -115,12 +116,12 @@ def run(ctx: Context, studies_wanted: int | None = None) -> tuple[list[Row], dic
     extra: dict[str, object] = {"studies in each index (N)": f"{total:,}"}
     with server_pair(ctx, "qido", background_cleanup=True) as pair:
         bases = {"cloudfilm": pair.cloudfilm.dicomweb, "Orthanc": pair.orthanc.dicomweb}
-        probe = _count(bases["cloudfilm"], {"limit": "1"})  # fail fast if QIDO is missing
-        del probe
+        auth = {"cloudfilm": pair.cloudfilm.auth_headers, "Orthanc": pair.orthanc.auth_headers}
+        _count(bases["cloudfilm"], {"limit": "1"}, auth["cloudfilm"])  # fail fast: QIDO missing?
         pair.cloudfilm.profile_phase("seed")
         seed_s = {}
         for name in ("cloudfilm", "Orthanc"):
-            seed_s[name] = _seed(ctx, f"{bases[name]}/studies", bodies, name)
+            seed_s[name] = _seed(ctx, f"{bases[name]}/studies", bodies, name, auth[name])
             ctx.say(f"qido: seeded {name} with {total} studies in {seed_s[name]:.0f} s "
                     f"({total / seed_s[name]:.0f}/s)")
         del bodies
@@ -137,16 +138,17 @@ def run(ctx: Context, studies_wanted: int | None = None) -> tuple[list[Row], dic
         queries = _queries(studies, samples)
         counts = {}
         for label, params in queries.items():
-            counts[label] = {s: _count(base, params[0]) for s, base in bases.items()}
+            counts[label] = {s: _count(base, params[0], auth[s]) for s, base in bases.items()}
             urls = {s: [_url(base, p) for p in params] for s, base in bases.items()}
             times: dict[str, list[float]] = {"cloudfilm": [], "Orthanc": []}
             for server in times:
-                curl_sequential(urls[server][:3], JSON_ACCEPT)
+                curl_sequential(urls[server][:3], JSON_ACCEPT, headers=auth[server])
             half = samples // 2
             for order, part in ((["cloudfilm", "Orthanc"], slice(0, half)),
                                 (["Orthanc", "cloudfilm"], slice(half, samples))):
                 for server in order:
-                    transfers = curl_sequential(urls[server][part], JSON_ACCEPT)
+                    transfers = curl_sequential(urls[server][part], JSON_ACCEPT,
+                                                headers=auth[server])
                     check_ok(transfers, f"{server} QIDO {label}")
                     times[server] += [t.seconds * 1000 for t in transfers]
             cf95, or95 = p95(times["cloudfilm"]), p95(times["Orthanc"])

@@ -49,21 +49,22 @@ def run(ctx: Context, fixture) -> tuple[list[Row], dict]:
     series = fixture.series[0]
     urls = {s: f"{fixture.dicomweb(s)}{series.path()}" for s in SERVERS}
     accept = {s: DICOM_ACCEPT for s in SERVERS}
+    auth = {s: fixture.auth_headers(s) for s in SERVERS}
     extra: dict[str, object] = {}
     first: dict[str, int] = {}
     for server in SERVERS:
-        (t,) = curl_sequential([urls[server]], accept[server])
+        (t,) = curl_sequential([urls[server]], accept[server], headers=auth[server])
         if t.status != 200 and server == "Orthanc":
             accept[server] = ORTHANC_FALLBACK
             extra["Orthanc Accept"] = f"{ORTHANC_FALLBACK} (it refused transfer-syntax=*: HTTP {t.status})"
-            (t,) = curl_sequential([urls[server]], accept[server])
+            (t,) = curl_sequential([urls[server]], accept[server], headers=auth[server])
         if t.status != 200 or t.size < series.total_bytes:
             raise RuntimeError(f"{server} retrieve: HTTP {t.status}, {t.size} bytes "
                                f"(stored {series.total_bytes})")
         first[server] = t.size
     reps = 3 if ctx.quick else 7
     ceiling = CeilingServer(first["cloudfilm"])
-    urls[CEILING], accept[CEILING] = ceiling.url, "*/*"
+    urls[CEILING], accept[CEILING], auth[CEILING] = ceiling.url, "*/*", {}
     names = [*SERVERS, CEILING]
     rates: dict[str, list[float]] = {s: [] for s in names}
     sizes: dict[str, int] = {}
@@ -71,7 +72,7 @@ def run(ctx: Context, fixture) -> tuple[list[Row], dict]:
         curl_sequential([urls[CEILING]], "*/*")
         for r in range(reps):
             for server in (names if r % 2 == 0 else names[::-1]):
-                (t,) = curl_sequential([urls[server]], accept[server])
+                (t,) = curl_sequential([urls[server]], accept[server], headers=auth[server])
                 if t.status != 200:
                     raise RuntimeError(f"{server} retrieve: HTTP {t.status}")
                 sizes[server] = t.size

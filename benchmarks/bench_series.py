@@ -37,16 +37,22 @@ class SeriesFixture:
     pair: Pair
     series: list[StoredSeries] = field(default_factory=list)
 
+    def server(self, server_name: str):
+        return self.pair.cloudfilm if server_name == "cloudfilm" else self.pair.orthanc
+
     def dicomweb(self, server_name: str) -> str:
-        server = self.pair.cloudfilm if server_name == "cloudfilm" else self.pair.orthanc
-        return server.dicomweb
+        return self.server(server_name).dicomweb
+
+    def auth_headers(self, server_name: str) -> dict[str, str]:
+        """cloudfilm's bearer token; nothing for Orthanc."""
+        return self.server(server_name).auth_headers
 
 
 def store_series(ctx: Context, fixture: SeriesFixture, index: int,
                  after_store: Callable[[StoredSeries], None] | None) -> StoredSeries:
     rng = np.random.default_rng(100 + index)
     stored = StoredSeries(SeriesSpec.new(f"series{index}"))
-    urls = [f"{s.dicomweb}/studies" for s in fixture.pair.servers()]
+    targets = [(f"{s.dicomweb}/studies", s.auth_headers) for s in fixture.pair.servers()]
     with httpx.Client(timeout=600) as client:
         for start in range(1, SERIES_SIZE + 1, STOW_BATCH):
             parts = []
@@ -56,8 +62,8 @@ def store_series(ctx: Context, fixture: SeriesFixture, index: int,
                 stored.total_bytes += len(raw)
                 parts.append(raw)
             body, ctype = multipart_body(parts)
-            for url in urls:
-                stow_post(client, url, body, ctype, len(parts))
+            for url, auth in targets:
+                stow_post(client, url, body, ctype, len(parts), auth)
     fixture.series.append(stored)
     ctx.say(f"stored series {index + 1} ({SERIES_SIZE} instances, "
             f"{stored.total_bytes / 1e6:.0f} MB) on both servers")

@@ -40,10 +40,11 @@ def run(ctx: Context) -> list[Row]:
     with server_pair(ctx, "stow") as pair, httpx.Client(timeout=600) as client:
         urls = {"cloudfilm": f"{pair.cloudfilm.dicomweb}/studies",
                 "Orthanc": f"{pair.orthanc.dicomweb}/studies"}
+        auth = {"cloudfilm": pair.cloudfilm.auth_headers, "Orthanc": pair.orthanc.auth_headers}
         warm = SeriesSpec.new("stow-warmup")
         body, ctype = multipart_body(ct_instance(warm, n, rng)[1] for n in range(1, 6))
-        for url in urls.values():
-            stow_post(client, url, body, ctype, 5)
+        for name, url in urls.items():
+            stow_post(client, url, body, ctype, 5, auth[name])
         spec = SeriesSpec.new("stow")
         for b in range(batches):
             if b % 4 == 0:
@@ -52,7 +53,7 @@ def run(ctx: Context) -> list[Row]:
             body, ctype = multipart_body(parts)
             order = ["cloudfilm", "Orthanc"] if b % 2 == 0 else ["Orthanc", "cloudfilm"]
             for name in order:
-                times[name].append(stow_post(client, urls[name], body, ctype, BATCH))
+                times[name].append(stow_post(client, urls[name], body, ctype, BATCH, auth[name]))
             ctx.say(f"stow batch {b + 1}/{batches}: cloudfilm {BATCH / times['cloudfilm'][-1]:.0f}/s, "
                     f"Orthanc {BATCH / times['Orthanc'][-1]:.0f}/s ({len(body) / 1e6:.1f} MB)")
     rates = {k: [BATCH / t for t in v] for k, v in times.items()}

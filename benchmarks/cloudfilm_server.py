@@ -2,6 +2,13 @@
 
 PostgreSQL: each server gets a fresh schema in the database named by
 CLOUDFILM_BENCH_POSTGRES (default postgresql://127.0.0.1:5432/test), dropped on cleanup.
+
+Authentication: ``cloudfilm serve`` answers anonymous API/DICOMweb requests with 401.
+On its first start each server gets an admin user (``bench``) and a bearer token made
+with the CLI (``cloudfilm user add`` / ``cloudfilm token issue``, against the same data
+directory and database); every benchmark request to cloudfilm carries
+``auth_headers``, so token lookup and per-request auditing are part of what is measured.
+Orthanc runs without authentication (``OrthancServer.auth_headers`` is empty).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from benchmarks.common import PYTHON, ROOT, free_port, make_tmpdir, remove_tree,
     tail, wait_for_port
 
 DEFAULT_POSTGRES = "postgresql://127.0.0.1:5432/test"
+BENCH_USER = "bench"
 
 
 _SERVE_HELP: str | None = None
@@ -64,6 +72,7 @@ class CloudfilmServer:
         self.profiler: subprocess.Popen | None = None
         self._starts = 0
         self.phase = "run"
+        self.token: str | None = None
         if database == "postgresql":
             self.schema = f"cfbench_{secrets.token_hex(6)}"
             _pg_execute(postgres_url, f"CREATE SCHEMA {self.schema}")
@@ -81,16 +90,59 @@ class CloudfilmServer:
     def dicomweb(self) -> str:
         return f"{self.base}/dicomweb"
 
-    def start(self, timeout: float = 120) -> "CloudfilmServer":
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """What every request to this server carries: the benchmark user's bearer token."""
+        if self.token is None:
+            raise RuntimeError("cloudfilm has no benchmark token yet: start() the server first")
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("CLOUDFILM_DATA", None)
         env["CLOUDFILM_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)
+        return env
+
+    def cli(self, *args: str) -> str:
+        """Run ``cloudfilm ARGS --data DIR`` against this server's data and database; stdout."""
+        proc = subprocess.run([str(PYTHON), "-m", "cloudfilm", *args, "--data", str(self.data)],
+                              env=self._env(), cwd=ROOT, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"cloudfilm {' '.join(args[:2])} failed ({proc.returncode}): "
+                               f"{(proc.stderr or proc.stdout)[-2000:]}")
+        return proc.stdout
+
+    def _provision(self) -> None:
+        """Once, after the first start (migrations done): an admin user and its bearer token,
+        then one authenticated request, so a refused token fails here and not mid-benchmark."""
+        self.cli("user", "add", BENCH_USER, "--role", "admin")
+        token = self.cli("token", "issue", BENCH_USER, "--expires-in", "never",
+                         "--label", "benchmarks").strip()
+        if not token or len(token.split()) != 1:
+            raise RuntimeError(f"cloudfilm token issue printed {token!r}, expected one token")
+        self.token = token
+        probe = httpx.get(f"{self.dicomweb}/studies", params={"limit": "1"},
+                          headers={"Accept": "application/dicom+json", **self.auth_headers},
+                          timeout=60)
+        if probe.status_code not in (200, 204):
+            raise RuntimeError(f"cloudfilm refused the benchmark token: QIDO answered "
+                               f"{probe.status_code} {probe.text[:300]}")
+
+    def add_node(self, name: str, aet: str, port: int, sees: str = "all",
+                 host: str = "127.0.0.1") -> None:
+        """Register a calling AE (``cloudfilm node add``): C-FIND/C-MOVE/C-GET only match what
+        the caller's known node may see, and an unregistered caller sees nothing."""
+        self.cli("node", "add", name, "--aet", aet, "--host", host, "--port", str(port),
+                 "--sees", sees)
+
+    def start(self, timeout: float = 120) -> "CloudfilmServer":
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(PYTHON), "-m", "cloudfilm", "serve", "--data", str(self.data),
              "--host", "127.0.0.1", "--port", str(self.port), *serve_options()],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=self._env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
         log.close()
         wait_for_port(self.port, self.process, timeout, self.log_path)
@@ -98,12 +150,16 @@ class CloudfilmServer:
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    self._start_profiler()
-                    return self
+                    break
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"cloudfilm did not answer /healthz:\n{tail(self.log_path)}")
+        else:
+            raise RuntimeError(f"cloudfilm did not answer /healthz:\n{tail(self.log_path)}")
+        if self.token is None:  # the first start; restarts keep the user and token
+            self._provision()
+        self._start_profiler()
+        return self
 
     def _start_profiler(self) -> None:
         """py-spy attached to the server: collapsed stacks, one file per server start."""

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -161,16 +161,19 @@ class Transfer:
 _CURL_FORMAT = "%{http_code} %{size_download} %{time_total}\\n"
 
 
-def curl_sequential(urls: Sequence[str], accept: str, timeout: float = 600) -> list[Transfer]:
+def curl_sequential(urls: Sequence[str], accept: str, timeout: float = 600,
+                    headers: Mapping[str, str] | None = None) -> list[Transfer]:
     """GET each URL in order on one kept-alive connection, discarding bodies.
 
     curl's own per-transfer ``time_total`` is the client-side wall time of that
     request; reading and throwing the bytes away in C keeps the client from being
-    the bottleneck.
+    the bottleneck. ``headers`` (e.g. a server's ``auth_headers``) go into the config
+    curl reads from stdin, so a bearer token never shows on a command line.
     """
     if not urls:
         return []
-    config = "".join(f'url = "{u}"\noutput = "/dev/null"\n' for u in urls)
+    config = "".join(f'header = "{k}: {v}"\n' for k, v in (headers or {}).items())
+    config += "".join(f'url = "{u}"\noutput = "/dev/null"\n' for u in urls)
     proc = subprocess.run(
         ["curl", "-s", "-S", "--no-progress-meter", "-H", f"Accept: {accept}",
          "-w", _CURL_FORMAT, "-K", "-"],
@@ -190,7 +193,10 @@ def curl_sequential(urls: Sequence[str], accept: str, timeout: float = 600) -> l
 def check_ok(transfers: Sequence[Transfer], what: str) -> None:
     bad = [t.status for t in transfers if t.status != 200]
     if bad:
-        raise RuntimeError(f"{what}: {len(bad)} of {len(transfers)} requests failed (HTTP {bad[0]})")
+        hint = " (not authenticated: does the request carry the server's auth_headers?)" \
+            if bad[0] in (401, 403) else ""
+        raise RuntimeError(f"{what}: {len(bad)} of {len(transfers)} requests failed "
+                           f"(HTTP {bad[0]}){hint}")
 
 
 # -- results -------------------------------------------------------------------
@@ -276,11 +282,15 @@ def machine_info() -> dict[str, str]:
 
 
 # -- STOW-RS as the client ---------------------------------------------------------
-def stow_post(client, url: str, body: bytes, content_type: str, expected: int) -> float:
-    """POST one STOW-RS request; returns client-side wall seconds; raises unless all stored."""
+def stow_post(client, url: str, body: bytes, content_type: str, expected: int,
+              headers: Mapping[str, str] | None = None) -> float:
+    """POST one STOW-RS request; returns client-side wall seconds; raises unless all stored.
+
+    ``headers``: the target server's ``auth_headers`` (cloudfilm's bearer token)."""
     started = time.perf_counter()
     response = client.post(url, content=body, headers={
-        "Content-Type": content_type, "Accept": JSON_ACCEPT, "Accept-Encoding": "identity"})
+        "Content-Type": content_type, "Accept": JSON_ACCEPT, "Accept-Encoding": "identity",
+        **(headers or {})})
     seconds = time.perf_counter() - started
     if response.status_code != 200:
         raise RuntimeError(f"STOW to {url} answered {response.status_code}: {response.text[:500]}")

@@ -58,6 +58,11 @@ class OrthancServer:
     def dicomweb(self) -> str:
         return f"{self.base}/dicom-web"
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """None: this Orthanc runs with ``AuthenticationEnabled: false`` (loopback only)."""
+        return {}
+
     # -- life cycle -------------------------------------------------------
     def start(self, timeout: float = 60) -> "OrthancServer":
         log = open(self.log_path, "ab")

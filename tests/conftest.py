@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -78,6 +79,24 @@ def run_cli(args: list[str], database_url: str, **kwargs: object) -> subprocess.
     )
 
 
+TEST_ADMIN = "test-admin"
+
+
+def admin_token(database_url: str, username: str = TEST_ADMIN, role: str = "admin") -> str:
+    """A bearer token for a user of ``role``, created directly in the index (as the CLI would)."""
+    from cloudfilm.services.accounts import AccountService
+    from cloudfilm.storage.index.db import Index
+
+    index = Index(database_url)
+    try:
+        accounts = AccountService(index)
+        if accounts.get_user(username) is None:
+            accounts.add_user(username, role)
+        return accounts.issue_token(username, expires_in=None, label="tests")
+    finally:
+        index.dispose()
+
+
 @dataclass
 class Server:
     """A running ``cloudfilm serve`` process."""
@@ -91,6 +110,17 @@ class Server:
     extra_env: dict[str, str] = field(default_factory=dict)
     dimse_port: int = 0  # DIMSE off unless a test asks for it (set a free_port())
     ae_title: str = "CLOUDFILM"
+    token: str = ""  # an admin's bearer token, issued once the server is up
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The ``Authorization`` header of the test admin (every endpoint needs a login)."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def http(self, **kwargs: Any) -> httpx.Client:
+        """An httpx client at the server root, authenticated as the test admin."""
+        return httpx.Client(base_url=self.url, headers=self.auth | kwargs.pop("headers", {}),
+                            timeout=kwargs.pop("timeout", 60), **kwargs)
 
     @property
     def url(self) -> str:
@@ -115,6 +145,7 @@ class Server:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    self.token = self.token or admin_token(self.database_url)
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -171,5 +202,5 @@ def fresh_server(database_kind: str, tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.dicomweb, timeout=60) as http:
+    with httpx.Client(base_url=server.dicomweb, headers=server.auth, timeout=60) as http:
         yield http

@@ -68,7 +68,8 @@ def _expected_pixels(raw: bytes, number: int) -> np.ndarray:
 def stored(server: object) -> dict[str, tuple[pydicom.Dataset, bytes]]:
     datasets = {name: _load(name) for name, _, _ in SAMPLES}
     raws = {name: to_bytes(ds) for name, ds in datasets.items()}
-    with httpx.Client(base_url=server.dicomweb) as http:  # type: ignore[attr-defined]
+    auth = server.auth  # type: ignore[attr-defined]
+    with httpx.Client(base_url=server.dicomweb, headers=auth) as http:  # type: ignore[attr-defined]
         response = stow(http, list(raws.values()))
         assert response.status_code == 200, response.text
     return {name: (datasets[name], raws[name]) for name in datasets}

@@ -27,7 +27,7 @@ def demo_server(database_kind: str, tmp_path_factory: pytest.TempPathFactory):  
 def test_every_demo_study_is_queryable_with_its_slices(demo_server) -> None:  # type: ignore[no-untyped-def]
     server, truth = demo_server
     studies = [s for p in truth["patients"] for s in p["studies"]]
-    with httpx.Client(base_url=server.dicomweb) as http:
+    with httpx.Client(base_url=server.dicomweb, headers=server.auth) as http:
         found = http.get("/studies", params={"includefield": "00201208"}).json()
         assert {s["0020000D"]["Value"][0] for s in found} == {s["study_uid"] for s in studies}
         assert all(s["00201208"]["Value"] == [40] for s in found)
@@ -36,7 +36,7 @@ def test_every_demo_study_is_queryable_with_its_slices(demo_server) -> None:  # 
 def test_a_patient_has_studies_from_two_hospitals(demo_server) -> None:  # type: ignore[no-untyped-def]
     server, truth = demo_server
     zhang = next(p for p in truth["patients"] if p["patient_name"].startswith("Zhang"))
-    with httpx.Client(base_url=server.dicomweb) as http:
+    with httpx.Client(base_url=server.dicomweb, headers=server.auth) as http:
         found = http.get("/studies", params={"PatientName": "张^三",
                                              "includefield": "IssuerOfPatientID"}).json()
     issuers = {s["00100021"]["Value"][0] for s in found}
@@ -50,7 +50,7 @@ def test_the_nodule_centre_slice_renders(demo_server) -> None:  # type: ignore[n
     nodule = study["nodules"][0]
     url = (f"/studies/{study['study_uid']}/series/{study['series_uid']}/instances/"
            f"{nodule['instance_uid_at_center']}/rendered")
-    with httpx.Client(base_url=server.dicomweb) as http:
+    with httpx.Client(base_url=server.dicomweb, headers=server.auth) as http:
         image = http.get(url, params={"window": "-600,1500"}, headers={"accept": "image/png"})
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 

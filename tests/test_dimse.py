@@ -3,7 +3,9 @@
 Verification (PS3.4 Annex A), Storage (Annex B) and Query/Retrieve FIND, MOVE and
 GET (Annex C), checked through DICOMweb where the stored result matters, plus the
 failure paths: unsupported contexts, a failing C-STORE, an unknown move destination
-and the calling-AE policy (``CLOUDFILM_DIMSE_ALLOW``).
+and the calling-AE policy (``CLOUDFILM_DIMSE_ALLOW``). Query and retrieve callers see
+what their known node's ``sees`` allows: the dcmtk and pynetdicom callers below are
+registered with ``sees: all``; an unregistered caller sees nothing.
 """
 
 from __future__ import annotations
@@ -23,13 +25,19 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
-from pynetdicom import AE
+from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     Verification,
 )
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT_FIND,
+)
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelGet as STUDY_ROOT_GET,
+)
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelMove as STUDY_ROOT_MOVE,
 )
 
 from conftest import Server, database_url_for, free_port
@@ -38,6 +46,8 @@ from factory import make_instance, parse_multipart, sample, to_bytes
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
 
 HOST = "127.0.0.1"
+# The calling AE titles of dcmtk's findscu, movescu and getscu and of our pynetdicom SCU.
+QUERY_CALLERS = ("FINDSCU", "MOVESCU", "GETSCU", "PYSCU")
 # storescu proposes each SOP class with the stored file's own transfer syntax.
 STORESCU_CONFIG = r"""
 [[TransferSyntaxes]]
@@ -103,6 +113,14 @@ def pixel_bytes(data: bytes | Path) -> bytes:
 # -- fixtures ----------------------------------------------------------------------------
 
 
+def add_node(server: Server, name: str, ae_title: str, port: int = 104, **settings: str) -> None:
+    """Register a known node through the admin API (``sees``, ``issuer`` as keywords)."""
+    node = {"name": name, "aet": ae_title, "host": HOST, "port": port} | settings
+    with server.http() as http:
+        response = http.post("/api/admin/nodes", json=node)
+    assert response.status_code == 201, response.text
+
+
 @pytest.fixture(scope="module")
 def dimse(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server per database with DIMSE on (conftest's ``server`` has it off)."""
@@ -111,7 +129,10 @@ def dimse(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     srv = Server(data_dir, url)
     srv.dimse_port = free_port()
     try:
-        yield srv.start()
+        srv.start()
+        for ae_title in QUERY_CALLERS:  # the query/retrieve callers below may see everything
+            add_node(srv, ae_title.lower(), ae_title, sees="all")
+        yield srv
     finally:
         srv.stop()
         if schema:
@@ -192,8 +213,7 @@ def storescp(dimse: Server, tmp_path: Path) -> Iterator[StoreSCP]:
                                 str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process)
-        node = {"name": f"storescp-{port}", "aet": scp.ae_title, "host": HOST, "port": port}
-        assert httpx.post(f"{dimse.url}/api/admin/nodes", json=node).status_code == 201
+        add_node(dimse, f"storescp-{port}", scp.ae_title, port)
         yield scp
     finally:
         process.terminate()
@@ -224,7 +244,7 @@ def test_storescu_folder_is_stored_with_unchanged_bytes(dimse: Server, alice: St
     assert alice.sent is not None and alice.sent.returncode == 0, alice.sent
     assert alice.sent.stdout.count("Received Store Response (Success)") == len(alice.raw) == 5
     response = httpx.get(f"{dimse.dicomweb}/studies/{alice.uid}", timeout=30, headers={
-        "accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+        "accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'} | dimse.auth)
     assert response.status_code == 200
     stored = {str(pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID): data
               for _, data in parse_multipart(response)}
@@ -236,7 +256,8 @@ def test_storescu_folder_is_stored_with_unchanged_bytes(dimse: Server, alice: St
 
 
 def test_stored_study_metadata_is_served_by_dicomweb(dimse: Server, alice: Study) -> None:
-    response = httpx.get(f"{dimse.dicomweb}/studies/{alice.uid}/metadata", timeout=30)
+    response = httpx.get(f"{dimse.dicomweb}/studies/{alice.uid}/metadata", timeout=30,
+                         headers=dimse.auth)
     assert response.status_code == 200
     assert {item["00080018"]["Value"][0] for item in response.json()} == set(alice.raw)
 
@@ -435,7 +456,8 @@ def test_failed_c_store_returns_failure_and_association_goes_on(dimse: Server) -
         assert assoc.send_c_store(make_instance()).Status == 0x0000
     finally:
         assoc.release()
-    missing = httpx.get(f"{dimse.dicomweb}/instances", params={"SOPInstanceUID": ds.SOPInstanceUID})
+    missing = httpx.get(f"{dimse.dicomweb}/instances", params={"SOPInstanceUID": ds.SOPInstanceUID},
+                        headers=dimse.auth)
     assert missing.status_code in (200, 204) and not (missing.content and missing.json())
 
 
@@ -443,8 +465,7 @@ def test_known_policy_rejects_unknown_calling_ae(fresh_server: Server) -> None:
     fresh_server.dimse_port = free_port()
     fresh_server.extra_env["CLOUDFILM_DIMSE_ALLOW"] = "known"
     fresh_server.start()
-    node = {"name": "allowed", "aet": "ALLOWED", "host": HOST, "port": 104}
-    assert httpx.post(f"{fresh_server.url}/api/admin/nodes", json=node).status_code == 201
+    add_node(fresh_server, "allowed", "ALLOWED")
     stranger = dcmtk("echoscu", "-v", "-aet", "STRANGER", "-aec", fresh_server.ae_title, HOST,
                      fresh_server.dimse_port)
     assert stranger.returncode != 0
@@ -453,3 +474,102 @@ def test_known_policy_rejects_unknown_calling_ae(fresh_server: Server) -> None:
                   fresh_server.dimse_port)
     assert known.returncode == 0, known.stdout
     assert "Received Echo Response (Success)" in known.stdout
+
+
+# -- what a calling AE may see -----------------------------------------------------------
+
+
+def c_find(dimse: Server, ae_title: str, query: pydicom.Dataset) -> list[pydicom.Dataset]:
+    """The matches of a Study Root C-FIND by ``ae_title``; the final status must be Success."""
+    assoc = _scu(STUDY_ROOT_FIND, ae_title=ae_title).associate(HOST, dimse.dimse_port,
+                                                                ae_title=dimse.ae_title)
+    assert assoc.is_established
+    try:
+        responses = list(assoc.send_c_find(query, STUDY_ROOT_FIND))
+    finally:
+        assoc.release()
+    assert responses and responses[-1][0].Status == 0x0000, responses
+    return [identifier for status, identifier in responses if status.Status == 0xFF00]
+
+
+def c_move(dimse: Server, ae_title: str, query: pydicom.Dataset,
+           destination: str) -> pydicom.Dataset:
+    """The final status of a Study Root C-MOVE by ``ae_title``."""
+    assoc = _scu(STUDY_ROOT_MOVE, ae_title=ae_title).associate(HOST, dimse.dimse_port,
+                                                                ae_title=dimse.ae_title)
+    assert assoc.is_established
+    try:
+        responses = list(assoc.send_c_move(query, destination, STUDY_ROOT_MOVE))
+    finally:
+        assoc.release()
+    return responses[-1][0]
+
+
+def c_get(dimse: Server, ae_title: str,
+          query: pydicom.Dataset) -> tuple[pydicom.Dataset, list[str]]:
+    """The final status of a Study Root C-GET by ``ae_title`` and the SOP UIDs it stored."""
+    stored: list[str] = []
+
+    def on_store(event: evt.Event) -> int:
+        stored.append(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    ae = _scu(STUDY_ROOT_GET, ae_title=ae_title)
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
+    assoc = ae.associate(HOST, dimse.dimse_port, ae_title=dimse.ae_title,
+                         ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert assoc.is_established
+    try:
+        responses = list(assoc.send_c_get(query, STUDY_ROOT_GET))
+    finally:
+        assoc.release()
+    return responses[-1][0], stored
+
+
+def test_unregistered_caller_finds_moves_and_gets_nothing(dimse: Server, alice: Study,
+                                                          storescp: StoreSCP) -> None:
+    """Admitted by CLOUDFILM_DIMSE_ALLOW (loopback) but not a known node: it sees nothing."""
+    series, sops = next((s, i) for s, i in alice.series.items() if len(i) == 2)
+    query = pydicom.Dataset()
+    query.QueryRetrieveLevel, query.StudyInstanceUID = "SERIES", alice.uid
+    query.SeriesInstanceUID = series
+    # the same requests by a node that sees all: the series is there
+    assert [m.SeriesInstanceUID for m in c_find(dimse, "PYSCU", query)] == [series]
+    status, stored = c_get(dimse, "PYSCU", query)
+    assert status.Status == 0x0000 and sorted(stored) == sorted(sops)
+
+    assert c_find(dimse, "STRANGER", query) == []  # C-FIND: no matches
+    moved = c_move(dimse, "STRANGER", query, storescp.ae_title)  # C-MOVE: no sub-operations
+    assert moved.Status == 0x0000
+    assert (moved.NumberOfCompletedSuboperations, moved.NumberOfFailedSuboperations,
+            moved.NumberOfWarningSuboperations) == (0, 0, 0)
+    assert not storescp.received()
+    status, stored = c_get(dimse, "STRANGER", query)  # C-GET: no sub-operations
+    assert status.Status == 0x0000
+    assert (status.NumberOfCompletedSuboperations, status.NumberOfFailedSuboperations,
+            status.NumberOfWarningSuboperations) == (0, 0, 0)
+    assert stored == []
+
+
+def test_node_sees_own_hospital_or_nothing(dimse: Server) -> None:
+    """``sees: own`` covers the studies of records with the node's IssuerOfPatientID."""
+    studies = {issuer: make_instance(patient_id="DIMSE-O", patient_name="Own^Hospital",
+                                     issuer=issuer) for issuer in ("HOSP-A", "HOSP-B")}
+    assoc = _scu(CTImageStorage).associate(HOST, dimse.dimse_port, ae_title=dimse.ae_title)
+    assert assoc.is_established
+    try:
+        assert all(assoc.send_c_store(ds).Status == 0x0000 for ds in studies.values())
+    finally:
+        assoc.release()
+    add_node(dimse, "hospital-a", "HOSPA", sees="own", issuer="HOSP-A")
+    add_node(dimse, "blind", "BLIND", sees="none")
+    query = pydicom.Dataset()
+    query.QueryRetrieveLevel, query.PatientID, query.StudyInstanceUID = "STUDY", "DIMSE-O", ""
+
+    def found(ae_title: str) -> set[str]:
+        return {str(m.StudyInstanceUID) for m in c_find(dimse, ae_title, query)}
+
+    assert found("PYSCU") == {str(ds.StudyInstanceUID) for ds in studies.values()}
+    assert found("HOSPA") == {str(studies["HOSP-A"].StudyInstanceUID)}
+    assert found("BLIND") == set()

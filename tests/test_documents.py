@@ -32,7 +32,7 @@ def study(server: Server) -> str:
     uid = generate_uid()
     datasets = [make_instance(study=uid, patient_id="DOC-1", patient_name="Doe^Jane",
                               AccessionNumber="ACC-DOC", instance_number=i) for i in (1, 2)]
-    with httpx.Client(base_url=server.dicomweb, timeout=60) as client:
+    with httpx.Client(base_url=server.dicomweb, headers=server.auth, timeout=60) as client:
         assert stow(client, [to_bytes(ds) for ds in datasets]).status_code == 200
     return uid
 
@@ -56,14 +56,15 @@ def _post(server: Server, study: str, name: str, data: bytes, title: str | None 
           content_type: str = "application/octet-stream") -> httpx.Response:
     fields = {"title": title} if title else None
     return httpx.post(f"{server.url}/api/studies/{study}/documents", data=fields,
-                      files=[("file", (name, data, content_type))], timeout=60)
+                      files=[("file", (name, data, content_type))], headers=server.auth,
+                      timeout=60)
 
 
 def _retrieve(server: Server, created: dict[str, str]) -> pydicom.Dataset:
     url = (f"{server.dicomweb}/studies/{created['study_uid']}/series/{created['series_uid']}"
            f"/instances/{created['sop_instance_uid']}")
     accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'  # as stored
-    response = httpx.get(url, headers={"accept": accept}, timeout=60)
+    response = httpx.get(url, headers={"accept": accept} | server.auth, timeout=60)
     assert response.status_code == 200, response.text
     return pydicom.dcmread(io.BytesIO(parse_multipart(response)[0][1]))
 
@@ -75,7 +76,8 @@ def test_pdf_becomes_an_encapsulated_pdf_series_of_the_study(
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["study_uid"] == study and created["sop_class_uid"] == PDF_CLASS
-    series = httpx.get(f"{server.dicomweb}/studies/{study}/series", timeout=30).json()
+    series = httpx.get(f"{server.dicomweb}/studies/{study}/series", headers=server.auth,
+                       timeout=30).json()
     doc = [s for s in series if s["0020000E"]["Value"][0] == created["series_uid"]]
     assert doc and doc[0]["00080060"]["Value"] == ["DOC"]
     assert doc[0]["0008103E"]["Value"] == ["Discharge letter"]
@@ -130,10 +132,10 @@ def test_wrong_type_is_415_and_unknown_study_404(server: Server, study: str) -> 
     missing = _post(server, generate_uid(), "report.pdf", _pdf())
     assert missing.status_code == 404 and "not found" in missing.json()["error"]
     not_form = httpx.post(f"{server.url}/api/studies/{study}/documents", content=_pdf(),
-                          headers={"content-type": "application/pdf"}, timeout=30)
+                          headers={"content-type": "application/pdf"} | server.auth, timeout=30)
     assert not_form.status_code == 415
     no_file = httpx.post(f"{server.url}/api/studies/{study}/documents", data={"title": "x"},
-                         files=[("other", ("a.pdf", _pdf()))], timeout=30)
+                         files=[("other", ("a.pdf", _pdf()))], headers=server.auth, timeout=30)
     assert no_file.status_code == 400
     broken = _post(server, study, "broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
     assert broken.status_code == 415 and "cannot decode" in broken.json()["error"]
@@ -147,7 +149,7 @@ def test_cli_attach_and_its_exit_codes(server: Server, study: str, tmp_path: Pat
     assert ok.returncode == 0 and ok.stdout.startswith("stored "), ok.stderr
     sop = ok.stdout.split()[1]
     found = httpx.get(f"{server.dicomweb}/studies/{study}/instances",
-                      params={"SOPInstanceUID": sop}, timeout=30).json()
+                      params={"SOPInstanceUID": sop}, headers=server.auth, timeout=30).json()
     assert found[0]["00080016"]["Value"] == [PDF_CLASS]
     unknown = run_cli(args + ["--study", "1.2.3.404", str(pdf)], server.database_url)
     assert unknown.returncode == 1 and "not found" in unknown.stderr
@@ -160,24 +162,27 @@ def test_cli_attach_and_its_exit_codes(server: Server, study: str, tmp_path: Pat
 def test_a_document_can_start_a_new_study_for_a_stored_patient(server: Server, study: str) -> None:
     response = httpx.post(f"{server.url}/api/patients/DOC-1/documents",
                           data={"title": "Outside letter"},
-                          files=[("file", ("letter.pdf", _pdf(), "application/pdf"))], timeout=60)
+                          files=[("file", ("letter.pdf", _pdf(), "application/pdf"))],
+                          headers=server.auth, timeout=60)
     assert response.status_code == 201, response.text
     new_study = response.json()["study_uid"]
     assert new_study != study
     found = httpx.get(f"{server.dicomweb}/studies", params={"PatientID": "DOC-1"},
-                      timeout=30).json()
+                      headers=server.auth, timeout=30).json()
     assert {s["0020000D"]["Value"][0] for s in found} == {study, new_study}
     assert [s["00081030"]["Value"][0] for s in found if s["0020000D"]["Value"][0] == new_study] \
         == ["Outside letter"]
     nobody = httpx.post(f"{server.url}/api/patients/NOBODY/documents",
-                        files=[("file", ("letter.pdf", _pdf(), "application/pdf"))], timeout=60)
+                        files=[("file", ("letter.pdf", _pdf(), "application/pdf"))],
+                        headers=server.auth, timeout=60)
     assert nobody.status_code == 404
 
 
 def test_exported_dicomdir_lists_the_pdf_as_an_encap_doc_record(
         server: Server, study: str, tmp_path: Path) -> None:
     assert _post(server, study, "letter.pdf", _pdf()).status_code == 201
-    response = httpx.get(f"{server.url}/api/studies/{study}/export.zip", timeout=60)
+    response = httpx.get(f"{server.url}/api/studies/{study}/export.zip", headers=server.auth,
+                         timeout=60)
     zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path)
     dump = subprocess.run(["dcmdump", str(tmp_path / "DICOMDIR")], capture_output=True,
                           text=True, timeout=60, check=True).stdout

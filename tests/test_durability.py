@@ -23,14 +23,15 @@ from cloudfilm.storage.index.db import Index
 class _Writer(threading.Thread):
     """Sends STOW batches until stopped; remembers what the server acknowledged."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
         self.url = url
+        self.headers = headers
         self.acknowledged: list[tuple[str, str, str]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
+        with httpx.Client(base_url=self.url, headers=self.headers, timeout=30) as http:
             while not self.stop.is_set():
                 study = generate_uid()
                 batch = [make_instance(study=study, instance_number=i, rows=64, columns=64)
@@ -48,16 +49,19 @@ class _Writer(threading.Thread):
 def test_kill_9_during_ingest_loses_nothing_acknowledged(fresh_server: Server, attempt: int) -> None:
     acknowledged: list[tuple[str, str, str]] = []
     fresh_server.start()
-    writer = _Writer(fresh_server.dicomweb)
+    writer = _Writer(fresh_server.dicomweb, fresh_server.auth)
     writer.start()
-    time.sleep(0.8 + random.random() * 1.5)
+    deadline = time.monotonic() + 60  # a loaded machine may take seconds for the first batch
+    while not writer.acknowledged and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.random() * 1.5)  # then kill at a random point of a later batch
     fresh_server.kill()
     writer.stop.set()
     writer.join(timeout=30)
     acknowledged += writer.acknowledged
     assert acknowledged, "the writer should have been acknowledged at least once before the kill"
     fresh_server.start()  # restart runs recovery
-    with httpx.Client(base_url=fresh_server.dicomweb) as http:
+    with httpx.Client(base_url=fresh_server.dicomweb, headers=fresh_server.auth) as http:
         for study, series, sop in acknowledged:
             url = f"/studies/{study}/series/{series}/instances/{sop}/metadata"
             assert http.get(url).status_code == 200, f"acknowledged {sop} is missing"
@@ -132,7 +136,7 @@ def test_one_gigabyte_stow_keeps_server_rss_under_300_mb(fresh_server: Server) -
     boundary = "gigabyte"
     count = 2000  # 2000 × ~525 KB ≈ 1.05 GB
     _, content_type = multipart_related([], boundary)
-    with httpx.Client(base_url=fresh_server.dicomweb, timeout=600) as http:
+    with httpx.Client(base_url=fresh_server.dicomweb, headers=fresh_server.auth, timeout=600) as http:
         response = http.post("/studies", content=_body_chunks(count, boundary),
                              headers={"content-type": content_type})
     done.set()

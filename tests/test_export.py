@@ -58,14 +58,14 @@ def stored(server: Server) -> Stored:
                  for i in (1, 2)]
     datasets.append(make_instance(study=other, patient_id="OTHER"))
     files = {str(ds.SOPInstanceUID): to_bytes(ds) for ds in datasets}
-    with httpx.Client(base_url=server.dicomweb, timeout=60) as client:
+    with httpx.Client(base_url=server.dicomweb, headers=server.auth, timeout=60) as client:
         response = stow(client, list(files.values()))
     assert response.status_code == 200, response.text
     return Stored(study_a, study_b, other, files)
 
 
 def _download(server: Server, path: str) -> httpx.Response:
-    with httpx.stream("GET", f"{server.url}{path}", timeout=120) as response:
+    with httpx.stream("GET", f"{server.url}{path}", headers=server.auth, timeout=120) as response:
         response.read()
         return response
 
@@ -189,7 +189,7 @@ def test_export_is_written_progressively(server: Server, tmp_path: Path) -> None
     from cloudfilm.services.export import plan_export, stream_export
 
     big = make_instance(rows=512, columns=512, frames=12, patient_id="BIG")
-    with httpx.Client(base_url=server.dicomweb, timeout=60) as client:
+    with httpx.Client(base_url=server.dicomweb, headers=server.auth, timeout=60) as client:
         assert stow(client, [to_bytes(big)]).status_code == 200
     archive = Archive.open(Settings.load(server.data_dir, server.database_url), recover=False)
     try:

@@ -522,7 +522,7 @@ def test_dicomweb_client_searches(client: httpx.Client, server: Any) -> None:
             for i, s in enumerate(studies)
         ),
     )
-    web = DICOMwebClient(url=server.dicomweb)
+    web = DICOMwebClient(url=server.dicomweb, headers=server.auth)
     found = web.search_for_studies(search_filters={"PatientID": pid})
     assert {item[STUDY_UID]["Value"][0] for item in found} == set(studies)
     found = web.search_for_studies(

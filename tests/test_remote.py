@@ -28,6 +28,8 @@ from cloudfilm.config import Settings
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.remote import RemoteService
 from cloudfilm.services.remote_types import RemoteError, StudyQuery
+from cloudfilm.services.retention import Retention
+from cloudfilm.storage.index.db import Index
 from conftest import Server, database_url_for, free_port, run_cli
 from factory import make_instance, parse_multipart, sample, stow, to_bytes
 from orthanc_peer import AE_TITLE as ORTHANC_AET, OrthancPeer, running_orthanc
@@ -70,7 +72,8 @@ class Env:
 def _add_node(server: Server, name: str, port: int, dicomweb: str | None = None,
               aet: str = ORTHANC_AET) -> None:
     body = {"name": name, "aet": aet, "host": "127.0.0.1", "port": port, "dicomweb": dicomweb}
-    response = httpx.post(f"{server.url}/api/admin/nodes", json=body, timeout=10)
+    response = httpx.post(f"{server.url}/api/admin/nodes", json=body, timeout=10,
+                          headers=server.auth)
     assert response.status_code == 201, response.text
 
 
@@ -86,6 +89,7 @@ def env(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         server = Server(root / "data", url, dimse_port=dimse_port, ae_title=OUR_AET)
         try:
             server.start()
+            _allow_deletes(url)
             _add_node(server, "hospital-b", peer.dicom_port)
             _add_node(server, "hospital-b-web", peer.dicom_port, peer.dicomweb)
             yield Env(peer, server)
@@ -93,6 +97,15 @@ def env(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             server.stop()
             if schema:
                 schema.drop()
+
+
+def _allow_deletes(database_url: str) -> None:
+    """Resumed fetches delete an instance first: the retention policy must allow it."""
+    index = Index(database_url)
+    try:
+        Retention(index).set_policy("*", 0)
+    finally:
+        index.dispose()
 
 
 # -- seeding and checking -------------------------------------------------------
@@ -129,8 +142,8 @@ def study_of(parts: dict[str, bytes]) -> str:
 
 def stored_here(server: Server, study: str) -> dict[str, bytes]:
     """What cloudfilm returns for the study by WADO-RS, as stored."""
-    response = httpx.get(f"{server.dicomweb}/studies/{study}", headers={"accept": AS_STORED},
-                         timeout=60)
+    response = httpx.get(f"{server.dicomweb}/studies/{study}",
+                         headers={"accept": AS_STORED} | server.auth, timeout=60)
     if response.status_code == 404:
         return {}
     assert response.status_code == 200, response.text
@@ -164,7 +177,7 @@ def _delete_here(server: Server, sop: str, parts: dict[str, bytes]) -> None:
     ds = _read(parts[sop])
     url = (f"{server.dicomweb}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
            f"/instances/{sop}")
-    assert httpx.delete(url, timeout=30).status_code == 200
+    assert httpx.delete(url, timeout=30, headers=server.auth).status_code == 200
     assert sop not in stored_here(server, str(ds.StudyInstanceUID))
 
 
@@ -285,7 +298,7 @@ def test_fetch_reports_per_instance_failures(env: Env) -> None:
     study = seed(env.peer, parts)
     mr = [sop for sop, data in parts.items() if _read(data).Modality == "MR"][0]
     squatter = make_instance(series=str(_read(parts[mr]).SeriesInstanceUID))  # another study
-    with httpx.Client(base_url=env.server.dicomweb, timeout=30) as client:
+    with httpx.Client(base_url=env.server.dicomweb, headers=env.server.auth, timeout=30) as client:
         assert stow(client, [to_bytes(squatter)]).status_code == 200
     code, out = env.fetch("hospital-b", study, "--via", "get")
     assert code == 1, out
@@ -304,7 +317,7 @@ def test_send_to_orthanc(env: Env) -> None:
     parts = study_parts("PID-" + secrets.token_hex(4),
                         extra_samples=("MR_small_jp2klossless.dcm", "MR_small_RLE.dcm"))
     study = study_of(parts)
-    with httpx.Client(base_url=env.server.dicomweb, timeout=30) as client:
+    with httpx.Client(base_url=env.server.dicomweb, headers=env.server.auth, timeout=30) as client:
         assert stow(client, list(parts.values())).status_code == 200
     code, out, _ = env.cli("remote", "send", "hospital-b", "--study", study, "--ae-title", OUR_AET)
     assert code == 0, out
@@ -374,6 +387,6 @@ def test_unreachable_node_fails_clearly_within_timeout(
 def stored_study(env: Env) -> str:
     """Any study stored here (send needs one before it can try the node)."""
     parts = study_parts("PID-" + secrets.token_hex(4), extra_samples=())
-    with httpx.Client(base_url=env.server.dicomweb, timeout=30) as client:
+    with httpx.Client(base_url=env.server.dicomweb, headers=env.server.auth, timeout=30) as client:
         assert stow(client, list(parts.values())).status_code == 200
     return study_of(parts)

@@ -126,7 +126,7 @@ def test_link_lifecycle(server: Server, folder: Folder) -> None:
     assert renew(folder.patient, sid, today() + timedelta(days=10)).json()["url"] == url
     assert browser.get("/shared").status_code == 200
     assert folder.patient.http.delete(f"/api/shares/{sid}").status_code == 204
-    assert browser.get("/shared").status_code == 404
+    assert browser.get("/shared").status_code == 401  # revoked: the session is gone, anonymous
     assert open_link(visitor(server), url).status_code == 404
     assert renew(folder.patient, sid, today() + timedelta(days=10)).status_code == 409
     person = folder.patient.person_id
@@ -185,7 +185,7 @@ def test_pin_form_and_lockout_after_five_wrong_pins(server: Server, folder: Fold
     assert 'method="post"' in form.text and 'lang="en"' in form.text
     target = path_of(protected["url"])
     forged = browser.post(target, data={"pin": "246810"}, headers={"origin": "https://evil.test"})
-    assert forged.status_code == 403 and browser.get("/shared").status_code == 404
+    assert forged.status_code == 403 and browser.get("/shared").status_code == 401  # no session
     wrong = [browser.post(target, data={"pin": "000000"}) for _ in range(5)]
     assert [w.status_code for w in wrong] == [403, 403, 403, 403, 429]
     assert "1 attempt(s) left" in wrong[3].text and 'role="alert"' in wrong[3].text
@@ -193,7 +193,7 @@ def test_pin_form_and_lockout_after_five_wrong_pins(server: Server, folder: Fold
     still_locked = browser.post(target, data={"pin": "246810"})  # the right PIN, too late
     assert still_locked.status_code == 429 and still_locked.headers["retry-after"] == "900"
     assert open_link(browser, protected["url"]).status_code == 429
-    assert browser.get("/shared").status_code == 404
+    assert browser.get("/shared").status_code == 401  # still no session
     execute(server, delete(RateLimitRow).where(RateLimitRow.key == f"pin:{protected['id']}"))
     ok = browser.post(target, data={"pin": "246810"}, follow_redirects=False)
     assert ok.status_code == 303 and ok.headers["location"] == "/shared"

@@ -103,7 +103,7 @@ def test_overwrite_when_configured(fresh_server: Server) -> None:
     fresh_server.extra_env["CLOUDFILM_OVERWRITE"] = "true"
     fresh_server.start()
     ds = make_instance(seed=1)
-    with httpx.Client(base_url=fresh_server.dicomweb) as http:
+    with httpx.Client(base_url=fresh_server.dicomweb, headers=fresh_server.auth) as http:
         assert stow(http, [to_bytes(ds)]).status_code == 200
         ds.PixelData = make_instance(seed=2).PixelData
         replacement = to_bytes(ds)
@@ -162,7 +162,7 @@ def test_quoted_boundary_and_parts_without_content_type(client: httpx.Client) ->
 
 
 def test_dicomweb_client_can_store(server: Server) -> None:
-    web = DICOMwebClient(url=server.dicomweb)
+    web = DICOMwebClient(url=server.dicomweb, headers=server.auth)
     datasets = [make_instance() for _ in range(2)]
     result = web.store_instances(datasets)
     stored = sorted(item.ReferencedSOPInstanceUID for item in result.ReferencedSOPSequence)
@@ -171,7 +171,7 @@ def test_dicomweb_client_can_store(server: Server) -> None:
 
 def test_acknowledged_instances_are_on_disk_and_indexed(fresh_server: Server) -> None:
     fresh_server.start()
-    with httpx.Client(base_url=fresh_server.dicomweb) as http:
+    with httpx.Client(base_url=fresh_server.dicomweb, headers=fresh_server.auth) as http:
         raws = [to_bytes(make_instance()) for _ in range(3)]
         assert stow(http, raws).status_code == 200
     check = run_cli(["check", "--data", str(fresh_server.data_dir)], fresh_server.database_url)

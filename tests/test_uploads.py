@@ -20,7 +20,7 @@ Files = list[tuple[str, tuple[str, bytes, str]]]
 
 @pytest.fixture
 def api(server: Server) -> httpx.Client:
-    with httpx.Client(base_url=f"{server.url}/api", timeout=120) as http:
+    with httpx.Client(base_url=f"{server.url}/api", headers=server.auth, timeout=120) as http:
         yield http  # type: ignore[misc]
 
 
@@ -57,7 +57,8 @@ def _iso(files: dict[str, bytes]) -> bytes:
 
 
 def _qido_count(server: Server, study: str) -> int:
-    response = httpx.get(f"{server.dicomweb}/studies/{study}/instances", timeout=30)
+    response = httpx.get(f"{server.dicomweb}/studies/{study}/instances", headers=server.auth,
+                         timeout=30)
     return len(response.json()) if response.status_code == 200 else 0
 
 
@@ -165,6 +166,6 @@ def test_a_large_upload_is_streamed_to_disk_not_memory(fresh_server: Server) -> 
 
     content_type = "multipart/form-data; boundary=cloudfilmtestboundary"
     response = httpx.post(f"{server.url}/api/uploads", content=body(), timeout=120,
-                          headers={"content-type": content_type})
+                          headers={"content-type": content_type} | server.auth)
     assert response.status_code == 200 and response.json()["counts"]["stored"] == 1, response.text
     assert (peak() - before) * 1024 < 40_000_000, (before, peak())

@@ -13,6 +13,8 @@ from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 from pydicom.uid import generate_uid
 
+from cloudfilm.services.retention import Retention
+from cloudfilm.storage.index.db import Index
 from conftest import Server, run_cli
 from factory import make_instance, parse_multipart, stow, to_bytes
 
@@ -33,7 +35,7 @@ def series(server: Server) -> dict:
     instances[0].add_new(0x00091011, "OB", bytes(range(256)) * 16)  # 4 KB private blob → bulk
     instances.append(make_instance(study=study, series=series_uid, instance_number=4, rows=8,
                                    columns=8, frames=5, seed=9))
-    with httpx.Client(base_url=server.dicomweb) as http:
+    with httpx.Client(base_url=server.dicomweb, headers=server.auth) as http:
         assert stow(http, [to_bytes(ds) for ds in instances]).status_code == 200
     return {"study": study, "series": series_uid, "instances": instances}
 
@@ -86,19 +88,22 @@ def test_metadata_at_every_level(client: httpx.Client, series: dict, server: Ser
     assert private_uri.endswith("/bulkdata/00091011")
 
 
-def test_bulk_data_uris_resolve_to_the_values(client: httpx.Client, series: dict) -> None:
+def test_bulk_data_uris_resolve_to_the_values(client: httpx.Client, series: dict,
+                                               server: Server) -> None:
     first = series["instances"][0]
     item = client.get(_instance_url(first) + "/metadata").json()[0]
-    pixels = httpx.get(item["7FE00010"]["BulkDataURI"], headers={"accept": FRAMES_AS_STORED})
+    pixels = httpx.get(item["7FE00010"]["BulkDataURI"],
+                       headers=server.auth | {"accept": FRAMES_AS_STORED})
     assert pixels.status_code == 200
     assert parse_multipart(pixels)[0][1] == first.PixelData
-    private = httpx.get(item["00091011"]["BulkDataURI"])
+    private = httpx.get(item["00091011"]["BulkDataURI"], headers=server.auth)
     assert parse_multipart(private)[0][1] == bytes(range(256)) * 16
 
 
-def test_metadata_is_gzipped_when_the_client_accepts_it(client: httpx.Client, series: dict) -> None:
+def test_metadata_is_gzipped_when_the_client_accepts_it(client: httpx.Client, series: dict,
+                                                        server: Server) -> None:
     url = f"{str(client.base_url).rstrip('/')}/studies/{series['study']}/metadata"
-    with httpx.Client() as raw:
+    with httpx.Client(headers=server.auth) as raw:
         response = raw.get(url, headers={"accept-encoding": "gzip"})
         assert response.headers.get("content-encoding") == "gzip"
         assert len(response.json()) == 4
@@ -178,19 +183,21 @@ def test_wado_uri(server: Server, series: dict) -> None:
     ds = series["instances"][1]
     params = {"requestType": "WADO", "studyUID": ds.StudyInstanceUID,
               "seriesUID": ds.SeriesInstanceUID, "objectUID": ds.SOPInstanceUID}
-    dicom = httpx.get(f"{server.url}/wado", params=params | {"contentType": "application/dicom"})
+    dicom = httpx.get(f"{server.url}/wado", params=params | {"contentType": "application/dicom"},
+                      headers=server.auth)
     assert dicom.status_code == 200 and dicom.content == to_bytes(ds)
-    jpeg = httpx.get(f"{server.url}/wado", params=params)
+    jpeg = httpx.get(f"{server.url}/wado", params=params, headers=server.auth)
     assert jpeg.headers["content-type"] == "image/jpeg"
     Image.open(io.BytesIO(jpeg.content)).verify()
-    missing = httpx.get(f"{server.url}/wado", params={"requestType": "WADO"})
+    missing = httpx.get(f"{server.url}/wado", params={"requestType": "WADO"}, headers=server.auth)
     assert missing.status_code == 400 and "studyUID" in missing.json()["error"]
-    unknown = httpx.get(f"{server.url}/wado", params=params | {"objectUID": generate_uid()})
+    unknown = httpx.get(f"{server.url}/wado", params=params | {"objectUID": generate_uid()},
+                        headers=server.auth)
     assert unknown.status_code == 404
 
 
 def test_dicomweb_client_retrieves_and_reads_metadata(server: Server, series: dict) -> None:
-    web = DICOMwebClient(url=server.dicomweb)
+    web = DICOMwebClient(url=server.dicomweb, headers=server.auth)
     ds = series["instances"][2]
     retrieved = web.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
                                       media_types=(("application/dicom", "*"),))
@@ -206,10 +213,13 @@ def test_dicomweb_client_retrieves_and_reads_metadata(server: Server, series: di
 
 def test_delete_removes_rows_and_blobs(fresh_server: Server) -> None:
     fresh_server.start()
+    index = Index(fresh_server.database_url)
+    Retention(index).set_policy("*", 0)  # the default policy keeps everything: allow deletion
+    index.dispose()
     study, series_uid = generate_uid(), generate_uid()
     keep = make_instance()
     doomed = [make_instance(study=study, series=series_uid, instance_number=i) for i in range(3)]
-    with httpx.Client(base_url=fresh_server.dicomweb) as http:
+    with httpx.Client(base_url=fresh_server.dicomweb, headers=fresh_server.auth) as http:
         assert stow(http, [to_bytes(d) for d in doomed + [keep]]).status_code == 200
         one = http.delete(_instance_url(doomed[0]))
         assert one.status_code == 200 and one.json() == {"deleted_instances": 1}

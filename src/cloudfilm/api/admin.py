@@ -1,4 +1,7 @@
-"""Admin JSON API: known remote nodes (``/api/admin/nodes``), mirroring ``cloudfilm node``."""
+"""Admin JSON API: known remote nodes (``/api/admin/nodes``), mirroring ``cloudfilm node``.
+
+For admins and hospital operators; every change is audited.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cloudfilm.api.access import audit
+from cloudfilm.api.authn import require_user
+from cloudfilm.domain.access import Decision, Role
 from cloudfilm.domain.nodes import InvalidNode, Node
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.nodes import UnknownNode
+
+
+ADMINS = (Role.ADMIN, Role.OPERATOR)  # hospital IT connects PACS
 
 
 def _archive(request: Request) -> Archive:
@@ -19,15 +28,18 @@ def _archive(request: Request) -> Archive:
 
 
 async def list_nodes(request: Request) -> Response:
+    require_user(request, ADMINS)
     nodes = await run_in_threadpool(_archive(request).nodes.list)
     return JSONResponse([n.as_dict() for n in nodes])
 
 
 async def add_node(request: Request) -> Response:
+    require_user(request, ADMINS)
     try:
         body = orjson.loads(await request.body())
         node = Node(str(body["name"]), str(body["aet"]), str(body["host"]), int(body["port"]),
-                    body.get("dicomweb"))
+                    body.get("dicomweb"), sees=str(body.get("sees", "own")),
+                    issuer=str(body.get("issuer", "")))
     except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise HTTPException(400, f"invalid node: {exc}") from exc
     except KeyError as exc:
@@ -36,14 +48,19 @@ async def add_node(request: Request) -> Response:
         await run_in_threadpool(_archive(request).nodes.add, node)
     except InvalidNode as exc:
         raise HTTPException(409 if "exists" in str(exc) else 400, str(exc)) from exc
+    await audit(request, "admin", Decision(True, "admin"), None,
+                detail={"change": "node added"} | node.as_dict())
     return JSONResponse(node.as_dict(), status_code=201)
 
 
 async def remove_node(request: Request) -> Response:
+    require_user(request, ADMINS)
     try:
         await run_in_threadpool(_archive(request).nodes.remove, request.path_params["name"])
     except UnknownNode as exc:
         raise HTTPException(404, str(exc)) from exc
+    await audit(request, "admin", Decision(True, "admin"), None,
+                detail={"change": "node removed", "name": request.path_params["name"]})
     return Response(status_code=204)
 
 

@@ -1,9 +1,11 @@
 """Who is asking: bearer tokens and session cookies become a Principal on every request.
 
 Why a middleware: every route (DICOMweb, JSON API, pages) must see the same principal,
-resolved once. It only *identifies*; routes decide with ``require_user`` or
-``domain.access.decide``. Two things it does refuse on its own, for every route:
-an ``Authorization: Bearer`` token that is not live (401, so a client notices), and an
+resolved once. It identifies; routes decide with ``require_user`` or ``api/access.py``
+(the policy). Three things it refuses on its own, for every route: an anonymous
+request to anything but the login page, link opening, sign-on and the health check
+(401, or a redirect to /login for a page); an
+``Authorization: Bearer`` token that is not live (401, so a client notices); and an
 unsafe request authenticated by the session cookie without the session's CSRF token
 (403; the token comes in the ``X-CSRF-Token`` header or a ``csrf`` form field — in
 multipart forms put that field first).
@@ -14,12 +16,12 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloudfilm.domain.access import ANONYMOUS, Principal, Role
@@ -39,8 +41,15 @@ CSRF_COOKIE = "cf_csrf"          # readable by page scripts, to echo in X-CSRF-T
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-# Routes that check a pre-session CSRF token of their own (no session exists yet).
+# Routes that check a pre-session CSRF token of their own (no session exists yet), and
+# link opening, which checks the Origin itself and is guarded by the link's secret.
 CSRF_EXEMPT_PATHS: set[str] = {"/login"}
+CSRF_EXEMPT_PREFIXES = ("/s/",)
+# Everything else needs a principal: the login page, link opening, sign-on callbacks
+# and the health check are all that an anonymous caller may reach.
+PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz"})
+PUBLIC_PREFIXES = ("/s/", "/oidc/")
+MACHINE_PREFIXES = ("/api/", "/dicomweb", "/wado")  # answer 401, not a login redirect
 FORM_PREFIX_LIMIT = 64 * 1024
 _MULTIPART_CSRF = re.compile(rb'name="csrf"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n')
 
@@ -126,6 +135,9 @@ class AuthenticationMiddleware:
                     if session_id else None)
         if resolved is None:
             scope["state"].update(principal=ANONYMOUS, auth_method=None, csrf_token=None)
+            if not is_public(scope["path"]):
+                await _unauthenticated(conn)(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         await self._with_session(conn, resolved, scope, receive, send)
@@ -148,7 +160,8 @@ class AuthenticationMiddleware:
             principal=resolved.principal, auth_method="session",
             csrf_token=cookie_csrf if cookie_csrf and _matches(resolved.csrf_hash, cookie_csrf)
             else None)
-        if scope["method"] in SAFE_METHODS or scope["path"] in CSRF_EXEMPT_PATHS:
+        if scope["method"] in SAFE_METHODS or scope["path"] in CSRF_EXEMPT_PATHS \
+                or scope["path"].startswith(CSRF_EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
         presented, receive = await _presented_csrf(conn, receive)
@@ -158,6 +171,22 @@ class AuthenticationMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _unauthenticated(conn: HTTPConnection) -> Response:
+    """401 for API and DICOMweb clients; a page request is sent to the login page."""
+    path = conn.url.path
+    wants_page = "text/html" in conn.headers.get("accept", "")
+    if conn.scope["method"] in ("GET", "HEAD") and wants_page and not path.startswith(MACHINE_PREFIXES):
+        target = path + (f"?{conn.url.query}" if conn.url.query else "")
+        return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+    return _error(401, "authentication required: log in at /login or send "
+                       "'Authorization: Bearer <token>'",
+                  {"WWW-Authenticate": 'Bearer realm="cloudfilm"'})
 
 
 def _matches(stored_hash: str, presented: str) -> bool:

@@ -4,8 +4,8 @@ multipart/form-data with one ``file`` field (and an optional ``title`` field); t
 file becomes an Encapsulated PDF (PS3.3 A.45.1) or a Secondary Capture image (A.8.1)
 in a new series of the study (services/documents.py). ``POST
 /api/patients/{patient_id}/documents`` (``?issuer=``) starts a new study instead.
-201 with the new UIDs; 404 unknown study or patient; 415 not a PDF, JPEG or PNG;
-413 too large.
+201 with the new UIDs; 404 unknown (or not visible) study or patient; 403 a study the
+caller may see but not add to; 415 not a PDF, JPEG or PNG; 413 too large.
 """
 
 from __future__ import annotations
@@ -19,16 +19,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cloudfilm.api.uploads import (
-    FormPart,
-    Placer,
-    authorize,
-    form_boundary,
-    receive_form,
-    scratch_dir,
-)
+from cloudfilm.api.access import archive_of, audit, require_upload
+from cloudfilm.api.authn import principal
+from cloudfilm.api.uploads import FormPart, Placer, form_boundary, receive_form, scratch_dir
 from cloudfilm.services import documents
 from cloudfilm.services.archive import Archive
+from cloudfilm.services.policy import Policy
 
 FORM_OVERHEAD = 1 << 20  # headers and the title field around the document
 
@@ -67,7 +63,8 @@ def _attach(archive: Archive, part: FormPart, title: str | None,
         raise HTTPException(409, f"the archive refused the document: {exc}") from exc
 
 
-async def _receive_and_attach(request: Request, target: dict[str, str | None]) -> Response:
+async def _receive_and_attach(request: Request,
+                              target: dict[str, str | None]) -> documents.AttachedDocument:
     archive: Archive = request.app.state.archive
     form_boundary(request)
     folder = scratch_dir(archive, "document")
@@ -77,20 +74,29 @@ async def _receive_and_attach(request: Request, target: dict[str, str | None]) -
         attached = await run_in_threadpool(_attach, archive, part, title, target)
     finally:
         await run_in_threadpool(shutil.rmtree, folder, True)
-    return JSONResponse(attached.as_dict(), status_code=201)
+    return attached
 
 
 async def study_document(request: Request) -> Response:
     study = request.path_params["study"]
-    await authorize(request, "attach", f"study/{study}")
-    return await _receive_and_attach(request, {"study_uid": study})
+    decision = await require_upload(request, study)
+    attached = await _receive_and_attach(request, {"study_uid": study})
+    await audit(request, "upload", decision, study, detail={"document": attached.media_type})
+    return JSONResponse(attached.as_dict(), status_code=201)
 
 
 async def patient_document(request: Request) -> Response:
     patient_id = request.path_params["patient_id"]
-    await authorize(request, "attach", f"patient/{patient_id}")
-    target = {"patient_id": patient_id, "issuer": request.query_params.get("issuer")}
-    return await _receive_and_attach(request, target)
+    issuer = request.query_params.get("issuer")
+    decision = await run_in_threadpool(Policy(archive_of(request)).check_new_study,
+                                       principal(request), patient_id, issuer or "")
+    if not decision.allowed:
+        raise HTTPException(404, f"patient {patient_id} not found")
+    target = {"patient_id": patient_id, "issuer": issuer}
+    attached = await _receive_and_attach(request, target)
+    await audit(request, "upload", decision, attached.study_uid,
+                detail={"document": attached.media_type})
+    return JSONResponse(attached.as_dict(), status_code=201)
 
 
 routes = [

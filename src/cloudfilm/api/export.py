@@ -17,16 +17,20 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from cloudfilm.api.multipart import in_thread_batches
-from cloudfilm.api.uploads import authorize
+from cloudfilm.api.access import audit, download_study
+from cloudfilm.api.authn import principal
+from cloudfilm.domain.access import Permission
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.export import (
     AmbiguousPatient,
     ExportPlan,
     UnknownPatient,
     UnknownStudies,
+    patient_studies,
     stream_export,
     studies_for,
 )
+from cloudfilm.services.policy import Policy
 
 
 def _zip_response(archive: Archive, plan: ExportPlan, name: str) -> Response:
@@ -49,16 +53,30 @@ async def _plan(archive: Archive, studies: list[str], patient: str | None,
 async def export_study(request: Request) -> Response:
     archive: Archive = request.app.state.archive
     study = request.path_params["study"]
-    await authorize(request, "export", f"study/{study}")
+    await download_study(request, study)
     plan = await _plan(archive, [study], None, None)
     return _zip_response(archive, plan, f"study-{study}")
 
 
 async def export_patient(request: Request) -> Response:
+    """Every study of the PatientID that the caller may download (404 if none)."""
     archive: Archive = request.app.state.archive
     patient_id = request.path_params["patient_id"]
-    await authorize(request, "export", f"patient/{patient_id}")
-    plan = await _plan(archive, [], patient_id, request.query_params.get("issuer"))
+    issuer = request.query_params.get("issuer")
+    try:
+        uids = await run_in_threadpool(patient_studies, archive.index, patient_id, issuer)
+    except UnknownPatient as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except AmbiguousPatient as exc:
+        raise HTTPException(409, str(exc)) from exc
+    decisions = await run_in_threadpool(Policy(archive).check_many, principal(request),
+                                        Permission.DOWNLOAD, uids)
+    allowed = [uid for uid in uids if decisions[uid].allowed]
+    if not allowed:
+        raise HTTPException(404, str(UnknownPatient(patient_id, issuer)))
+    plan = await _plan(archive, allowed, None, None)
+    for uid in allowed:
+        await audit(request, "download", decisions[uid], uid, detail={"format": "pdi"})
     return _zip_response(archive, plan, f"patient-{patient_id}")
 
 

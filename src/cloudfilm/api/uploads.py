@@ -9,8 +9,10 @@ folder is then imported exactly like ``cloudfilm import`` does (services/importe
 with its zip-bomb limits) and removed. The answer lists every file's result:
 200 when anything was stored (or already was), 422 when nothing could be.
 
-Access control arrives later: `authorize` is the one place to add the check, and the
-documents and export routers call it too.
+Uploads go into a patient's folder: ``?person=ID``, or by default the caller's own
+(a patient's, a share link's, or the one patient a caregiver acts for). Every instance
+is screened by `services.admission.UploadAdmission`: one of another patient fails
+alone with the reason, and the rest is stored. Operators and admins are not screened.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.media import parse_media_type
+from cloudfilm.services.admission import FolderRefused, UploadAdmission
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.importer import ImportResult, Walker, count, import_paths, unsafe_name
 from cloudfilm.services.multipart_stream import MalformedMultipart, PartStream
@@ -39,11 +43,6 @@ MAX_UPLOAD_BYTES = 16 << 30
 MAX_PARTS = 100_000
 MAX_FIELD_BYTES = 64 << 10
 STALE_SECONDS = 24 * 3600
-
-
-async def authorize(request: Request, action: str, target: str = "") -> None:
-    """The single access-control hook for uploads, documents and exports (none yet)."""
-    return None
 
 
 class TooLarge(ValueError):
@@ -202,15 +201,26 @@ def folder_placer(root: Path) -> Placer:
     return place
 
 
-def _import(archive: Archive, root: Path,
-            parts: list[FormPart]) -> tuple[list[ImportResult], list[str]]:
+def _import(archive: Archive, root: Path, parts: list[FormPart],
+            admission: UploadAdmission) -> tuple[list[ImportResult], list[str]]:
     """Refused parts fail with their reason; the rest is imported as one folder."""
     results = [ImportResult(p.filename or p.name, "failed", p.error) for p in parts if p.error]
     notes: list[str] = []
     if any(p.path is not None for p in parts):
         walker = Walker(notes, base=root)
-        results += import_paths(archive.ingest, [root], lambda r: None, notes, walker)
+        results += import_paths(archive.ingest, [root], lambda r: None, notes, walker, admission)
     return results, notes
+
+
+def _admission(request: Request) -> UploadAdmission:
+    raw = request.query_params.get("person")
+    if raw is not None and not raw.isdigit():
+        raise HTTPException(400, "person must be a person id (a number)")
+    try:
+        return UploadAdmission(request.app.state.archive, principal(request),
+                               int(raw) if raw is not None else None, client_ip(request))
+    except FolderRefused as exc:
+        raise HTTPException(403, str(exc)) from exc
 
 
 def _result_json(result: ImportResult) -> dict[str, str]:
@@ -219,7 +229,7 @@ def _result_json(result: ImportResult) -> dict[str, str]:
 
 
 async def upload(request: Request) -> Response:
-    await authorize(request, "upload")
+    admission = await run_in_threadpool(_admission, request)
     archive: Archive = request.app.state.archive
     form_boundary(request)
     root = scratch_dir(archive, "upload")
@@ -228,7 +238,7 @@ async def upload(request: Request) -> Response:
                  if p.name == "file" and p.filename is not None]
         if not parts:
             raise HTTPException(400, "the request holds no 'file' field")
-        results, notes = await run_in_threadpool(_import, archive, root, parts)
+        results, notes = await run_in_threadpool(_import, archive, root, parts, admission)
     finally:
         await run_in_threadpool(shutil.rmtree, root, True)
     counts = count(results)

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from cloudfilm.api.access import view_study
 from cloudfilm.api.errors import BadParameter, NotFound
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE
 from cloudfilm.services import pixels
@@ -51,6 +52,7 @@ def _render_options(request: Request, media_type: str) -> RenderOptions:
 async def _find(request: Request) -> StoredInstance:
     archive: Archive = request.app.state.archive
     q = request.query_params
+    await view_study(request, q["studyUID"], q["seriesUID"], q["objectUID"])
     try:
         items = await run_in_threadpool(archive.retrieve.instances, q["studyUID"], q["seriesUID"],
                                         q["objectUID"])

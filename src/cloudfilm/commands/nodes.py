@@ -6,20 +6,22 @@ import argparse
 from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
-from cloudfilm.domain.nodes import InvalidNode, Node
+from cloudfilm.domain.nodes import NODE_SEES, InvalidNode, Node
 from cloudfilm.services.nodes import UnknownNode
 
 
 def run_add(args: argparse.Namespace) -> int:
     try:
-        node = Node(args.name, args.aet, args.host, args.port, args.dicomweb)
+        node = Node(args.name, args.aet, args.host, args.port, args.dicomweb,
+                    sees=args.sees, issuer=args.issuer)
         with opened(args) as archive:
             archive.nodes.add(node)
     except InvalidNode as exc:
         print(f"cannot add node: {exc}")
         return 2
     print(f"added {node.name}: {node.ae_title}@{node.host}:{node.port}"
-          + (f" {node.dicomweb_url}" if node.dicomweb_url else ""))
+          + (f" {node.dicomweb_url}" if node.dicomweb_url else "")
+          + f" (sees {node.sees}{' ' + node.issuer if node.sees == 'own' else ''})")
     return 0
 
 
@@ -27,7 +29,8 @@ def run_list(args: argparse.Namespace) -> int:
     with opened(args) as archive:
         nodes = archive.nodes.list()
     for node in nodes:
-        print(f"{node.name}\t{node.ae_title}\t{node.host}:{node.port}\t{node.dicomweb_url or '-'}")
+        print(f"{node.name}\t{node.ae_title}\t{node.host}:{node.port}\t{node.dicomweb_url or '-'}"
+              f"\tsees={node.sees}\tissuer={node.issuer or '-'}")
     return 0
 
 
@@ -52,6 +55,11 @@ def register(commands: Any) -> None:
     add.add_argument("--host", required=True)
     add.add_argument("--port", type=int, required=True)
     add.add_argument("--dicomweb", help="DICOMweb root URL, e.g. http://pacs:8042/dicom-web")
+    add.add_argument("--sees", choices=NODE_SEES, default="own",
+                     help="what the node may query and retrieve by C-FIND/C-MOVE/C-GET: every "
+                          "study, its own hospital's (--issuer), or nothing (default: own)")
+    add.add_argument("--issuer", default="",
+                     help="the hospital's IssuerOfPatientID (which studies 'own' covers)")
     add.set_defaults(func=run_add)
     listing = actions.add_parser("list", help="list nodes")
     add_data_arg(listing)

@@ -1,10 +1,12 @@
-"""``cloudfilm serve``: DICOMweb over HTTP and the DIMSE node, in one process."""
+"""``cloudfilm serve``: DICOMweb over HTTP and the DIMSE node, in one process.
+
+Every HTTP endpoint but the login page, link opening and /healthz needs a login or a
+bearer token, and DIMSE callers see what their node allows, so any host may be bound.
+"""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import sys
 from typing import Any
 
 from cloudfilm.commands.common import add_data_arg
@@ -12,24 +14,11 @@ from cloudfilm.config import Settings
 from cloudfilm.services.archive import Archive
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from cloudfilm.api.app import create_app
 
-    if not is_loopback(args.host) and not args.insecure_no_auth:
-        print(f"refusing to listen on {args.host}: access control is not enabled yet, so only "
-              "loopback addresses are allowed; pass --insecure-no-auth to override", file=sys.stderr)
-        return 2
     from cloudfilm.services.notifications import start_notification_worker
 
     archive = Archive.open(Settings.load(args.data))
@@ -62,6 +51,4 @@ def register(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--dimse-port", type=int, default=11112, help="DIMSE port; 0 turns DIMSE off")
     serve.add_argument("--ae-title", default="CLOUDFILM", help="our AE title")
-    serve.add_argument("--insecure-no-auth", action="store_true",
-                       help="allow a non-loopback host before access control exists")
     serve.set_defaults(func=run)

@@ -15,6 +15,8 @@ import orjson
 from pydicom import Dataset
 from pynetdicom.events import Event
 
+from cloudfilm.dimse import caller
+from cloudfilm.dimse.caller import restricted, visible_to
 from cloudfilm.dimse.identifiers import (
     CANCELLED,
     IDENTIFIER_MISMATCH,
@@ -87,12 +89,16 @@ def handle_find(event: Event, archive: Archive, ae_title: str) -> Iterator[FindR
         yield exc.as_status(), None
         return
     requested = frozenset(int(element.tag) for element in identifier)
+    matches = 0
     try:
-        for item in all_pages(_search(archive.query, level), query):
+        search = restricted(_search(archive.query, level), visible_to(event, archive))
+        for item in all_pages(search, query):
             if event.is_cancelled:
                 yield CANCELLED, None
                 return
+            matches += 1
             yield PENDING, response_dataset(item, requested, level, ae_title)
+        caller.audit(event, archive, "query", level=level.value, results=matches)
     except Exception as exc:  # the association stays usable; the reason goes to the peer
         log.exception("C-FIND at %s level failed", level.value)
         yield Refused(UNABLE_TO_PROCESS, f"query failed: {exc}").as_status(), None

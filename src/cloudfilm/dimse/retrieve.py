@@ -22,6 +22,8 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
+from cloudfilm.dimse import caller
+from cloudfilm.dimse.caller import restricted, visible_to
 from cloudfilm.dimse.identifiers import (
     CANCELLED,
     IDENTIFIER_MISMATCH,
@@ -39,6 +41,7 @@ from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Kind, Query, QueryError, query_from_identifier
 from cloudfilm.domain.nodes import Node
 from cloudfilm.services.archive import Archive
+from cloudfilm.services.query import Visible
 from cloudfilm.services.retrieve import NotStored, StoredInstance
 
 log = logging.getLogger(__name__)
@@ -77,10 +80,11 @@ def selection_query(event: Event, identifier: Dataset) -> Query:
     return replace(query, includefields=frozenset({STUDY_UID, SOP_UID}))
 
 
-def select_instances(archive: Archive, query: Query) -> list[StoredInstance]:
-    """Matching instances with their blobs, in study/series/instance order."""
+def select_instances(archive: Archive, query: Query,
+                     visible: Visible = None) -> list[StoredInstance]:
+    """Matching instances the caller may see, with their blobs, in study/series/instance order."""
     by_study: dict[str, set[str]] = {}
-    for item in all_pages(archive.query.search_instances, query):
+    for item in all_pages(restricted(archive.query.search_instances, visible), query):
         by_study.setdefault(first_value(item, f"{STUDY_UID:08X}"), set()).add(
             first_value(item, f"{SOP_UID:08X}"))
     selected: list[StoredInstance] = []
@@ -95,7 +99,11 @@ def select_instances(archive: Archive, query: Query) -> list[StoredInstance]:
 def _selection(event: Event, archive: Archive) -> list[StoredInstance]:
     query = selection_query(event, read_identifier(event))
     try:
-        return select_instances(archive, query)
+        selected = select_instances(archive, query, visible_to(event, archive))
+        caller.audit(event, archive, "download", sorted({i.study_uid for i in selected}),
+                     operation="C-MOVE" if event.event.name == "EVT_C_MOVE" else "C-GET",
+                     destination=getattr(event, "move_destination", "") or "")
+        return selected
     except Exception as exc:  # e.g. the database is down: a reason, not a traceback
         log.exception("retrieve selection failed")
         raise Refused(UNABLE_TO_PROCESS, f"selection failed: {exc}") from exc

@@ -22,6 +22,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from pynetdicom.status import STATUS_FAILURE, STORAGE_SERVICE_CLASS_STATUS
 
+from cloudfilm.dimse import caller
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.ingest import IngestOutcome, PreparedInstance
 from cloudfilm.storage.blobs import BlobStore, StagedBlob
@@ -113,6 +114,8 @@ def _ingest(archive: Archive, staged: StagedBlob, event: Event) -> int | Dataset
     except OSError as exc:
         log.exception("C-STORE ingest ran out of resources")
         return failure(OUT_OF_RESOURCES, f"cannot store: {exc.strerror or exc}")
+    if outcome.ok:
+        caller.audit_once(event, archive, "store", outcome.study_uid)
     return status_for(outcome)
 
 

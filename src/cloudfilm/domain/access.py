@@ -78,6 +78,7 @@ class Principal:
     acting_for: frozenset[int] = field(default_factory=frozenset)
     share_grant_id: int | None = None
     node_sees_all: bool = False
+    node_issuers: frozenset[str] = frozenset()  # a node sees studies of these hospitals
 
     @property
     def unrestricted(self) -> bool:
@@ -94,6 +95,7 @@ class StudyRef:
     study_uid: str
     person_id: int | None
     indexed_at: datetime
+    issuer: str = ""  # the IssuerOfPatientID of the study's patient record
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Decision:
     reason: str
     grant_id: int | None = None
     on_behalf_of: int | None = None
+    person_id: int | None = None  # whose study it is (for the audit), when linked
 
 
 def _own(principal: Principal, person_id: int | None) -> Decision | None:
@@ -130,6 +133,11 @@ def decide(principal: Principal, permission: Permission, study: StudyRef,
         return Decision(False, "not authenticated")
     if principal.unrestricted:
         return Decision(True, f"{principal.role or 'node'} access")
+    if principal.kind == "node":
+        if study.issuer and study.issuer in principal.node_issuers \
+                and permission is not Permission.UPLOAD:
+            return Decision(True, "a study of the node's own hospital")
+        return Decision(False, "the node's configuration does not cover this study")
     own = _own(principal, study.person_id)
     if own is not None:
         return own
@@ -144,6 +152,16 @@ def may_act_for(principal: Principal, person_id: int) -> bool:
     return _own(principal, person_id) is not None or principal.role is Role.ADMIN
 
 
+def may_upload_into(principal: Principal, person_id: int, grants: Iterable[Grant],
+                    now: datetime) -> bool:
+    """Naming a folder to upload into: its patient or caregiver, an admin or operator, or a
+    holder of an active grant with the upload permission on that person."""
+    if principal.unrestricted or _own(principal, person_id) is not None:
+        return True
+    return any(g.person_id == person_id and Permission.UPLOAD in g.permissions
+               and g.active(now) for g in _granting(principal, grants))
+
+
 @dataclass(frozen=True)
 class Scope:
     """What a principal may see, for filtering lists and queries (and their counts)."""
@@ -152,10 +170,12 @@ class Scope:
     person_ids: frozenset[int] = frozenset()
     studies: frozenset[tuple[int, str]] = frozenset()  # (person, study): a grant is bound to its person
     timelines_until: tuple[tuple[int, datetime], ...] = ()  # (person, arrived no later than)
+    issuers: frozenset[str] = frozenset()  # every study whose patient record has this issuer
 
     @property
     def nothing(self) -> bool:
-        return not (self.everything or self.person_ids or self.studies or self.timelines_until)
+        return not (self.everything or self.person_ids or self.studies or self.timelines_until
+                    or self.issuers)
 
 
 def visible_scope(principal: Principal, grants: Iterable[Grant], now: datetime,
@@ -165,6 +185,10 @@ def visible_scope(principal: Principal, grants: Iterable[Grant], now: datetime,
         return Scope()
     if principal.unrestricted:
         return Scope(everything=True)
+    if principal.kind == "node":
+        if permission is Permission.UPLOAD:
+            return Scope()
+        return Scope(issuers=frozenset(i for i in principal.node_issuers if i))
     persons = set(principal.acting_for)
     if principal.role is Role.PATIENT and principal.own_person_id is not None:
         persons.add(principal.own_person_id)

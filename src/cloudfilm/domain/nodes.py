@@ -9,6 +9,11 @@ from urllib.parse import urlparse
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+# What a calling node may query and retrieve: every study, its own hospital's
+# (patient records with the node's IssuerOfPatientID), or nothing.
+NODE_SEES = ("all", "own", "none")
+
+
 class InvalidNode(ValueError):
     """A node definition that can't be used; the message names the field."""
 
@@ -20,6 +25,8 @@ class Node:
     host: str
     port: int
     dicomweb_url: str | None = None
+    sees: str = "own"  # what the node may query and retrieve: all | own | none
+    issuer: str = ""  # the hospital's IssuerOfPatientID, for sees=own
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -36,7 +43,11 @@ class Node:
             parsed = urlparse(self.dicomweb_url)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
                 raise InvalidNode(f"dicomweb {self.dicomweb_url!r}: must be an http(s) URL")
+        if self.sees not in NODE_SEES:
+            raise InvalidNode(f"sees {self.sees!r}: use one of {', '.join(NODE_SEES)}")
+        if len(self.issuer) > 64:
+            raise InvalidNode("issuer: at most 64 characters (LO)")
 
     def as_dict(self) -> dict[str, object]:
         return {"name": self.name, "aet": self.ae_title, "host": self.host, "port": self.port,
-                "dicomweb": self.dicomweb_url}
+                "dicomweb": self.dicomweb_url, "sees": self.sees, "issuer": self.issuer}

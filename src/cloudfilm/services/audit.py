@@ -6,7 +6,8 @@ see the new record (e.g. the RFC 5424 syslog forwarder of IHE ATNA, ITI-20);
 a failing listener is logged and never fails the append.
 
 Views are aggregated: ``record_view`` writes at most one ``view`` record per
-(session, study) per hour, so a viewer fetching hundreds of frames leaves one line.
+(session, study) per hour, so a viewer fetching hundreds of frames leaves one line;
+``record_once`` does the same for other per-instance events (a C-STORE association).
 
 Limits: ``verify`` finds records edited, removed or reordered inside the chain. Removing
 the newest records, or rewriting the chain from some record on with recomputed hashes,
@@ -123,6 +124,12 @@ class AuditLog:
 
     def record(self, entry: AuditEntry) -> int:
         """Append one record; returns its id."""
+        return self.record_many([entry])[0]
+
+    def record_many(self, entries: list[AuditEntry]) -> list[int]:
+        """Append several records in one transaction (one commit for a batch upload)."""
+        if not entries:
+            return []
         at = datetime.now(timezone.utc).replace(microsecond=0)
         with self.index.write_session() as session:
             if not self.index.is_sqlite:
@@ -130,17 +137,24 @@ class AuditLog:
             last = session.scalars(select(AuditEventRow.hash).order_by(AuditEventRow.id.desc())
                                    .limit(1)).first()
             prev = last or GENESIS
-            row = AuditEventRow(
-                at=at, actor=entry.actor, actor_role=entry.actor_role,
-                on_behalf_of=entry.on_behalf_of, action=entry.action, outcome=entry.outcome,
-                person_id=entry.person_id, patient_ref=entry.patient_ref, study_uid=entry.study_uid,
-                source=entry.source, detail=json.dumps(entry.detail, sort_keys=True),
-                prev_hash=prev, hash=chain_hash(entry, at, prev))
-            session.add(row)
+            rows = []
+            for entry in entries:
+                row = AuditEventRow(
+                    at=at, actor=entry.actor, actor_role=entry.actor_role,
+                    on_behalf_of=entry.on_behalf_of, action=entry.action, outcome=entry.outcome,
+                    person_id=entry.person_id, patient_ref=entry.patient_ref,
+                    study_uid=entry.study_uid, source=entry.source,
+                    detail=json.dumps(entry.detail, sort_keys=True),
+                    prev_hash=prev, hash=chain_hash(entry, at, prev))
+                session.add(row)
+                session.flush()
+                rows.append(row)
+                prev = row.hash
             session.commit()
-            record_id = row.id
-        self._notify(AuditRecord(record_id, at, entry))
-        return record_id
+            ids = [row.id for row in rows]
+        for record_id, entry in zip(ids, entries, strict=True):
+            self._notify(AuditRecord(record_id, at, entry))
+        return ids
 
     def _notify(self, record: AuditRecord) -> None:
         for listener in list(self.on_record):
@@ -153,18 +167,23 @@ class AuditLog:
                     on_behalf_of: str = "", person_id: int | None = None, patient_ref: str = "",
                     source: str = "", detail: dict[str, Any] | None = None,
                     now: float | None = None) -> int | None:
-        """Record a ``view`` of a study (frames, metadata): once per session, study and hour.
-
-        Returns the new record's id, or None when an earlier view in the window covers it.
-        Deduplication is in memory, per process (a bounded LRU): a restart or an eviction
-        may record one more view, never one fewer.
-        """
-        key = (session_key, study_uid)
-        if not self._views.claim(key, time.monotonic() if now is None else now):
-            return None
+        """Record a ``view`` of a study (frames, metadata): once per session, study and hour."""
         entry = AuditEntry(actor=actor, action="view", actor_role=actor_role,
                            on_behalf_of=on_behalf_of, person_id=person_id, patient_ref=patient_ref,
                            study_uid=study_uid, source=source, detail=detail or {})
+        return self.record_once(entry, session_key, now=now)
+
+    def record_once(self, entry: AuditEntry, session_key: str, *,
+                    now: float | None = None) -> int | None:
+        """Record ``entry`` unless the same action on the same study was recorded for this
+        session (or association) within the hour; returns the new id, or None.
+
+        Deduplication is in memory, per process (a bounded LRU): a restart or an eviction
+        may record one more, never one fewer.
+        """
+        key = (f"{entry.action}:{session_key}", entry.study_uid)
+        if not self._views.claim(key, time.monotonic() if now is None else now):
+            return None
         try:
             return self.record(entry)
         except Exception:

@@ -463,13 +463,17 @@ def _stage(service: IngestService, item: ImportItem) -> StagedBlob | ImportResul
 
 def import_paths(service: IngestService, paths: list[Path],
                  on_result: Callable[[ImportResult], None], notes: list[str],
-                 walker: Walker | None = None) -> list[ImportResult]:
-    """Import everything under ``paths`` in batches; every file gets a result."""
+                 walker: Walker | None = None,
+                 admission: Admission | None = None) -> list[ImportResult]:
+    """Import everything under ``paths`` in batches; every file gets a result.
+
+    ``admission`` screens each batch (patient uploads, services/admission.py).
+    """
     results: list[ImportResult] = []
     batch: list[tuple[ImportItem, StagedBlob]] = []
 
     def flush() -> None:
-        outcomes = service.ingest_staged([staged for _, staged in batch])
+        outcomes = service.ingest_staged([staged for _, staged in batch], admission=admission)
         for (item, _), outcome in zip(batch, outcomes, strict=True):
             emit(_result(item, outcome))
         batch.clear()

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pydicom
 from sqlalchemy.exc import IntegrityError
@@ -72,6 +73,14 @@ def _success(status: str, facts: InstanceFacts) -> IngestOutcome:
                          facts.series_uid)
 
 
+class Admission(Protocol):
+    """Screens a batch before indexing and settles it after (services/admission.py)."""
+
+    def screen(self, pending: list[PreparedInstance]) -> None: ...
+
+    def settle(self, pending: list[PreparedInstance]) -> None: ...
+
+
 class IngestService:
     """Stores instances durably and indexes them; safe to call from many threads."""
 
@@ -87,10 +96,11 @@ class IngestService:
             staged.append(self.blobs.stage_file(path))
         return self.ingest_staged(staged)
 
-    def ingest_staged(self, staged: Sequence[StagedBlob],
-                      expected_study_uid: str | None = None) -> list[IngestOutcome]:
+    def ingest_staged(self, staged: Sequence[StagedBlob], expected_study_uid: str | None = None,
+                      admission: Admission | None = None) -> list[IngestOutcome]:
         """Parse, index and publish staged blobs; one outcome per blob, in order."""
-        return self.index_and_publish([self.prepare(item, expected_study_uid) for item in staged])
+        return self.index_and_publish([self.prepare(item, expected_study_uid) for item in staged],
+                                      admission)
 
     def prepare(self, staged: StagedBlob, expected_study_uid: str | None = None) -> "PreparedInstance":
         """Parse one staged blob (thread-safe: STOW prepares parts while the body arrives)."""
@@ -106,8 +116,15 @@ class IngestService:
                 f"study in the request URL ({expected_study_uid})", CONFLICT)
         return item
 
-    def index_and_publish(self, pending: list["PreparedInstance"]) -> list[IngestOutcome]:
-        """One index transaction for the batch, then publish; only then may the caller answer."""
+    def index_and_publish(self, pending: list["PreparedInstance"],
+                          admission: Admission | None = None) -> list[IngestOutcome]:
+        """One index transaction for the batch, then publish; only then may the caller answer.
+
+        ``admission`` screens the parsed instances first (a refused one fails alone and
+        its staged file is discarded) and settles after publishing (links, audit).
+        """
+        if admission is not None:
+            admission.screen(pending)
         try:
             self._index(pending)
         finally:
@@ -116,8 +133,11 @@ class IngestService:
                     self.blobs.commit(item.staged, blob_key_for(item.facts.sop_instance_uid))
                 else:
                     self.blobs.discard(item.staged)
-        return [item.outcome or _failure(item.facts, "not processed", PROCESSING_FAILURE)
-                for item in pending]
+        outcomes = [item.outcome or _failure(item.facts, "not processed", PROCESSING_FAILURE)
+                    for item in pending]
+        if admission is not None:
+            admission.settle(pending)
+        return outcomes
 
     def _index(self, pending: list[PreparedInstance]) -> None:
         todo = [p for p in pending if p.outcome is None]

@@ -15,7 +15,8 @@ class UnknownNode(LookupError):
 
 
 def _node(row: NodeRow) -> Node:
-    return Node(row.name, row.ae_title, row.host, row.port, row.dicomweb_url)
+    return Node(row.name, row.ae_title, row.host, row.port, row.dicomweb_url,
+                sees=row.sees, issuer=row.issuer)
 
 
 class NodeService:
@@ -25,7 +26,8 @@ class NodeService:
     def add(self, node: Node) -> Node:
         with self.index.write_session() as session:
             session.add(NodeRow(name=node.name, ae_title=node.ae_title.strip(), host=node.host,
-                                port=node.port, dicomweb_url=node.dicomweb_url))
+                                port=node.port, dicomweb_url=node.dicomweb_url,
+                                sees=node.sees, issuer=node.issuer))
             try:
                 session.commit()
             except IntegrityError as exc:

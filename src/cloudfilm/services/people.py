@@ -26,9 +26,9 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from cloudfilm.domain import names
 from cloudfilm.domain.access import Permission, Principal, Role, may_act_for
 from cloudfilm.domain.audit import AuditEntry
+from cloudfilm.domain.identity import Profile, mismatch
 from cloudfilm.services.credentials import token_hash
 from cloudfilm.services.outbox import Message
 from cloudfilm.services.policy import Policy, aware, utcnow
@@ -208,16 +208,6 @@ def _document_title(metadata: dict[str, Any], series_description: str) -> str:
     return title or series_description
 
 
-def name_keys(value: str) -> set[tuple[str, ...]]:
-    """Each non-empty PN group as folded words, so 'Zhang^San' ~ 'ZHANG SAN'."""
-    return {tuple(names.words(g)) for g in names.split_groups(value) if names.words(g)}
-
-
-def _record_name_keys(patient: PatientRow) -> set[tuple[str, ...]]:
-    return {tuple(names.words(v)) for v in (patient.name_alphabetic, patient.name_ideographic,
-                                            patient.name_phonetic) if names.words(v)}
-
-
 class PeopleService:
     """Persons, their hospital records, claim codes, suggestions and the timeline."""
 
@@ -352,20 +342,24 @@ class PeopleService:
         records; birth date and sex likewise. Confirmed by an operator with `link`.
         """
         require_operator(actor)
-        person = self.person(person_id)
         with self.index.session() as session:
-            linked = session.execute(select(PatientRow).join(PersonRecordRow, and_(
-                PersonRecordRow.patient_id == PatientRow.patient_id,
-                PersonRecordRow.issuer == PatientRow.issuer))
-                .where(PersonRecordRow.person_id == person_id)).scalars().all()
-            keys = name_keys(person.display_name).union(*(_record_name_keys(p) for p in linked))
-            births = {b for b in [person.birth_date, *(p.birth_date for p in linked)] if b}
-            sexes = {s.upper() for s in [person.sex, *(p.sex for p in linked)] if s}
-            if not keys or not births:
+            profile = self.profile_in(session, person_id)
+            if not profile.names or not profile.births:
                 return []
             return [self._record(session, p.patient_id, p.issuer, p)
-                    for p in self._unlinked_candidates(session, births)
-                    if _record_name_keys(p) & keys and (not sexes or p.sex.upper() in sexes)]
+                    for p in self._unlinked_candidates(session, set(profile.births))
+                    if mismatch(profile, p) is None]
+
+    def profile_in(self, session: Session, person_id: int) -> Profile:
+        """The person's names, birth dates and sexes, from them and their linked records."""
+        person = session.get(PersonRow, person_id)
+        if person is None:
+            raise NotFound("no such person")
+        linked = session.execute(select(PatientRow).join(PersonRecordRow, and_(
+            PersonRecordRow.patient_id == PatientRow.patient_id,
+            PersonRecordRow.issuer == PatientRow.issuer))
+            .where(PersonRecordRow.person_id == person_id)).scalars().all()
+        return Profile.of(person.display_name, person.birth_date, person.sex, linked)
 
     @staticmethod
     def _unlinked_candidates(session: Session, births: set[str]) -> list[PatientRow]:
@@ -416,6 +410,20 @@ class PeopleService:
             study_uid=study_uid, detail={"method": "claim-code", "patient_id": patient_id,
                                          "issuer": issuer}))
         return self._one_record(person_id, patient_id, issuer)
+
+    def link_uploaded(self, principal: Principal, person_id: int, patient_id: str, issuer: str,
+                      study_uid: str) -> None:
+        """Link a record whose images the patient (or their caregiver) uploaded into their
+        folder, after `UploadAdmission` matched its demographics to the person; audited."""
+        with self.index.write_session() as session:
+            created = self._insert_link(session, principal, person_id, patient_id, issuer,
+                                        "upload")
+            session.commit()
+        if created:
+            self.archive.audit.record(audit_entry(
+                principal, "link", person_id=person_id, patient_ref=f"{issuer}/{patient_id}",
+                study_uid=study_uid, detail={"method": "upload", "patient_id": patient_id,
+                                             "issuer": issuer}))
 
     def _check_attempts(self, key: str) -> None:
         try:

@@ -16,6 +16,7 @@ only turns index rows into `Grant` and `StudyRef` values and a `Scope` into SQL:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from cloudfilm.domain.access import (
     Audience, Decision, Grant, Permission, Principal, Role, Scope, StudyRef, decide,
     visible_scope,
 )
+from cloudfilm.domain.nodes import Node
 from cloudfilm.storage.index.access_models import GrantRow, PersonRecordRow
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
@@ -76,19 +78,30 @@ def load_grants(session: Session, principal: Principal) -> list[Grant]:
 def study_ref_in(session: Session, study_uid: str) -> StudyRef | None:
     """study → patients row → person_records (patient_id, issuer) → person id."""
     row = session.execute(
-        select(StudyRow.study_uid, StudyRow.created_at, PersonRecordRow.person_id)
+        select(StudyRow.study_uid, StudyRow.created_at, PersonRecordRow.person_id,
+               PatientRow.issuer)
         .join(PatientRow, StudyRow.patient_pk == PatientRow.id)
         .outerjoin(PersonRecordRow, and_(PersonRecordRow.patient_id == PatientRow.patient_id,
                                          PersonRecordRow.issuer == PatientRow.issuer))
         .where(StudyRow.study_uid == study_uid)).first()
     if row is None:
         return None
-    return StudyRef(row.study_uid, row.person_id, aware(row.created_at) or utcnow())
+    return StudyRef(row.study_uid, row.person_id, aware(row.created_at) or utcnow(),
+                    row.issuer or "")
 
 
-def _person_conditions(scope: Scope, record: Any, study: Any) -> list[ColumnElement[bool]]:
-    """One OR-branch per person set, (person, study) group and timeline cut-off."""
+def record_owner(session: Session, patient_id: str, issuer: str) -> int | None:
+    """The person a hospital record (PatientID, IssuerOfPatientID) is linked to, if any."""
+    return session.scalars(select(PersonRecordRow.person_id).where(
+        PersonRecordRow.patient_id == patient_id, PersonRecordRow.issuer == issuer)).first()
+
+
+def _conditions(scope: Scope, record: Any, patient: Any,
+                study: Any) -> list[ColumnElement[bool]]:
+    """One OR-branch per person set, (person, study) group, timeline cut-off and issuer set."""
     conditions: list[ColumnElement[bool]] = []
+    if scope.issuers:
+        conditions.append(patient.issuer.in_(sorted(scope.issuers)))
     if scope.person_ids:
         conditions.append(record.person_id.in_(sorted(scope.person_ids)))
     by_person: dict[int, set[str]] = defaultdict(set)
@@ -106,10 +119,10 @@ def _person_conditions(scope: Scope, record: Any, study: Any) -> list[ColumnElem
 def visible_studies_select(scope: Scope) -> Select[tuple[int]]:
     """SELECT studies.id of every study the scope covers (uncorrelated; not for `everything`)."""
     study, patient, record = aliased(StudyRow), aliased(PatientRow), aliased(PersonRecordRow)
-    conditions = _person_conditions(scope, record, study)
+    conditions = _conditions(scope, record, patient, study)
     return (select(study.id)
             .join(patient, study.patient_pk == patient.id)
-            .join(record, and_(record.patient_id == patient.patient_id,
+            .outerjoin(record, and_(record.patient_id == patient.patient_id,
                                record.issuer == patient.issuer))
             .where(or_(*conditions) if conditions else false())
             .correlate(None))
@@ -141,6 +154,28 @@ def grant_scope(grant: Grant) -> Scope:
     return Scope(timelines_until=((grant.person_id, grant.created_at),))
 
 
+def _decided(principal: Principal, permission: Permission, study: StudyRef,
+             grants: list[Grant], now: datetime) -> Decision:
+    """``decide``, with the study's person attached for the audit record."""
+    return replace(decide(principal, permission, study, grants, now), person_id=study.person_id)
+
+
+def node_principal(ae_title: str, node: Node | None) -> Principal:
+    """A calling AE as the policy sees it: what its node's ``sees`` setting allows.
+
+    ``all``: every study; ``own``: studies whose patient record carries the node's
+    IssuerOfPatientID (a hospital retrieving its own studies back); ``none``, or a caller
+    that is not a known node: nothing. Storing (C-STORE) is not a read and is not
+    decided here.
+    """
+    if node is None or node.sees == "none":
+        return Principal(kind="node", username=ae_title)
+    if node.sees == "all":
+        return Principal(kind="node", username=ae_title, node_sees_all=True)
+    return Principal(kind="node", username=ae_title,
+                     node_issuers=frozenset({node.issuer}) if node.issuer else frozenset())
+
+
 class Policy:
     """`Policy(archive)`: decisions and query filters for one principal at a time."""
 
@@ -164,7 +199,7 @@ class Policy:
             if study is None:
                 return Decision(False, "no such study")
             grants = load_grants(session, principal)
-        return decide(principal, permission, study, grants, now or utcnow())
+        return _decided(principal, permission, study, grants, now or utcnow())
 
     def check_upload(self, principal: Principal, study_uid: str, person_id: int | None,
                      now: datetime | None = None) -> Decision:
@@ -177,7 +212,17 @@ class Policy:
         with self.index.session() as session:
             study = study_ref_in(session, study_uid) or StudyRef(study_uid, person_id, moment)
             grants = load_grants(session, principal)
-        return decide(principal, Permission.UPLOAD, study, grants, moment)
+        return _decided(principal, Permission.UPLOAD, study, grants, moment)
+
+    def check_new_study(self, principal: Principal, patient_id: str, issuer: str,
+                        now: datetime | None = None) -> Decision:
+        """May ``principal`` add a new study for this hospital record (e.g. a document)?"""
+        moment = now or utcnow()
+        with self.index.session() as session:
+            owner = record_owner(session, patient_id, issuer)
+            grants = load_grants(session, principal)
+        study = StudyRef("", owner, moment, issuer)
+        return _decided(principal, Permission.UPLOAD, study, grants, moment)
 
     def check_many(self, principal: Principal, permission: Permission,
                    study_uids: Iterable[str], now: datetime | None = None) -> dict[str, Decision]:
@@ -186,7 +231,7 @@ class Policy:
         with self.index.session() as session:
             grants = load_grants(session, principal)
             refs = {uid: study_ref_in(session, uid) for uid in dict.fromkeys(study_uids)}
-        return {uid: decide(principal, permission, ref, grants, moment) if ref
+        return {uid: _decided(principal, permission, ref, grants, moment) if ref
                 else Decision(False, "no such study") for uid, ref in refs.items()}
 
     def scope(self, principal: Principal, permission: Permission = Permission.VIEW,

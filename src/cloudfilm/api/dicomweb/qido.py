@@ -20,18 +20,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cloudfilm.api.access import audit, visible_clause
 from cloudfilm.api.errors import BadParameter, NotFound
 from cloudfilm.api.media import parse_accept
 from cloudfilm.api.responses import DICOM_JSON, json_bytes_response
 from cloudfilm.api.urls import dicomweb_base
+from cloudfilm.domain.access import Decision
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query, QueryError, parse_query
-from cloudfilm.services.query import QueryService, SearchResult, UnknownResource
+from cloudfilm.services.query import QueryService, SearchResult, UnknownResource, Visible
 
 AGENT = "cloudfilm"
 ACCEPTABLE = {DICOM_JSON, "application/json", "application/*", "*/*"}
 
-Search = Callable[[QueryService, Query, str], SearchResult]
+Search = Callable[[QueryService, Query, str, Visible], SearchResult]
 
 
 def negotiate(request: Request) -> str:
@@ -78,10 +80,14 @@ async def _search(request: Request, level: Level, search: Search) -> Response:
     except QueryError as exc:
         raise BadParameter(exc.parameter, exc.problem) from None
     service: QueryService = request.app.state.archive.query
+    visible = await visible_clause(request)
     try:
-        result = await run_in_threadpool(search, service, query, dicomweb_base(request))
+        result = await run_in_threadpool(search, service, query, dicomweb_base(request), visible)
     except UnknownResource as exc:
         raise NotFound(exc.what) from None
+    await audit(request, "query", Decision(True, "query"), request.path_params.get("study"),
+                detail={"level": level.name.lower(), "query": str(request.query_params),
+                        "results": len(result.items)})
     response = json_bytes_response(request, orjson.dumps(result.items), media_type=media_type)
     for warning in warnings(result):
         response.headers.append("Warning", warning)
@@ -92,7 +98,8 @@ async def search_studies(request: Request) -> Response:
     return await _search(
         request,
         Level.STUDY,
-        lambda service, query, base: service.search_studies(query, base_url=base),
+        lambda service, query, base, visible: service.search_studies(
+            query, base_url=base, visible=visible),
     )
 
 
@@ -101,7 +108,8 @@ async def search_series(request: Request) -> Response:
     return await _search(
         request,
         Level.SERIES,
-        lambda service, query, base: service.search_series(query, study, base_url=base),
+        lambda service, query, base, visible: service.search_series(
+            query, study, base_url=base, visible=visible),
     )
 
 
@@ -110,7 +118,8 @@ async def search_instances(request: Request) -> Response:
     return await _search(
         request,
         Level.IMAGE,
-        lambda service, query, base: service.search_instances(query, study, series, base_url=base),
+        lambda service, query, base, visible: service.search_instances(
+            query, study, series, base_url=base, visible=visible),
     )
 
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cloudfilm.api.access import view_study
 from cloudfilm.api.errors import BadParameter, NotFound
 from cloudfilm.api.media import parse_accept
 from cloudfilm.api.multipart import multipart_content_type, new_boundary, stream_parts
@@ -103,7 +104,13 @@ def _render(request: Request, thumbnail: bool) -> Response:
     return Response(body, media_type=multipart_content_type(options.media_type, boundary))
 
 
+async def _view(request: Request) -> None:
+    p = request.path_params
+    await view_study(request, p["study"], p.get("series"), p.get("instance"))
+
+
 async def rendered(request: Request) -> Response:
+    await _view(request)
     try:
         return await run_in_threadpool(_render, request, False)
     except NotStored as exc:
@@ -111,6 +118,7 @@ async def rendered(request: Request) -> Response:
 
 
 async def thumbnail(request: Request) -> Response:
+    await _view(request)
     try:
         return await run_in_threadpool(_render, request, True)
     except NotStored as exc:

@@ -3,7 +3,9 @@
 The body is streamed into staging files part by part; nothing is acknowledged
 until every stored instance is fsynced, indexed and published. Each part
 succeeds or fails alone; the response is a DICOM JSON dataset with
-ReferencedSOPSequence and FailedSOPSequence (PS3.18 Table 10.5.3-2).
+ReferencedSOPSequence and FailedSOPSequence (PS3.18 Table 10.5.3-2). Who may store
+what is `services.admission.UploadAdmission`'s call: a patient's instances go only
+into their own folder; a refused one fails alone (0124H) with the reason.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.media import parse_media_type
 from cloudfilm.api.responses import DICOM_JSON
 from cloudfilm.api.urls import dicomweb_base, instance_url, study_url
+from cloudfilm.services.admission import UploadAdmission
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.ingest import IngestOutcome, PreparedInstance
 from cloudfilm.services.multipart_stream import MalformedMultipart, ReceivedPart, StagingReceiver
@@ -60,8 +64,8 @@ def _prepare(archive: Archive, part: ReceivedPart, study: str | None) -> Prepare
 class _Preparing:
     """One future per received part, in order; refused parts carry their outcome directly."""
 
-    def __init__(self, archive: Archive, study: str | None) -> None:
-        self.archive, self.study = archive, study
+    def __init__(self, archive: Archive, study: str | None, admission: UploadAdmission) -> None:
+        self.archive, self.study, self.admission = archive, study, admission
         self.slots: list[Future[PreparedInstance] | IngestOutcome] = []
 
     def __call__(self, part: ReceivedPart) -> None:
@@ -76,7 +80,7 @@ class _Preparing:
     def store(self) -> list[IngestOutcome]:
         """Index and publish every prepared part (runs in a worker thread)."""
         prepared = [s.result() for s in self.slots if isinstance(s, Future)]
-        stored = iter(self.archive.ingest.index_and_publish(prepared))
+        stored = iter(self.archive.ingest.index_and_publish(prepared, self.admission))
         return [s if isinstance(s, IngestOutcome) else next(stored) for s in self.slots]
 
 
@@ -134,7 +138,8 @@ def _status(outcomes: list[IngestOutcome]) -> int:
 async def store_instances(request: Request) -> Response:
     archive: Archive = request.app.state.archive
     study = request.path_params.get("study")
-    preparing = _Preparing(archive, study)
+    preparing = _Preparing(archive, study, UploadAdmission(archive, principal(request),
+                                                           source=client_ip(request)))
     await _receive(request, archive, preparing)
     if not preparing.slots:
         raise HTTPException(400, "the request holds no parts")

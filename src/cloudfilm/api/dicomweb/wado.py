@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from cloudfilm.api.access import download_study, view_study
 from cloudfilm.api.dicomweb.negotiation import AS_STORED, FrameChoice, frame_choice, \
     instance_transfer_syntax, wants_json
 from cloudfilm.api.errors import BadParameter, NotFound
@@ -39,6 +40,12 @@ def _uids(request: Request) -> tuple[str, str | None, str | None]:
 
 
 async def _lookup(request: Request) -> list[StoredInstance]:
+    """The instances in scope; a whole study or series is a download, one instance a view."""
+    study, series, sop = _uids(request)
+    if sop is None:
+        await download_study(request, study, series)
+    else:
+        await view_study(request, study, series, sop)
     try:
         return await run_in_threadpool(_service(request).instances, *_uids(request))
     except NotStored as exc:
@@ -78,6 +85,7 @@ def _join_metadata(chunks: list[bytes], base: str) -> bytes:
 async def retrieve_metadata(request: Request) -> Response:
     """DICOM JSON for every instance in scope, precomputed at ingest (PS3.18 §10.4.1.1.2)."""
     wants_json(request.headers.get("accept"))
+    await view_study(request, *_uids(request))
     try:
         chunks = await run_in_threadpool(_service(request).metadata, *_uids(request))
     except NotStored as exc:
@@ -127,6 +135,7 @@ async def retrieve_frames(request: Request) -> Response:
     numbers = parse_frame_list(request.path_params["frames"])
     choice = frame_choice(request.headers.get("accept"))
     study, series, sop = _uids(request)
+    await view_study(request, study, series, sop)
     try:
         parts = await run_in_threadpool(_frames, _service(request), study, series, sop, numbers, choice)
     except NotStored as exc:
@@ -157,6 +166,7 @@ async def retrieve_bulkdata(request: Request) -> Response:
     path = [p.upper() for p in request.path_params["path"].strip("/").split("/")]
     choice = frame_choice(request.headers.get("accept"))
     study, series, sop = _uids(request)
+    await view_study(request, study, series, sop)
     try:
         parts = await run_in_threadpool(_bulk, _service(request), study, series, sop, path, choice)
     except NotStored as exc:

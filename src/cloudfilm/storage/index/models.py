@@ -125,4 +125,6 @@ class NodeRow(Base):
     host: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(Integer)
     dicomweb_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    sees: Mapped[str] = mapped_column(String(8), default="own", server_default="own")
+    issuer: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

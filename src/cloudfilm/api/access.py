@@ -1,0 +1,128 @@
+"""Route-side access checks: every study read or write asks `services.policy.Policy` here.
+
+Why one module: DICOMweb, WADO-URI, exports and uploads must deny the same way and
+audit the same way. A denied study answers exactly like a missing one (404 with the
+same message), so a caller can't learn that a study exists from the difference.
+Views (metadata, frames, rendered images) are audited once per session and study per
+hour (``AuditLog.record_view``); downloads and uploads once per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
+
+from cloudfilm.api.authn import SESSION_COOKIE, client_ip, principal
+from cloudfilm.api.errors import NotFound
+from cloudfilm.domain.access import Decision, Permission
+from cloudfilm.services.archive import Archive
+from cloudfilm.services.people import audit_entry
+from cloudfilm.services.policy import Policy
+
+
+def archive_of(conn: HTTPConnection) -> Archive:
+    return conn.app.state.archive  # type: ignore[no-any-return]
+
+
+def describe(study: str, series: str | None = None, sop: str | None = None) -> str:
+    """What a 404 names: the same words whether the resource is missing or hidden."""
+    if sop:
+        return f"instance {sop}"
+    return f"series {series}" if series else f"study {study}"
+
+
+def session_key(conn: HTTPConnection) -> str:
+    """A stable, non-secret key for the caller's session or token (for view aggregation)."""
+    who = principal(conn)
+    raw = (conn.headers.get("authorization", "") or conn.cookies.get(SESSION_COOKIE, "")
+           or f"{who.kind}:{who.username}:{client_ip(conn)}")
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+async def require_study(conn: HTTPConnection, permission: Permission, study: str,
+                        series: str | None = None, sop: str | None = None) -> Decision:
+    """Allow, or raise the 404 a missing resource would get (after auditing the refusal)."""
+    who = principal(conn)
+    decision = await run_in_threadpool(Policy(archive_of(conn)).check, who, permission, study)
+    if not decision.allowed:
+        if decision.reason != "no such study":
+            await audit(conn, _action(permission), decision, study, outcome="failure")
+        raise NotFound(describe(study, series, sop))
+    return decision
+
+
+async def require_studies(conn: HTTPConnection, permission: Permission,
+                          studies: Collection[str]) -> dict[str, Decision]:
+    """``require_study`` for several studies at once (one grant load)."""
+    who = principal(conn)
+    decisions = await run_in_threadpool(Policy(archive_of(conn)).check_many, who, permission,
+                                        list(studies))
+    for uid, decision in decisions.items():
+        if not decision.allowed:
+            raise NotFound(describe(uid))
+    return decisions
+
+
+def _action(permission: Permission) -> str:
+    return {Permission.VIEW: "view", Permission.DOWNLOAD: "download",
+            Permission.UPLOAD: "upload"}[permission]
+
+
+async def audit(conn: HTTPConnection, action: str, decision: Decision, study: str | None,
+                *, outcome: str = "success", detail: dict[str, Any] | None = None) -> None:
+    """One audit record for ``principal(conn)`` doing ``action`` on ``study``."""
+    entry = audit_entry(principal(conn), action, person_id=decision.person_id, outcome=outcome,
+                        study_uid=study or "", source=client_ip(conn),
+                        detail={"path": conn.url.path} | (detail or {}))
+    await run_in_threadpool(archive_of(conn).audit.record, entry)
+
+
+async def audit_view(conn: HTTPConnection, decision: Decision, study: str) -> None:
+    """A ``view`` record, aggregated per session and study (see AuditLog.record_view)."""
+    who = principal(conn)
+    entry = audit_entry(who, "view", person_id=decision.person_id, study_uid=study,
+                        source=client_ip(conn))
+    await run_in_threadpool(
+        lambda: archive_of(conn).audit.record_view(
+            entry.actor, study, session_key(conn), actor_role=entry.actor_role,
+            on_behalf_of=entry.on_behalf_of, person_id=entry.person_id, source=entry.source))
+
+
+async def view_study(conn: HTTPConnection, study: str, series: str | None = None,
+                     sop: str | None = None) -> Decision:
+    """Check VIEW and leave the (aggregated) view record: metadata, frames, renderings."""
+    decision = await require_study(conn, Permission.VIEW, study, series, sop)
+    await audit_view(conn, decision, study)
+    return decision
+
+
+async def download_study(conn: HTTPConnection, study: str, series: str | None = None,
+                         sop: str | None = None) -> Decision:
+    """Check DOWNLOAD and record the download (whole study or series as DICOM)."""
+    decision = await require_study(conn, Permission.DOWNLOAD, study, series, sop)
+    await audit(conn, "download", decision, study)
+    return decision
+
+
+async def require_upload(conn: HTTPConnection, study: str) -> Decision:
+    """Adding to an existing study: 404 if the caller can't see it, 403 if they can't add."""
+    visible = await require_study(conn, Permission.VIEW, study)
+    decision = await run_in_threadpool(Policy(archive_of(conn)).check_upload, principal(conn),
+                                       study, visible.person_id)
+    if not decision.allowed:
+        await audit(conn, "upload", decision, study, outcome="failure")
+        raise HTTPException(403, f"you may not add to study {study}: {decision.reason}")
+    return decision
+
+
+async def visible_clause(conn: HTTPConnection,
+                         permission: Permission = Permission.VIEW) -> ColumnElement[bool] | None:
+    """The ``visible=`` filter for QueryService for this caller (None: unrestricted)."""
+    return await run_in_threadpool(Policy(archive_of(conn)).visible_clause, principal(conn),
+                                   permission)

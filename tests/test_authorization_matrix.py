@@ -1,0 +1,375 @@
+"""The authorisation matrix: every role × endpoint family × own, shared and unrelated data.
+
+One real server per database, with two patients at two hospitals, a caregiver, a
+physician holding a view-only grant, a share link, an operator and an admin, plus
+DICOM nodes that see all, their own hospital's studies, or nothing. Each row of
+MATRIX is (who, which study, expected outcome per endpoint); each cell is one real
+request. "Denied" is checked as the caller would meet it: 401 for nobody, 404 (the
+same as a missing study) or absence from a list for everyone else.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from pydicom import Dataset
+from pynetdicom import AE, build_role
+from pynetdicom.sop_class import (
+    CTImageStorage, StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+
+from conftest import Server, admin_token, database_url_for, free_port
+from factory import make_instance, multipart_related, to_bytes
+
+Y, N = True, False  # allowed / denied
+
+# Studies: "own" and "unrelated" are relative to the patient; the physician's grant and the
+# share link each cover one study of patient 1, and one study belongs to nobody.
+STUDIES = {
+    "p1_granted": dict(patient_id="P1", issuer="HOSP_A", patient_name="Wang^Fang"),
+    "p1_linked": dict(patient_id="P1-B", issuer="HOSP_B", patient_name="Wang^Fang"),
+    "p2": dict(patient_id="P2", issuer="HOSP_A", patient_name="Li^Lei"),
+    "nobody": dict(patient_id="P9", issuer="HOSP_B", patient_name="Zhao^Qi"),
+}
+
+# who × study → (qido, metadata, thumbnail, wado-uri, retrieve, export, timeline)
+# retrieve and export need "download"; the physician's grant and the link are view-only.
+ENDPOINTS = ("qido", "metadata", "thumbnail", "wado_uri", "retrieve", "export", "timeline")
+MATRIX: list[tuple[str, str, tuple[bool, ...]]] = [
+    # who         study         qido meta thumb uri  retr export timeline
+    ("patient",   "p1_granted", (Y,  Y,   Y,    Y,   Y,   Y,     Y)),   # own, hospital A
+    ("patient",   "p1_linked",  (Y,  Y,   Y,    Y,   Y,   Y,     Y)),   # own, hospital B
+    ("patient",   "p2",         (N,  N,   N,    N,   N,   N,     N)),   # unrelated
+    ("patient",   "nobody",     (N,  N,   N,    N,   N,   N,     N)),
+    ("caregiver", "p1_granted", (Y,  Y,   Y,    Y,   Y,   Y,     Y)),   # acts for patient 1
+    ("caregiver", "p1_linked",  (Y,  Y,   Y,    Y,   Y,   Y,     Y)),
+    ("caregiver", "p2",         (N,  N,   N,    N,   N,   N,     N)),
+    ("physician", "p1_granted", (Y,  Y,   Y,    Y,   N,   N,     Y)),   # shared, view only
+    ("physician", "p1_linked",  (N,  N,   N,    N,   N,   N,     N)),   # same patient, not shared
+    ("physician", "p2",         (N,  N,   N,    N,   N,   N,     N)),
+    ("link",      "p1_linked",  (Y,  Y,   Y,    Y,   N,   N,     Y)),   # the link's one study
+    ("link",      "p1_granted", (N,  N,   N,    N,   N,   N,     N)),   # same patient, not shared
+    ("link",      "p2",         (N,  N,   N,    N,   N,   N,     N)),
+    ("operator",  "p2",         (Y,  Y,   Y,    Y,   Y,   Y,     Y)),   # hospital IT: everything
+    ("operator",  "nobody",     (Y,  Y,   Y,    Y,   Y,   Y,     N)),   # no person: no timeline
+    ("admin",     "p1_granted", (Y,  Y,   Y,    Y,   Y,   Y,     Y)),
+    ("admin",     "nobody",     (Y,  Y,   Y,    Y,   Y,   Y,     N)),
+    ("anonymous", "p1_granted", (N,  N,   N,    N,   N,   N,     N)),
+    ("anonymous", "nobody",     (N,  N,   N,    N,   N,   N,     N)),
+]
+
+# who × study → may STOW a new instance into that study (the upload permission)
+UPLOADS: list[tuple[str, str, bool]] = [
+    ("patient", "p1_granted", Y), ("patient", "p2", N),
+    ("caregiver", "p1_linked", Y), ("caregiver", "p2", N),
+    ("physician", "p1_granted", N), ("link", "p1_linked", N),
+    ("operator", "p2", Y), ("admin", "nobody", Y), ("anonymous", "p1_granted", N),
+]
+
+# calling AE × study → visible to C-FIND (and retrievable by C-GET)
+NODES = {"ALLNODE": ("all", ""), "HOSPA": ("own", "HOSP_A"), "BLIND": ("none", "")}
+DIMSE: list[tuple[str, str, bool]] = [
+    ("ALLNODE", "p1_granted", Y), ("ALLNODE", "nobody", Y),
+    ("HOSPA", "p1_granted", Y), ("HOSPA", "p2", Y), ("HOSPA", "p1_linked", N),
+    ("HOSPA", "nobody", N),
+    ("BLIND", "p1_granted", N), ("BLIND", "nobody", N),
+    ("STRANGER", "p1_granted", N), ("STRANGER", "p2", N),  # not a known node at all
+]
+
+
+@dataclass
+class World:
+    server: Server
+    studies: dict[str, str] = field(default_factory=dict)  # name → StudyInstanceUID
+    series: dict[str, str] = field(default_factory=dict)
+    sops: dict[str, str] = field(default_factory=dict)
+    persons: dict[str, int] = field(default_factory=dict)
+    clients: dict[str, httpx.Client] = field(default_factory=dict)
+
+    def person_of(self, study: str) -> int | None:
+        return {"p1_granted": self.persons["p1"], "p1_linked": self.persons["p1"],
+                "p2": self.persons["p2"]}.get(study)
+
+
+def _stow(client: httpx.Client, parts: list[bytes]) -> httpx.Response:
+    body, content_type = multipart_related(parts)
+    return client.post("/dicomweb/studies", content=body,
+                       headers={"content-type": content_type, "accept": "application/dicom+json"})
+
+
+def _token_client(server: Server, username: str, role: str) -> httpx.Client:
+    token = admin_token(server.database_url, username, role)
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"},
+                        timeout=60)
+
+
+def _link_session(server: Server, url: str) -> httpx.Client:
+    """Open a share link as a fresh browser would: the secret becomes a session cookie."""
+    browser = httpx.Client(base_url=server.url, timeout=60)
+    opened = browser.get(url.replace(server.url, ""), follow_redirects=False)
+    assert opened.status_code == 303 and "cf_session" in opened.cookies
+    browser.headers["X-CSRF-Token"] = browser.cookies["cf_csrf"]
+    return browser
+
+
+def _build(server: Server) -> World:
+    world = World(server)
+    admin = server.http()
+    world.clients["admin"] = admin
+    for name, patient in STUDIES.items():
+        ds = make_instance(**patient, rows=32, columns=32)
+        assert _stow(admin, [to_bytes(ds)]).status_code == 200
+        world.studies[name] = ds.StudyInstanceUID
+        world.series[name] = ds.SeriesInstanceUID
+        world.sops[name] = ds.SOPInstanceUID
+    world.clients["patient"] = _token_client(server, "pat-one", "patient")
+    world.clients["patient2"] = _token_client(server, "pat-two", "patient")
+    world.clients["caregiver"] = _token_client(server, "care-one", "caregiver")
+    world.clients["physician"] = _token_client(server, "doc-one", "physician")
+    world.clients["operator"] = _token_client(server, "op-one", "operator")
+    world.clients["anonymous"] = httpx.Client(base_url=server.url, timeout=60)
+    for key, client, records in (("p1", "patient", [("P1", "HOSP_A"), ("P1-B", "HOSP_B")]),
+                                 ("p2", "patient2", [("P2", "HOSP_A")])):
+        world.persons[key] = world.clients[client].get("/api/me").json()["person_id"]
+        for patient_id, issuer in records:
+            linked = admin.post(f"/api/persons/{world.persons[key]}/records",
+                                json={"patient_id": patient_id, "issuer": issuer})
+            assert linked.status_code == 201, linked.text
+    cared = admin.post(f"/api/persons/{world.persons['p1']}/caregivers",
+                       json={"username": "care-one"})
+    assert cared.status_code == 201, cared.text
+    patient = world.clients["patient"]
+    granted = patient.post("/api/shares", json={
+        "scope": {"studies": [world.studies["p1_granted"]]}, "audience": {"physician": "doc-one"},
+        "permissions": ["view"]})
+    assert granted.status_code == 201, granted.text
+    link = patient.post("/api/shares", json={
+        "scope": {"studies": [world.studies["p1_linked"]]}, "audience": "link",
+        "permissions": ["view"]})
+    assert link.status_code == 201, link.text
+    world.clients["link"] = _link_session(server, link.json()["url"])
+    return world
+
+
+@pytest.fixture(scope="module")
+def world(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    data_dir = tmp_path_factory.mktemp(f"matrix-{database_kind}") / "data"
+    url, schema = database_url_for(database_kind, data_dir)
+    server = Server(data_dir, url, dimse_port=free_port()).start()
+    try:
+        built = _build(server)
+        admin = built.clients["admin"]
+        for aet, (sees, issuer) in NODES.items():
+            added = admin.post("/api/admin/nodes", json={
+                "name": aet.lower(), "aet": aet, "host": "127.0.0.1", "port": 104,
+                "sees": sees, "issuer": issuer})
+            assert added.status_code == 201, added.text
+        yield built
+        for client in built.clients.values():
+            client.close()
+    finally:
+        server.stop()
+        if schema:
+            schema.drop()
+
+
+def _seen(world: World, who: str, endpoint: str, study: str) -> bool:
+    """Perform one cell's request; True if the caller got the study, False if denied."""
+    client, uid = world.clients[who], world.studies[study]
+    series, sop = world.series[study], world.sops[study]
+    instance = f"/dicomweb/studies/{uid}/series/{series}/instances/{sop}"
+    if endpoint == "qido":
+        found = client.get("/dicomweb/studies", params={"StudyInstanceUID": uid})
+        return _ok(found, who) and len(found.json()) == 1
+    if endpoint == "metadata":
+        return _ok(client.get(f"/dicomweb/studies/{uid}/metadata"), who)
+    if endpoint == "thumbnail":
+        return _ok(client.get(f"{instance}/thumbnail", headers={"Accept": "image/png"}), who)
+    if endpoint == "wado_uri":
+        return _ok(client.get("/wado", params={"requestType": "WADO", "studyUID": uid,
+                                              "seriesUID": series, "objectUID": sop,
+                                              "contentType": "application/dicom"}), who)
+    if endpoint == "retrieve":
+        return _ok(client.get(f"/dicomweb/studies/{uid}",
+                              headers={"Accept": 'multipart/related; type="application/dicom"'}),
+                   who)
+    if endpoint == "export":
+        exported = client.get(f"/api/studies/{uid}/export.zip")
+        if not _ok(exported, who):
+            return False
+        names = zipfile.ZipFile(io.BytesIO(exported.content)).namelist()
+        return "DICOMDIR" in names
+    if endpoint == "timeline":
+        person = world.person_of(study)
+        if person is None:
+            return False
+        timeline = client.get(f"/api/patients/{person}/timeline")
+        return _ok(timeline, who) and uid in {s["study_uid"] for s in timeline.json()["studies"]}
+    raise AssertionError(endpoint)
+
+
+def _ok(response: httpx.Response, who: str) -> bool:
+    """200 is allowed; a denial must look like nothing is there (or like no login)."""
+    if response.status_code == 200:
+        return True
+    expected = {401} if who == "anonymous" else {404}
+    assert response.status_code in expected, (who, response.request.url, response.status_code,
+                                              response.text[:300])
+    return False
+
+
+@pytest.mark.parametrize(("who", "study", "expected"), MATRIX,
+                         ids=[f"{w}-{s}" for w, s, _ in MATRIX])
+def test_http_matrix(world: World, who: str, study: str, expected: tuple[bool, ...]) -> None:
+    got = tuple(_seen(world, who, endpoint, study) for endpoint in ENDPOINTS)
+    assert dict(zip(ENDPOINTS, got)) == dict(zip(ENDPOINTS, expected))
+
+
+@pytest.mark.parametrize(("who", "study", "allowed"), UPLOADS,
+                         ids=[f"{w}-{s}" for w, s, _ in UPLOADS])
+def test_stow_matrix(world: World, who: str, study: str, allowed: bool) -> None:
+    """A new instance into an existing study: only where the caller may upload."""
+    patient = STUDIES[study]
+    ds = make_instance(study=world.studies[study], **patient)
+    stored = _stow(world.clients[who], [to_bytes(ds)])
+    if who == "anonymous":
+        assert stored.status_code == 401
+        return
+    assert stored.status_code == (200 if allowed else 409), stored.text
+    if not allowed:
+        failed = stored.json()["00081198"]["Value"][0]
+        assert failed["00081197"]["Value"] == [0x0124]
+    visible = world.clients["admin"].get(
+        f"/dicomweb/studies/{world.studies[study]}/series/{ds.SeriesInstanceUID}/instances")
+    assert (visible.status_code == 200) is allowed
+
+
+def test_pages_need_a_login_or_a_link(world: World) -> None:
+    """Pages: nobody is sent to the login page; the share page shows only the link's study."""
+    anonymous = world.clients["anonymous"].get("/shared", headers={"Accept": "text/html"})
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
+    link = world.clients["link"]
+    assert link.get(f"/shared/studies/{world.studies['p1_linked']}").status_code == 200
+    for other in ("p1_granted", "p2", "nobody"):
+        assert link.get(f"/shared/studies/{world.studies[other]}").status_code == 404
+    for public in ("/login", "/healthz"):
+        assert world.clients["anonymous"].get(public).status_code == 200
+
+
+def test_a_series_of_another_study_cannot_widen_a_link(world: World) -> None:
+    """URL tricks: the shared study's UID with another study's series or instance."""
+    shared, other = world.studies["p1_linked"], "p2"
+    link = world.clients["link"]
+    base = f"/dicomweb/studies/{shared}/series/{world.series[other]}"
+    assert link.get(f"{base}/metadata").status_code == 404
+    assert link.get(f"{base}/instances/{world.sops[other]}/frames/1").status_code == 404
+    assert link.get("/dicomweb/series", params={"SeriesInstanceUID": world.series[other]}).json() == []
+    assert link.get("/dicomweb/instances", params={"PatientID": "P2"}).json() == []
+
+
+def test_qido_counts_only_what_the_caller_sees(world: World) -> None:
+    """Computed attributes never leak: the link sees one series and one instance, even after
+    other studies of the same patient grew."""
+    found = world.clients["link"].get("/dicomweb/studies", params={
+        "PatientID": "P1-B", "includefield": "NumberOfStudyRelatedInstances"}).json()
+    assert [s["0020000D"]["Value"][0] for s in found] == [world.studies["p1_linked"]]
+    admin_view = world.clients["admin"].get("/dicomweb/studies", params={
+        "StudyInstanceUID": world.studies["p1_linked"],
+        "includefield": "NumberOfStudyRelatedInstances"}).json()
+    assert found[0]["00201208"] == admin_view[0]["00201208"]
+    patients = world.clients["physician"].get("/dicomweb/studies", params={"PatientID": "P1*"})
+    assert [s["0020000D"]["Value"][0] for s in patients.json()] == [world.studies["p1_granted"]]
+
+
+def _c_find(world: World, aet: str, uid: str) -> int:
+    ae = AE(ae_title=aet)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate("127.0.0.1", world.server.dimse_port, ae_title=world.server.ae_title)
+    assert assoc.is_established
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = uid
+    try:
+        return sum(1 for status, identifier in assoc.send_c_find(
+            query, StudyRootQueryRetrieveInformationModelFind)
+            if status and status.Status in (0xFF00, 0xFF01) and identifier is not None)
+    finally:
+        assoc.release()
+
+
+def _c_get(world: World, aet: str, uid: str) -> int:
+    received: list[str] = []
+
+    def on_store(event: object) -> int:
+        received.append(str(event.dataset.SOPInstanceUID))  # type: ignore[attr-defined]
+        return 0x0000
+
+    ae = AE(ae_title=aet)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    from pynetdicom import evt
+
+    assoc = ae.associate("127.0.0.1", world.server.dimse_port, ae_title=world.server.ae_title,
+                         ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert assoc.is_established
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = uid
+    try:
+        for _status, _identifier in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
+            pass
+    finally:
+        assoc.release()
+    return len(received)
+
+
+@pytest.mark.parametrize(("aet", "study", "allowed"), DIMSE,
+                         ids=[f"{a}-{s}" for a, s, _ in DIMSE])
+def test_dimse_matrix(world: World, aet: str, study: str, allowed: bool) -> None:
+    uid = world.studies[study]
+    assert _c_find(world, aet, uid) == (1 if allowed else 0)
+    assert (_c_get(world, aet, uid) > 0) is allowed
+
+
+def test_denials_and_reads_are_audited(world: World) -> None:
+    """The physician's view of the shared study, a refused study and a node's C-FIND all
+    leave records."""
+    doctor = world.clients["physician"]
+    assert doctor.get(f"/dicomweb/studies/{world.studies['p1_granted']}/metadata").status_code == 200
+    assert doctor.get(f"/dicomweb/studies/{world.studies['p2']}/metadata").status_code == 404
+    _c_find(world, "HOSPA", world.studies["p2"])
+    entries = world.clients["admin"].get("/api/audit", params={"format": "json",
+                                                                "limit": 10_000}).json()
+    views = {(e["who"], e["study"]) for e in entries if e["action"] == "view"
+             and e["outcome"] == "success"}
+    assert ("doc-one", world.studies["p1_granted"]) in views
+    refused = {(e["who"], e["study"]) for e in entries if e["outcome"] == "failure"}
+    assert ("doc-one", world.studies["p2"]) in refused
+    queries = [e for e in entries if e["action"] == "query" and e["who"] == "aet:HOSPA"]
+    assert queries, "DIMSE C-FIND by a node is audited"
+
+
+def test_c_store_is_audited_once_per_association_and_study(world: World) -> None:
+    study = make_instance(patient_id="P9", issuer="HOSP_B").StudyInstanceUID
+    ae = AE(ae_title="ALLNODE")
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate("127.0.0.1", world.server.dimse_port, ae_title=world.server.ae_title)
+    assert assoc.is_established
+    try:
+        for number in range(1, 4):
+            ds = make_instance(study=study, patient_id="P9", issuer="HOSP_B",
+                               instance_number=number)
+            assert assoc.send_c_store(ds).Status == 0x0000
+    finally:
+        assoc.release()
+    entries = world.clients["admin"].get("/api/audit", params={"format": "json",
+                                                                "limit": 10_000}).json()
+    stores = [e for e in entries if e["action"] == "store" and e["study"] == study]
+    assert [(e["who"], e["outcome"]) for e in stores] == [("aet:ALLNODE", "success")]
