@@ -7,7 +7,7 @@ DATA   ?= var/cloudfilm
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test bench install system-deps clean-data lock
+.PHONY: run test bench install system-deps clean-data lock web
 
 install: $(STAMP)
 
@@ -18,14 +18,24 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Debian packages the tests and benchmarks talk to as real peers: dcmtk and Orthanc.
+# Debian packages the tests and benchmarks talk to as real peers: dcmtk and Orthanc;
+# and the browser the page tests drive (Playwright never downloads one).
 system-deps:
 	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null \
-	    || ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dcmtk; \
+	    || ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || ! test -x /usr/bin/chromium; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dcmtk chromium; \
 	fi
 
-run: $(STAMP)
+# Front-end assets, built from the project's own npm lock files (nothing at run time):
+# the Cornerstone3D patient viewer (Vite) and the prebuilt OHIF viewer.
+WEB_STAMP := src/cloudfilm/web/static/build/.stamp
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(wildcard web/viewer/package-lock.json web/viewer/vite.config.* web/viewer/src/* web/viewer/index.html web/ohif/package-lock.json web/ohif/*.sh web/ohif/*.js)
+	bash web/build.sh
+	touch $(WEB_STAMP)
+
+run: $(STAMP) $(WEB_STAMP)
 	@if [ -z "$$(ls -A $(DATA)/blobs 2>/dev/null)" ]; then \
 	  echo "creating demo data in $(DATA) (first run only)"; \
 	  $(VENV)/bin/cloudfilm demo --data $(DATA); \
@@ -33,7 +43,7 @@ run: $(STAMP)
 	$(VENV)/bin/cloudfilm demo-logins --data $(DATA)
 	$(VENV)/bin/cloudfilm serve --data $(DATA) --host $(HOST) --port $(PORT)
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps $(WEB_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: $(STAMP) system-deps

@@ -204,3 +204,60 @@ def fresh_server(database_kind: str, tmp_path: Path) -> Iterator[Server]:
 def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.dicomweb, headers=server.auth, timeout=60) as http:
         yield http
+
+
+# -- browser tests -------------------------------------------------------------------------
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's chromium, driven by Playwright (which never downloads a browser here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                             args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a step's screenshot under test-output/screenshots/ for a person to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@dataclass
+class DemoSite:
+    """A server over demo data (two patients at two hospitals) with the demo logins."""
+
+    server: Server
+    logins: dict[str, str]  # username -> password
+    truth: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
+    """SQLite only: the browser tests exercise pages, not the database."""
+    import json
+
+    data_dir = tmp_path_factory.mktemp("demo-site") / "data"
+    url, _ = database_url_for("sqlite", data_dir)
+    made = run_cli(["demo", "--data", str(data_dir), "--patients", "2", "--slices", "80"], url)
+    assert made.returncode == 0, made.stdout + made.stderr
+    shown = run_cli(["demo-logins", "--data", str(data_dir)], url)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    logins = {parts[1]: parts[2] for line in shown.stdout.splitlines()
+              if len(parts := line.split()) == 3 and parts[1].startswith("demo-")}
+    truth = json.loads((data_dir / "demo-truth.json").read_text())
+    server = Server(data_dir, url).start()
+    try:
+        yield DemoSite(server, logins, truth)
+    finally:
+        server.stop()

@@ -16,9 +16,12 @@ from cloudfilm.api.authn import AuthenticationMiddleware
 from cloudfilm.api.dicomweb import delete, qido, rendered, stow, wado
 from cloudfilm.api.errors import http_exception_handler
 from cloudfilm.services.archive import Archive
+from cloudfilm.web import ohif, pages, viewer
 
 DICOMWEB_ROUTERS = [stow, qido, wado, rendered, delete]
 API_ROUTERS = [admin, uploads, documents, export, login, audit, notifications, people, shares]
+# Pages at the root; OHIF last, since its SPA fallback answers unknown viewer routes.
+WEB_ROUTERS = [pages, viewer, ohif]
 
 
 async def healthz(request: Request) -> Response:
@@ -37,6 +40,7 @@ def create_app(archive: Archive) -> Starlette:
             Mount("/api", routes=api),
             *login.page_routes,
             *links.page_routes,
+            *[r for module in WEB_ROUTERS for r in module.routes],
         ],
         exception_handlers={HTTPException: http_exception_handler},
         middleware=[Middleware(AuthenticationMiddleware)],
