@@ -19,11 +19,11 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 # Debian packages the tests and benchmarks talk to as real peers: dcmtk and Orthanc;
-# and the browser the page tests drive (Playwright never downloads one).
+# and the browser the page tests drive (Playwright never downloads one), with a Chinese font.
 system-deps:
 	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null \
-	    || ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || ! test -x /usr/bin/chromium; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dcmtk chromium; \
+	    || ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || ! test -x /usr/bin/chromium || ! fc-list :lang=zh | grep -q .; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dcmtk chromium fonts-wqy-zenhei; \
 	fi
 
 # Front-end assets, built from the project's own npm lock files (nothing at run time):
@@ -31,7 +31,7 @@ system-deps:
 WEB_STAMP := src/cloudfilm/web/static/build/.stamp
 web: $(WEB_STAMP)
 
-$(WEB_STAMP): $(wildcard web/viewer/package-lock.json web/viewer/vite.config.* web/viewer/src/* web/viewer/index.html web/ohif/package-lock.json web/ohif/*.sh web/ohif/*.js)
+$(WEB_STAMP): web/build.sh $(wildcard web/viewer/package*.json web/viewer/*.sh web/viewer/vite.config.* web/viewer/src/* web/viewer/src/i18n/* web/viewer/index.html web/ohif/package*.json web/ohif/*.sh web/ohif/*.js web/ohif/no-runtime-deps/*)
 	bash web/build.sh
 	touch $(WEB_STAMP)
 

@@ -177,3 +177,19 @@ def test_acknowledged_instances_are_on_disk_and_indexed(fresh_server: Server) ->
     check = run_cli(["check", "--data", str(fresh_server.data_dir)], fresh_server.database_url)
     assert check.returncode == 0, check.stdout
     assert "checked 3 index rows and 3 blobs: clean" in check.stdout
+
+
+def test_a_derived_object_without_the_issuer_joins_its_study(client: httpx.Client) -> None:
+    """Viewers' SRs copy PatientID but drop IssuerOfPatientID: same study, same patient."""
+    study = generate_uid()
+    assert stow(client, [to_bytes(make_instance(study=study, patient_id="D-1",
+                                                issuer="HOSP_X"))]).status_code == 200
+    derived = make_instance(study=study, patient_id="D-1")
+    assert stow(client, [to_bytes(derived)]).status_code == 200
+    found = client.get("/studies", params={"StudyInstanceUID": study,
+                                           "includefield": "00201208"}).json()
+    assert found[0]["00100021"]["Value"] == ["HOSP_X"] and found[0]["00201208"]["Value"] == [2]
+    other_patient = make_instance(study=study, patient_id="D-2")
+    refused = stow(client, [to_bytes(other_patient)])
+    assert refused.status_code == 409
+    assert "another patient" in refused.json()["00081198"]["Value"][0]["00F11001"]["Value"][0]

@@ -28,13 +28,19 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def favicon(request: Request) -> Response:
+    """Browsers ask on every page, the login page included: nothing, and no error."""
+    return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
 def create_app(archive: Archive) -> Starlette:
     """Build the app around an opened archive (the caller owns its lifetime)."""
     dicomweb: list[BaseRoute] = [r for module in DICOMWEB_ROUTERS for r in module.routes]
-    api: list[BaseRoute] = [r for module in API_ROUTERS for r in module.routes]
+    api: list[BaseRoute] = [r for module in API_ROUTERS for r in module.routes] + viewer.api_routes
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/favicon.ico", favicon),
             Route("/wado", wado_uri.wado, methods=["GET"]),
             Mount("/dicomweb", routes=dicomweb),
             Mount("/api", routes=api),

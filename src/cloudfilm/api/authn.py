@@ -45,10 +45,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # link opening, which checks the Origin itself and is guarded by the link's secret.
 CSRF_EXEMPT_PATHS: set[str] = {"/login"}
 CSRF_EXEMPT_PREFIXES = ("/s/",)
-# Everything else needs a principal: the login page, link opening, sign-on callbacks
-# and the health check are all that an anonymous caller may reach.
-PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz"})
-PUBLIC_PREFIXES = ("/s/", "/oidc/")
+# Everything else needs a principal: the login page, link opening, sign-on callbacks,
+# the health check and the portal's static files (no patient data) are all that an
+# anonymous caller may reach.
+PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/favicon.ico"})
+PUBLIC_PREFIXES = ("/s/", "/oidc/", "/static/portal/")  # the portal's CSS, scripts, pictures
 MACHINE_PREFIXES = ("/api/", "/dicomweb", "/wado")  # answer 401, not a login redirect
 FORM_PREFIX_LIMIT = 64 * 1024
 _MULTIPART_CSRF = re.compile(rb'name="csrf"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n')

@@ -1,4 +1,4 @@
-"""Opening a share link: ``/s/{secret}`` and the minimal ``/shared`` pages.
+"""Opening a share link: ``/s/{secret}`` and where it lands, ``/shared``.
 
 Issue "People, access and sharing" (link opening):
 - no account needed; every bad secret (unknown, expired, revoked, malformed, used up)
@@ -7,77 +7,83 @@ Issue "People, access and sharing" (link opening):
   wrong PIN counts against ``pin:<grant id>``: 5 lock the link for 15 minutes;
 - otherwise the secret is exchanged for a share session (cookie ``cf_session``,
   HttpOnly, SameSite=Lax) and the browser is sent (303) to ``/shared``, a URL
-  without the secret; the policy re-checks the grant on every later request.
+  without the secret; the policy re-checks the grant on every later request;
+- ``/shared`` is the portal's page for what the grant covers: the study itself when it
+  names one, else the timeline (web/pages.py); other studies are "not found".
 Secrets are never logged; responses carry ``Referrer-Policy: no-referrer`` so the
 secret does not leak to other sites either.
 """
 
 from __future__ import annotations
 
-import html
-from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 from starlette.routing import Route
 
 from cloudfilm.api.authn import SESSION_COOKIE, client_ip, principal, set_session_cookies
 from cloudfilm.api.people import archive_of
 from cloudfilm.domain.access import Permission, Principal
 from cloudfilm.services.accounts import accounts_of
-from cloudfilm.services.people import PeopleService, TimelineStudy, TooManyAttempts
+from cloudfilm.services.people import TooManyAttempts
 from cloudfilm.services.policy import Policy
 from cloudfilm.services.sharing import SharingService, WrongPin
 from cloudfilm.storage.index.access_models import GrantRow
-from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
+from cloudfilm.web import pages
+from cloudfilm.web.guides import guide
+from cloudfilm.web.i18n import N_, localizer
+from cloudfilm.web.templating import render
 
 HEADERS = {
     "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex",
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
-                               "form-action 'self'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; "
+                               "style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'",
 }
-STYLE = ("body{font:1.1rem/1.5 system-ui,sans-serif;max-width:48rem;margin:2rem auto;"
-         "padding:0 1rem}label{display:block;margin-top:1rem;font-weight:600}"
-         "input{font:inherit;padding:.5rem;width:12rem}button{font:inherit;margin-top:1rem;"
-         "padding:.5rem 1.5rem}.error{color:#8b0000;border-left:4px solid #8b0000;"
-         "padding-left:.75rem}li{margin:1rem 0}img{max-width:128px;display:block}")
-LOCKED = ('<h1>Too many wrong PINs</h1><p role="alert" class="error">This link is locked '
-          "for 15 minutes after 5 wrong PINs. Please wait, then try again, or ask the person "
-          "who shared it to check the PIN.</p>")
-NOT_AVAILABLE = ("<h1>This link is not available</h1><p>The link may be mistyped, or it "
-                 "has expired or been withdrawn. Ask the person who shared it for a new one.</p>")
+LOCKED = N_("This link is locked for 15 minutes after 5 wrong PINs. Please wait, then try "
+            "again, or ask the person who shared it to check the PIN.")
+NOT_AVAILABLE = N_("The link may be mistyped, or it has expired or been withdrawn. Ask the "
+                   "person who shared it for a new one.")
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    """A minimal, accessible page (works without JavaScript)."""
-    return HTMLResponse(
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)} · cloudfilm</title><style>{STYLE}</style></head>"
-        f"<body><main>{body}</main></body></html>", status_code=status, headers=HEADERS)
+def page(request: Request, heading: str, text: str, status: int = 200) -> HTMLResponse:
+    """A one-message page in the visitor's language (works without JavaScript)."""
+    return render(request, "message.html", {"title": heading, "heading": heading, "text": text,
+                                            "status_alert": status == 429},
+                  status=status, anonymous=True, headers=HEADERS)
 
 
-def not_available() -> HTMLResponse:
+def not_available(request: Request) -> HTMLResponse:
     """The one answer for every bad secret, so none can be told apart."""
-    return page("Link not available", NOT_AVAILABLE, 404)
+    loc = localizer(request)
+    return page(request, loc.gettext("This link is not available"),
+                loc.gettext(NOT_AVAILABLE), 404)
 
 
 def _cross_site(request: Request) -> bool:
-    """A form posted from another site (browsers send Origin on cross-site POSTs)."""
+    """A form posted from another site (browsers send Origin on cross-site POSTs).
+
+    Under ``Referrer-Policy: no-referrer`` browsers send ``Origin: null`` even for the
+    PIN form's own same-origin POST; ``Sec-Fetch-Site`` (which pages cannot forge)
+    then tells the two apart.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
     origin = request.headers.get("origin")
     if not origin or origin == "null":
-        return origin == "null"
+        return origin == "null" and fetch_site != "same-origin"
     public = archive_of(request).settings.public_url
     ours = {request.headers.get("host", ""), urlsplit(public).netloc if public else ""}
     return urlsplit(origin).netloc not in ours
 
 
-def locked_page() -> HTMLResponse:
-    response = page("Link locked", LOCKED, 429)
+def locked_page(request: Request) -> HTMLResponse:
+    loc = localizer(request)
+    response = page(request, loc.gettext("Too many wrong PINs"), loc.gettext(LOCKED), 429)
     response.headers["Retry-After"] = str(15 * 60)
     return response
 
@@ -85,21 +91,12 @@ def locked_page() -> HTMLResponse:
 # -- /s/{secret} -------------------------------------------------------------------------
 
 
-def _pin_form(request: Request, message: str = "") -> str:
-    csrf = getattr(request.state, "csrf_token", None)
-    hidden = (f'<input type="hidden" name="csrf" value="{html.escape(csrf, quote=True)}">'
-              if csrf else "")
-    error = (f'<p id="pin-error" class="error" role="alert">{html.escape(message)}</p>'
-             if message else "")
-    described = ' aria-describedby="pin-error"' if message else ""
-    return (
-        "<h1>Enter the PIN</h1><p>These medical images are protected by a PIN. "
-        "The person who shared them has told you the PIN separately.</p>" + error +
-        '<form method="post">' + hidden +
-        '<label for="pin">PIN</label>'
-        '<input id="pin" name="pin" type="password" inputmode="numeric" pattern="[0-9]*"'
-        f' autocomplete="one-time-code" required autofocus{described}>'
-        '<button type="submit">Open</button></form>')
+def pin_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
+    """The PIN form (POST to the same URL); ``message`` says what went wrong."""
+    loc = localizer(request)
+    return render(request, "pin.html", {"title": loc.gettext("Enter the PIN"),
+                                        "message": message, "guide": guide("pin", loc)},
+                  status=status, anonymous=True, headers=HEADERS)
 
 
 async def _start_share_session(request: Request, sharing: SharingService,
@@ -107,7 +104,7 @@ async def _start_share_session(request: Request, sharing: SharingService,
     """Count the open, then swap the secret for a session cookie and leave the secret URL."""
     source = client_ip(request)
     if not await run_in_threadpool(sharing.record_open, row, source):
-        return not_available()
+        return not_available(request)
     accounts = accounts_of(archive_of(request))
     old = request.cookies.get(SESSION_COOKIE)
     if old and principal(request).kind == "share":
@@ -124,11 +121,11 @@ async def open_link(request: Request) -> Response:
     sharing = SharingService(archive_of(request))
     row = await run_in_threadpool(sharing.find_link, request.path_params["secret"])
     if row is None:
-        return not_available()
+        return not_available(request)
     if row.pin_hash:
         if await run_in_threadpool(sharing.pin_locked, row):
-            return locked_page()
-        return page("Enter the PIN", _pin_form(request))
+            return locked_page(request)
+        return pin_page(request)
     return await _start_share_session(request, sharing, row)
 
 
@@ -137,23 +134,23 @@ async def submit_pin(request: Request) -> Response:
     sharing = SharingService(archive_of(request))
     row = await run_in_threadpool(sharing.find_link, request.path_params["secret"])
     if row is None:
-        return not_available()
+        return not_available(request)
     if _cross_site(request):
-        return page("Enter the PIN", _pin_form(request, "Please open the link again."), 403)
+        return pin_page(request, localizer(request).gettext("Please open the link again."), 403)
     if row.pin_hash:
         pin = str((await request.form()).get("pin", ""))
         try:
             await run_in_threadpool(sharing.check_pin, row, pin)
         except TooManyAttempts:
-            return locked_page()
+            return locked_page(request)
         except WrongPin as exc:
-            return page("Enter the PIN", _pin_form(request, f"Wrong PIN. {exc.remaining} "
-                                                            "attempt(s) left before the link "
-                                                            "locks for 15 minutes."), 403)
+            return pin_page(request, localizer(request).gettext(
+                "Wrong PIN. %(remaining)s attempt(s) left before the link locks for 15 "
+                "minutes.", remaining=exc.remaining), 403)
     return await _start_share_session(request, sharing, row)
 
 
-# -- /shared -----------------------------------------------------------------------------
+# -- /shared ----------------------------------------------------------------------------
 
 
 def _share_principal(request: Request) -> Principal | None:
@@ -161,71 +158,39 @@ def _share_principal(request: Request) -> Principal | None:
     return who if who.kind == "share" and who.share_grant_id is not None else None
 
 
-def _grant_person(request: Request, grant_id: int) -> int | None:
-    with archive_of(request).index.session() as session:
-        row = session.get(GrantRow, grant_id)
-        return row.person_id if row is not None else None
-
-
-def _study_item(study: TimelineStudy) -> str:
-    uid = html.escape(study.study_uid, quote=True)
-    facts = " · ".join(html.escape(p) for p in (
-        study.date, study.hospital, "/".join(study.modalities), study.description) if p)
-    documents = "".join(f"<li>{html.escape(d.title or d.kind)} ({html.escape(d.kind)})</li>"
-                        for d in study.documents)
-    return (f'<li><a href="/shared/studies/{uid}"><img src="/dicomweb/studies/{uid}/thumbnail"'
-            f' alt="Preview of the study of {html.escape(study.date or "unknown date")}">'
-            f"{facts or 'Study'}</a> — {study.series} series, {study.instances} images"
-            + (f"<ul>{documents}</ul>" if documents else "") + "</li>")
-
-
 async def shared(request: Request) -> Response:
-    """The studies a share session may see (the viewer portal comes later)."""
+    """Where a link lands: the one study it names, else the timeline it covers."""
     who = _share_principal(request)
-    if who is None or who.share_grant_id is None:
-        return not_available()
-    person_id = await run_in_threadpool(_grant_person, request, who.share_grant_id)
+    if who is None:
+        return not_available(request)
+    named = await run_in_threadpool(pages.share_grant_studies, request, who)
+    if named is not None and len(named) == 1:
+        decision = await run_in_threadpool(Policy(archive_of(request)).check, who,
+                                           Permission.VIEW, named[0])
+        if not decision.allowed:
+            return not_available(request)
+        return _share_headers(await pages.render_study(request, named[0]))
+    person_id = await run_in_threadpool(pages.share_person, request, who)
     if person_id is None:
-        return not_available()
-    studies = await run_in_threadpool(PeopleService(archive_of(request)).timeline, who, person_id)
-    if not studies:
-        return not_available()
-    items = "".join(_study_item(s) for s in studies)
-    return page("Shared images", f"<h1>Shared medical images</h1><ul>{items}</ul>")
-
-
-def _series_of(request: Request, who: Principal, study_uid: str) -> list[Any]:
-    visible = Policy(archive_of(request)).visible_clause(who, Permission.VIEW)
-    statement = (select(SeriesRow.series_uid, SeriesRow.modality, SeriesRow.description)
-                 .join(StudyRow, SeriesRow.study_pk == StudyRow.id)
-                 .where(StudyRow.study_uid == study_uid)
-                 .order_by(SeriesRow.series_number, SeriesRow.id))
-    if visible is not None:
-        statement = statement.where(SeriesRow.id.in_(
-            select(InstanceRow.series_pk).where(visible)))
-    with archive_of(request).index.session() as session:
-        return list(session.execute(statement).all())
+        return not_available(request)
+    response = await pages.render_timeline(request, who, person_id, shared=True)
+    if response.status_code == 404:
+        return not_available(request)
+    return _share_headers(response)
 
 
 async def shared_study(request: Request) -> Response:
-    """One shared study's series; any study the grant does not cover is simply not found."""
-    who = _share_principal(request)
-    study_uid = request.path_params["study"]
-    if who is None:
-        return not_available()
-    decision = await run_in_threadpool(Policy(archive_of(request)).check, who,
-                                       Permission.VIEW, study_uid)
-    if not decision.allowed:
-        return page("Not found", "<h1>Not found</h1><p>This study is not part of the share.</p>"
-                    '<p><a href="/shared">Back to the shared studies</a></p>', 404)
-    series = await run_in_threadpool(_series_of, request, who, study_uid)
-    uid = html.escape(study_uid, quote=True)
-    items = "".join(
-        f'<li><img src="/dicomweb/studies/{uid}/series/{html.escape(s.series_uid, quote=True)}'
-        f'/thumbnail" alt="Preview of series {html.escape(s.description or s.modality)}">'
-        f"{html.escape(s.modality)} {html.escape(s.description)}</li>" for s in series)
-    return page("Shared study", f'<p><a href="/shared">All shared studies</a></p>'
-                f"<h1>Study</h1><ul>{items}</ul>")
+    """One shared study; any study the grant does not cover is simply not found."""
+    if _share_principal(request) is None:
+        return not_available(request)
+    return _share_headers(await pages.render_study(request, request.path_params["study"]))
+
+
+def _share_headers(response: Response) -> Response:
+    """Share pages never send a Referer and are never indexed."""
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
 
 
 page_routes = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import html
 import math
 from datetime import datetime, timezone
 
@@ -28,6 +27,9 @@ from cloudfilm.services import credentials
 from cloudfilm.services.accounts import AccountService, LockedOut, LoginFailed, User, accounts_of
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.oidc import OidcConfig, OidcError, OidcLogin
+from cloudfilm.web.guides import guide
+from cloudfilm.web.i18n import N_, localizer
+from cloudfilm.web.templating import render
 
 PRESESSION_COOKIE = "cf_presession"
 OIDC_COOKIE = "cf_oidc"
@@ -77,43 +79,14 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    """A minimal accessible page shell."""
-    return HTMLResponse(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{html.escape(title)} · cloudfilm</title>"
-        "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:28rem;margin:2rem auto;"
-        "padding:0 1rem}label{display:block;margin-top:1rem;font-weight:600}"
-        "input{font:inherit;width:100%;padding:.5rem;box-sizing:border-box}"
-        "button{font:inherit;margin-top:1.5rem;padding:.5rem 1.5rem}"
-        ".error{color:#8b0000;border-left:4px solid #8b0000;padding-left:.75rem}</style>"
-        f"</head><body><main>{body}</main></body></html>", status_code=status,
-        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                            "form-action 'self'; frame-ancestors 'none'"})
-
-
-def _login_form(token: str, *, username: str = "", next_path: str = "/", message: str = "",
-                sso: bool = False) -> str:
-    described = ' aria-describedby="login-error"' if message else ""
-    error = f'<p id="login-error" class="error" role="alert">{html.escape(message)}</p>' \
-        if message else ""
-    sso_link = (f'<p>or <a href="/oidc/login?next={html.escape(next_path, quote=True)}">'
-                "sign in with single sign-on</a></p>") if sso else ""
-    return (
-        "<h1>Sign in to cloudfilm</h1>" + error +
-        '<form method="post" action="/login">'
-        f'<input type="hidden" name="csrf" value="{html.escape(token, quote=True)}">'
-        f'<input type="hidden" name="next" value="{html.escape(next_path, quote=True)}">'
-        '<label for="username">Username</label>'
-        f'<input id="username" name="username" type="text" autocomplete="username" required'
-        f' autocapitalize="none" spellcheck="false" value="{html.escape(username, quote=True)}"'
-        f'{described}>'
-        '<label for="password">Password</label>'
-        f'<input id="password" name="password" type="password" autocomplete="current-password"'
-        f' required{described}>'
-        '<button type="submit">Sign in</button></form>' + sso_link)
+def page(conn: HTTPConnection, heading: str, status: int = 200, *, detail: str = "",
+         link: tuple[str, str] | None = None) -> HTMLResponse:
+    """A one-message page in the visitor's language (the portal's templates)."""
+    response = render(conn, "message.html", {"title": heading, "heading": heading,
+                                             "detail": detail, "link": link},
+                      status=status, anonymous=True)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _oidc(conn: HTTPConnection) -> OidcLogin | None:
@@ -125,9 +98,15 @@ def _oidc(conn: HTTPConnection) -> OidcLogin | None:
     return state.oidc_login  # type: ignore[no-any-return]
 
 
-def _form_page(conn: HTTPConnection, status: int = 200, **fields: str) -> HTMLResponse:
+def _form_page(conn: HTTPConnection, status: int = 200, *, username: str = "",
+               next_path: str = "/", message: str = "") -> HTMLResponse:
+    """The sign-in form (a pre-session CSRF token in it), in the visitor's language."""
     nonce, token = presession_csrf(conn)
-    response = page("Sign in", _login_form(token, sso=_oidc(conn) is not None, **fields), status)
+    loc = localizer(conn)
+    response = render(conn, "login.html", {
+        "title": loc.gettext("Sign in"), "token": token, "username": username,
+        "next_path": next_path, "message": message, "sso": _oidc(conn) is not None,
+        "guide": guide("login", loc)}, status=status, anonymous=True)
     set_presession_cookie(response, conn, nonce)
     return response
 
@@ -136,9 +115,11 @@ async def login_page(request: Request) -> Response:
     return _form_page(request, next_path=safe_next(request.query_params.get("next")))
 
 
-def _lockout_message(until: datetime) -> str:
+def _lockout_message(conn: HTTPConnection, until: datetime) -> str:
     minutes = max(1, math.ceil((until - datetime.now(timezone.utc)).total_seconds() / 60))
-    return f"too many failed attempts; try again in {minutes} minute{'s' if minutes != 1 else ''}"
+    return localizer(conn).ngettext("too many failed attempts; try again in %(num)s minute",
+                                    "too many failed attempts; try again in %(num)s minutes",
+                                    minutes)
 
 
 async def login_submit(request: Request) -> Response:
@@ -147,19 +128,20 @@ async def login_submit(request: Request) -> Response:
     next_path = safe_next(str(form.get("next", "/")))
     if not presession_csrf_ok(request, str(form.get("csrf", ""))):
         return _form_page(request, 403, username=username, next_path=next_path,
-                          message="This sign-in form expired. Please sign in again.")
+                          message=localizer(request).gettext(
+                              "This sign-in form expired. Please sign in again."))
     try:
         user = await run_in_threadpool(_accounts(request).authenticate, username, password,
                                        client_ip(request))
     except LockedOut as exc:
         response = _form_page(request, 429, username=username, next_path=next_path,
-                              message=_lockout_message(exc.until))
+                              message=_lockout_message(request, exc.until))
         response.headers["Retry-After"] = str(max(1, int(
             (exc.until - datetime.now(timezone.utc)).total_seconds())))
         return response
     except LoginFailed:
         return _form_page(request, 401, username=username, next_path=next_path,
-                          message="Wrong username or password.")
+                          message=localizer(request).gettext("Wrong username or password."))
     return await _start_session(request, user, next_path)
 
 
@@ -202,24 +184,25 @@ def _redirect_uri(request: Request) -> str:
 
 async def oidc_login(request: Request) -> Response:
     oidc = _oidc(request)
+    loc = localizer(request)
     if oidc is None:
-        return page("Single sign-on", "<h1>Single sign-on is not configured</h1>"
-                    '<p><a href="/login">Sign in with a password</a></p>', 404)
+        return page(request, loc.gettext("Single sign-on is not configured"), 404,
+                    link=("/login", loc.gettext("Sign in with a password")))
     try:
         response, sealed = await oidc.start(request, _redirect_uri(request),
                                             safe_next(request.query_params.get("next")))
     except OidcError as exc:
-        return page("Single sign-on", f"<h1>Single sign-on failed</h1><p role=\"alert\">"
-                    f"{html.escape(str(exc))}</p>", 502)
+        return page(request, loc.gettext("Single sign-on failed"), 502, detail=str(exc),
+                    link=("/login", loc.gettext("Back to sign in")))
     response.set_cookie(OIDC_COOKIE, sealed, max_age=600, path="/oidc", httponly=True,
                         samesite="lax", secure=wants_secure_cookies(request))
     return response
 
 
-def _sso_failed(message: str, status: int) -> Response:
-    response = page("Single sign-on", "<h1>Single sign-on failed</h1>"
-                    f'<p class="error" role="alert">{html.escape(message)}</p>'
-                    '<p><a href="/login">Back to sign in</a></p>', status)
+def _sso_failed(conn: HTTPConnection, message: str, status: int) -> Response:
+    loc = localizer(conn)
+    response = page(conn, loc.gettext("Single sign-on failed"), status,
+                    detail=loc.gettext(message), link=("/login", loc.gettext("Back to sign in")))
     response.delete_cookie(OIDC_COOKIE, path="/oidc")
     return response
 
@@ -227,21 +210,21 @@ def _sso_failed(message: str, status: int) -> Response:
 async def oidc_callback(request: Request) -> Response:
     oidc, accounts, source = _oidc(request), _accounts(request), client_ip(request)
     if oidc is None:
-        return _sso_failed("single sign-on is not configured", 404)
+        return _sso_failed(request, N_("single sign-on is not configured"), 404)
     try:
         claims, next_path = await oidc.finish(request, request.cookies.get(OIDC_COOKIE))
     except OidcError as exc:
         await run_in_threadpool(accounts.record_failed_login, "oidc", source,
                                 {"method": "oidc", "reason": str(exc)[:200]})
-        return _sso_failed(str(exc), 400)
+        return _sso_failed(request, str(exc), 400)
     user = await run_in_threadpool(oidc.match_user, accounts, claims)
     if user is None:
         actor = f"oidc:{claims.get('preferred_username') or claims['sub']}"
         await run_in_threadpool(accounts.record_failed_login, actor, source,
                                 {"method": "oidc", "reason": "no linked account",
                                  "subject": str(claims["sub"])[:200]})
-        return _sso_failed("No cloudfilm account is linked to this sign-in. Ask an "
-                           "administrator to link it.", 403)
+        return _sso_failed(request, N_("No cloudfilm account is linked to this sign-in. Ask an "
+                                       "administrator to link it."), 403)
     await run_in_threadpool(accounts.record_login, user, source, "oidc")
     response = await _start_session(request, user, safe_next(next_path))
     response.delete_cookie(OIDC_COOKIE, path="/oidc")

@@ -88,10 +88,28 @@ def find_instance(session: Session, sop_uid: str) -> InstanceRow | None:
     return session.scalars(select(InstanceRow).where(InstanceRow.sop_uid == sop_uid)).first()
 
 
+def _issuerless_study_patient(session: Session, facts: InstanceFacts) -> int | None:
+    """An instance without IssuerOfPatientID joins an existing study of the same PatientID.
+
+    Derived objects written by viewers (OHIF's measurement SRs, secondary captures) often
+    copy PatientID but drop the optional IssuerOfPatientID; without this they would be
+    refused as "another patient". Only the issuer may be missing: a different PatientID
+    is still a conflict.
+    """
+    if facts.patient["issuer"]:
+        return None
+    row = session.execute(
+        select(PatientRow.id, PatientRow.patient_id).join(StudyRow, StudyRow.patient_pk == PatientRow.id)
+        .where(StudyRow.study_uid == facts.study_uid)).first()
+    if row is None or row.patient_id != facts.patient["patient_id"]:
+        return None
+    return int(row.id)
+
+
 def write_instance(session: Session, facts: InstanceFacts, *, blob_key: str, size: int,
                    sha256: str, cache: ParentCache, replace: InstanceRow | None = None) -> None:
     """Insert the instance (or replace an existing row), creating parents as needed."""
-    patient_pk = upsert_patient(session, facts, cache)
+    patient_pk = _issuerless_study_patient(session, facts) or upsert_patient(session, facts, cache)
     study_pk = upsert_study(session, facts, patient_pk, cache)
     series_pk = upsert_series(session, facts, study_pk, cache)
     if replace is not None:
