@@ -453,10 +453,12 @@ def test_a_study_the_user_may_not_see_is_not_found(chromium: Any, demo_site: Dem
     hidden_prior = prior_of(demo_site, cookies, hidden)
     assert hidden_prior.status_code == 404 and "not found" in hidden_prior.json()["error"]
 
-    # A physician without a share sees no patient's study; a caregiver sees their patient's.
+    # The demo physician holds a share of patient 1's timeline only: that patient's study
+    # opens, the other patient's does not; a caregiver sees their patient's.
     doctor, _ = login(chromium, demo_site, "/", username="demo-physician")
     contexts.append(doctor.context)
-    assert doctor.goto(f"{demo_site.server.url}/view/{own}").status == 404
+    assert doctor.goto(f"{demo_site.server.url}/view/{hidden}").status == 404
+    assert doctor.goto(f"{demo_site.server.url}/view/{own}").status == 200
     carer, _ = login(chromium, demo_site, "/", username="demo-caregiver", locale="zh-CN")
     contexts.append(carer.context)
     assert carer.goto(f"{demo_site.server.url}/view/{hidden}").status == 404

@@ -50,12 +50,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_demo_logins(args: argparse.Namespace) -> int:
     """Print the demo logins (creating them once); the demo patient owns the first demo person's
-    records at both hospitals, so their timeline spans two hospitals."""
+    records at both hospitals, so their timeline spans two hospitals, and shares it with the
+    demo physician."""
     import json
 
     from cloudfilm.domain.access import Principal, Role
-    from cloudfilm.services.accounts import accounts_of, ensure_demo_users
+    from cloudfilm.services.accounts import accounts_of, ensure_demo_users, principal_for_user
     from cloudfilm.services.people import PeopleService
+    from cloudfilm.services.sharing import ensure_demo_physician_share
+    from cloudfilm.storage.index.access_models import UserRow
 
     with opened(args) as archive:
         logins = ensure_demo_users(archive)
@@ -67,7 +70,10 @@ def run_demo_logins(args: argparse.Namespace) -> int:
             for record in first["records"]:
                 PeopleService(archive).link(system, patient.person_id, record["patient_id"],
                                             record["issuer"])
-    print("demo logins (http://127.0.0.1:8080/login):")
+            with archive.index.session() as session:
+                owner = principal_for_user(session, session.get(UserRow, patient.id))
+            ensure_demo_physician_share(archive, owner, "demo-physician")
+    print("demo logins (open /login on the server):")
     for username, role, password in logins:
         print(f"  {role.value:<10} {username:<18} {password}")
     return 0

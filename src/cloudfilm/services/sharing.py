@@ -466,3 +466,17 @@ class SharingService:
     def _audit(self, principal: Principal, action: str, row: GrantRow, **detail: Any) -> None:
         self.archive.audit.record(audit_entry(principal, action, person_id=row.person_id,
                                               detail={"share": row.id, **detail}))
+
+
+def ensure_demo_physician_share(archive: "Archive", patient: Principal, physician: str) -> None:
+    """The demo patient shares their whole timeline with the demo physician (once), so
+    `make run` shows "patients shared with me" and OHIF for a physician straight away."""
+    sharing = SharingService(archive)
+    if any(s.audience == Audience.PHYSICIAN.value and s.physician == physician
+           and s.status == "active" for s in sharing.list(patient)):
+        return
+    sharing.create(patient, ShareRequest(
+        person_id=patient.own_person_id, study_uids=None, include_future=True,
+        audience=Audience.PHYSICIAN, physician=physician,
+        permissions=frozenset({Permission.VIEW, Permission.DOWNLOAD}),
+        valid_until=date.today() + timedelta(days=DEFAULT_DAYS)))
