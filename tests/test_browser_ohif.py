@@ -330,3 +330,38 @@ def test_compare_with_prior(open_page: OpenPage,
                 if path.endswith("/metadata")}
     assert metadata == {f"/dicomweb/studies/{current}", f"/dicomweb/studies/{prior}"}
     watch.assert_clean()
+
+
+def test_a_share_link_session_opens_ohif_on_that_study_only(chromium: Any,
+                                                            demo_site: DemoSite) -> None:
+    """No account: the link's session cookie is all OHIF needs against /dicomweb (same origin),
+    and the patient's other studies stay invisible to it."""
+    from conftest import admin_token
+
+    server = demo_site.server
+    shared, other = study(demo_site, 0, 2), study(demo_site, 0, 1)
+    token = admin_token(server.database_url, "demo-patient", "patient")
+    owner = {"Authorization": f"Bearer {token}"}
+    created = httpx.post(f"{server.url}/api/shares", headers=owner, timeout=60, json={
+        "scope": {"studies": [shared]}, "audience": "link", "permissions": ["view"]})
+    assert created.status_code == 201, created.text
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        opener = context.new_page()
+        opener.goto(created.json()["url"])
+        opener.close()
+        page = context.new_page()
+        watch = Watch(server.url)
+        watch.attach(page)
+        page.goto(f"{server.url}{ohif_url(shared)}")
+        wait_for_images(page, 1)
+        dismiss_notices(page)
+        page.wait_for_load_state("networkidle")
+        screenshot(page, "ohif-7-share-link")
+        bad = [d for d in watch.dicomweb if d[0] >= 400]
+        assert not bad, f"DICOMweb requests failed: {bad}"
+        assert any("/frames/" in path for _, _, path, _ in watch.dicomweb)
+        hidden = page.request.get(f"{server.url}/dicomweb/studies/{other}/metadata")
+        assert hidden.status == 404
+    finally:
+        context.close()
