@@ -193,3 +193,16 @@ def test_a_derived_object_without_the_issuer_joins_its_study(client: httpx.Clien
     refused = stow(client, [to_bytes(other_patient)])
     assert refused.status_code == 409
     assert "another patient" in refused.json()["00081198"]["Value"][0]["00F11001"]["Value"][0]
+
+
+def test_a_refused_instance_does_not_poison_its_batch(client: httpx.Client) -> None:
+    """A new patient whose instance is refused (its study belongs to someone else) is rolled
+    back; a later instance of the same new patient in the same batch is still stored."""
+    taken = generate_uid()
+    assert stow(client, [to_bytes(make_instance(study=taken, patient_id="OWNER"))]).status_code == 200
+    refused = make_instance(study=taken, patient_id="NEWCOMER")
+    fine = make_instance(patient_id="NEWCOMER")
+    answer = stow(client, [to_bytes(refused), to_bytes(fine)])
+    assert answer.status_code == 202, answer.text
+    stored = [r["00081155"]["Value"][0] for r in answer.json()["00081199"]["Value"]]
+    assert stored == [fine.SOPInstanceUID]

@@ -168,8 +168,7 @@ class IngestService:
             savepoint.commit()
         except (IndexConflict, IntegrityError) as exc:
             savepoint.rollback()
-            cache.studies.pop(facts.study_uid, None)
-            cache.series.pop(facts.series_uid, None)
+            cache.forget(facts)
             reason = str(exc) if isinstance(exc, IndexConflict) else "concurrent conflicting write"
             item.outcome = _failure(facts, reason, CONFLICT)
             return

@@ -27,6 +27,16 @@ class ParentCache:
     patients: dict[tuple[str, str], int] = field(default_factory=dict)
     studies: dict[str, tuple[int, int]] = field(default_factory=dict)
     series: dict[str, tuple[int, int]] = field(default_factory=dict)
+    patient_ids: dict[int, str] = field(default_factory=dict)  # patient pk -> PatientID
+
+    def forget(self, facts: InstanceFacts) -> None:
+        """After a rolled-back SAVEPOINT: rows it created are gone, so are their ids."""
+        key = (facts.patient["patient_id"], facts.patient["issuer"])
+        pk = self.patients.pop(key, None)
+        if pk is not None:
+            self.patient_ids.pop(pk, None)
+        self.studies.pop(facts.study_uid, None)
+        self.series.pop(facts.series_uid, None)
 
 
 def _dumps(value: dict[str, object]) -> str:
@@ -52,15 +62,25 @@ def upsert_patient(session: Session, facts: InstanceFacts, cache: ParentCache) -
     return row.id
 
 
-def upsert_study(session: Session, facts: InstanceFacts, patient_pk: int, cache: ParentCache) -> int:
-    cached = cache.studies.get(facts.study_uid)
+def _existing_study(session: Session, study_uid: str, cache: ParentCache) -> tuple[int, int] | None:
+    """(study pk, patient pk) of a stored study, asked once per transaction."""
+    cached = cache.studies.get(study_uid)
     if cached is None:
-        row = session.scalars(select(StudyRow).where(StudyRow.study_uid == facts.study_uid)).first()
+        row = session.execute(select(StudyRow.id, StudyRow.patient_pk)
+                              .where(StudyRow.study_uid == study_uid)).first()
         if row is None:
-            row = StudyRow(patient_pk=patient_pk, study_uid=facts.study_uid, **facts.study,
-                           attrs=_dumps(facts.study_attrs))
-            session.add(row)
-            session.flush()
+            return None
+        cached = cache.studies[study_uid] = (row.id, row.patient_pk)
+    return cached
+
+
+def upsert_study(session: Session, facts: InstanceFacts, patient_pk: int, cache: ParentCache) -> int:
+    cached = _existing_study(session, facts.study_uid, cache)
+    if cached is None:
+        row = StudyRow(patient_pk=patient_pk, study_uid=facts.study_uid, **facts.study,
+                       attrs=_dumps(facts.study_attrs))
+        session.add(row)
+        session.flush()
         cached = cache.studies[facts.study_uid] = (row.id, row.patient_pk)
     if cached[1] != patient_pk:
         raise IndexConflict(
@@ -88,28 +108,33 @@ def find_instance(session: Session, sop_uid: str) -> InstanceRow | None:
     return session.scalars(select(InstanceRow).where(InstanceRow.sop_uid == sop_uid)).first()
 
 
-def _issuerless_study_patient(session: Session, facts: InstanceFacts) -> int | None:
+def _issuerless_study_patient(session: Session, facts: InstanceFacts,
+                              cache: ParentCache) -> int | None:
     """An instance without IssuerOfPatientID joins an existing study of the same PatientID.
 
     Derived objects written by viewers (OHIF's measurement SRs, secondary captures) often
     copy PatientID but drop the optional IssuerOfPatientID; without this they would be
     refused as "another patient". Only the issuer may be missing: a different PatientID
-    is still a conflict.
+    is still a conflict. The study lookup is the one `upsert_study` needs anyway, so a
+    new study costs no extra query.
     """
     if facts.patient["issuer"]:
         return None
-    row = session.execute(
-        select(PatientRow.id, PatientRow.patient_id).join(StudyRow, StudyRow.patient_pk == PatientRow.id)
-        .where(StudyRow.study_uid == facts.study_uid)).first()
-    if row is None or row.patient_id != facts.patient["patient_id"]:
+    study = _existing_study(session, facts.study_uid, cache)
+    if study is None:
         return None
-    return int(row.id)
+    patient_pk = study[1]
+    if patient_pk not in cache.patient_ids:
+        cache.patient_ids[patient_pk] = session.scalar(
+            select(PatientRow.patient_id).where(PatientRow.id == patient_pk)) or ""
+    return patient_pk if cache.patient_ids[patient_pk] == facts.patient["patient_id"] else None
 
 
 def write_instance(session: Session, facts: InstanceFacts, *, blob_key: str, size: int,
                    sha256: str, cache: ParentCache, replace: InstanceRow | None = None) -> None:
     """Insert the instance (or replace an existing row), creating parents as needed."""
-    patient_pk = _issuerless_study_patient(session, facts) or upsert_patient(session, facts, cache)
+    patient_pk = _issuerless_study_patient(session, facts, cache) \
+        or upsert_patient(session, facts, cache)
     study_pk = upsert_study(session, facts, patient_pk, cache)
     series_pk = upsert_series(session, facts, study_pk, cache)
     if replace is not None:
