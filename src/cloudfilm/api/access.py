@@ -10,7 +10,6 @@ hour (``AuditLog.record_view``); downloads and uploads once per request.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import ColumnElement
@@ -55,18 +54,6 @@ async def require_study(conn: HTTPConnection, permission: Permission, study: str
             await audit(conn, _action(permission), decision, study, outcome="failure")
         raise NotFound(describe(study, series, sop))
     return decision
-
-
-async def require_studies(conn: HTTPConnection, permission: Permission,
-                          studies: Collection[str]) -> dict[str, Decision]:
-    """``require_study`` for several studies at once (one grant load)."""
-    who = principal(conn)
-    decisions = await run_in_threadpool(Policy(archive_of(conn)).check_many, who, permission,
-                                        list(studies))
-    for uid, decision in decisions.items():
-        if not decision.allowed:
-            raise NotFound(describe(uid))
-    return decisions
 
 
 def _action(permission: Permission) -> str:
