@@ -5,6 +5,7 @@ import  store files, folders, .zip archives and CD/USB folders with a DICOMDIR
 demo    generate synthetic chest CTs with growing nodules and import them
 check   verify that the index and the stored blobs agree
 node    manage the known remote DICOM nodes
+advise  guideline follow-up (Fleischner 2017, Lung-RADS v2022) for a nodule case on stdin
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from cloudfilm.commands import archive, audit, media, nodes, people, remote, retention, serve, users
+from cloudfilm.commands import advise, archive, audit, media, nodes, people, remote, retention, serve, users
 
-COMMAND_MODULES = [serve, archive, nodes, remote, media, users, audit, retention, people]
+COMMAND_MODULES = [serve, archive, nodes, remote, media, users, audit, retention, people, advise]
 
 
 def build_parser() -> argparse.ArgumentParser:
