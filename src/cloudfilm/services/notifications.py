@@ -11,8 +11,10 @@ Senders: ``log`` (python logging, subject only: bodies may carry links), ``in-ap
 (delivered = visible at ``GET /api/me/notifications``) and ``email`` (SMTP, RFC 5321;
 ``CLOUDFILM_SMTP_HOST``, ``_PORT`` (25), ``_FROM``, ``_STARTTLS``, ``_USER``, ``_PASSWORD``).
 
-``start_notification_worker(archive)`` runs the worker and the expiry reminders
-(``CLOUDFILM_REMINDER_DAYS``, default 14) in a daemon thread.
+``start_notification_worker(archive)`` runs the worker, the share-expiry reminders
+(``CLOUDFILM_REMINDER_DAYS``, default 14) and the nodule follow-up reminders
+(``CLOUDFILM_FOLLOWUP_DAYS``, default 30: days before the next scan is due) in a daemon
+thread.
 """
 
 from __future__ import annotations
@@ -277,7 +279,8 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _loop(worker: NotificationWorker, stopping: threading.Event, interval: float,
-          reminder_interval: float, reminder_days: int) -> None:
+          reminder_interval: float, reminder_days: int, followup_days: int) -> None:
+    from cloudfilm.services.followup_reminders import enqueue_followup_reminders
     from cloudfilm.services.reminders import enqueue_expiry_reminders
 
     next_reminders = 0.0
@@ -289,6 +292,10 @@ def _loop(worker: NotificationWorker, stopping: threading.Event, interval: float
                 enqueue_expiry_reminders(worker.archive, now, reminder_days)
             except Exception:
                 log.exception("expiry reminders failed")
+            try:
+                enqueue_followup_reminders(worker.archive, now, followup_days)
+            except Exception:
+                log.exception("follow-up reminders failed")
         try:
             worker.run_once(now)
         except Exception:
@@ -298,16 +305,19 @@ def _loop(worker: NotificationWorker, stopping: threading.Event, interval: float
 
 def start_notification_worker(archive: "Archive", *, senders: Mapping[str, Sender] | None = None,
                               environ: Mapping[str, str] | None = None) -> WorkerHandle:
-    """Deliver notifications every ``CLOUDFILM_NOTIFY_INTERVAL`` s (30) and enqueue expiry
-    reminders every ``CLOUDFILM_REMINDER_INTERVAL`` s (3600), ``CLOUDFILM_REMINDER_DAYS`` (14)
-    days ahead, in a daemon thread; ``.stop()`` ends it."""
+    """Deliver notifications every ``CLOUDFILM_NOTIFY_INTERVAL`` s (30) and enqueue reminders
+    every ``CLOUDFILM_REMINDER_INTERVAL`` s (3600): share expiry ``CLOUDFILM_REMINDER_DAYS``
+    (14) days ahead, nodule follow-up scans ``CLOUDFILM_FOLLOWUP_DAYS`` (30) days before
+    they are due; in a daemon thread, ``.stop()`` ends it."""
     env = os.environ if environ is None else environ
     worker = NotificationWorker(archive, default_senders(env) if senders is None else senders)
     interval = _env_float(env, "CLOUDFILM_NOTIFY_INTERVAL", 30.0)
     reminder_interval = _env_float(env, "CLOUDFILM_REMINDER_INTERVAL", 3600.0)
     days = int(_env_float(env, "CLOUDFILM_REMINDER_DAYS", 14))
+    followup_days = int(_env_float(env, "CLOUDFILM_FOLLOWUP_DAYS", 30))
     stopping = threading.Event()
     thread = threading.Thread(target=_loop, name="notifications", daemon=True,
-                              args=(worker, stopping, interval, reminder_interval, days))
+                              args=(worker, stopping, interval, reminder_interval, days,
+                                    followup_days))
     thread.start()
     return WorkerHandle(thread, stopping)

@@ -11,6 +11,7 @@ channel) makes a scan idempotent, so a crash between enqueueing and setting
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -39,14 +40,23 @@ def expiring_grants(archive: "Archive", now: datetime, days_before: int) -> list
         return list(session.scalars(stmt.order_by(GrantRow.id)).all())
 
 
-def recipients(archive: "Archive", grant: GrantRow) -> list[UserRow]:
-    """The grant's owner and the person's active caregivers (enabled accounts, each once)."""
+def people_to_remind(archive: "Archive", person_id: int, user_ids: Iterable[int] = (), *,
+                     patient_accounts: bool = False) -> list[UserRow]:
+    """Who hears about a person's folder: ``user_ids``, the person's active caregivers and,
+    with ``patient_accounts``, the person's own accounts (enabled accounts, each once)."""
     caregivers = select(CaregiverRow.caregiver_user_id).where(
-        CaregiverRow.person_id == grant.person_id, CaregiverRow.status == "active")
-    stmt = select(UserRow).where(or_(UserRow.id == grant.owner_user_id, UserRow.id.in_(caregivers)),
-                                 UserRow.disabled.is_(False))
+        CaregiverRow.person_id == person_id, CaregiverRow.status == "active")
+    who = [UserRow.id.in_(caregivers), UserRow.id.in_(list(user_ids))]
+    if patient_accounts:
+        who.append(UserRow.person_id == person_id)
+    stmt = select(UserRow).where(or_(*who), UserRow.disabled.is_(False))
     with archive.index.session() as session:
         return list(session.scalars(stmt.order_by(UserRow.id)).all())
+
+
+def recipients(archive: "Archive", grant: GrantRow) -> list[UserRow]:
+    """The grant's owner and the person's active caregivers (enabled accounts, each once)."""
+    return people_to_remind(archive, grant.person_id, [grant.owner_user_id])
 
 
 def _audience(grant: GrantRow, physician: str) -> str:
@@ -74,15 +84,21 @@ def describe(archive: "Archive", grant: GrantRow, until: date) -> tuple[str, str
     return subject, body
 
 
-def _messages(grant: GrantRow, user: UserRow, until: date, subject: str,
-              body: str) -> list[Message]:
-    key = f"{KIND}:{grant.id}:{until.isoformat()}:{user.id}"
-    messages = [Message("in-app", KIND, subject, body, recipient_user_id=user.id,
+def reminder_messages(kind: str, key: str, user: UserRow, subject: str,
+                      body: str) -> list[Message]:
+    """In-app always, e-mail when the account has an address; ``key:channel`` dedupes."""
+    messages = [Message("in-app", kind, subject, body, recipient_user_id=user.id,
                         dedupe_key=f"{key}:in-app")]
     if user.email:
-        messages.append(Message("email", KIND, subject, body, recipient_user_id=user.id,
+        messages.append(Message("email", kind, subject, body, recipient_user_id=user.id,
                                 recipient_address=user.email, dedupe_key=f"{key}:email"))
     return messages
+
+
+def _messages(grant: GrantRow, user: UserRow, until: date, subject: str,
+              body: str) -> list[Message]:
+    return reminder_messages(KIND, f"{KIND}:{grant.id}:{until.isoformat()}:{user.id}", user,
+                             subject, body)
 
 
 def enqueue_expiry_reminders(archive: "Archive", now: datetime | None = None,
