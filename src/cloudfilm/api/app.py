@@ -10,18 +10,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from cloudfilm.api import (
-    admin, audit, documents, export, links, login, notifications, people, shares, uploads, wado_uri,
+    admin, audit, documents, export, links, login, nodules, notifications, people, shares, uploads,
+    wado_uri,
 )
 from cloudfilm.api.authn import AuthenticationMiddleware
 from cloudfilm.api.dicomweb import delete, qido, rendered, stow, wado
 from cloudfilm.api.errors import http_exception_handler
 from cloudfilm.services.archive import Archive
-from cloudfilm.web import ohif, pages, viewer
+from cloudfilm.web import nodule_pages, ohif, pages, viewer
 
 DICOMWEB_ROUTERS = [stow, qido, wado, rendered, delete]
-API_ROUTERS = [admin, uploads, documents, export, login, audit, notifications, people, shares]
+API_ROUTERS = [admin, uploads, documents, export, login, audit, notifications, people, shares,
+               nodules]
 # Pages at the root; OHIF last, since its SPA fallback answers unknown viewer routes.
-WEB_ROUTERS = [pages, viewer, ohif]
+WEB_ROUTERS = [pages, nodule_pages, viewer, ohif]
 
 
 async def healthz(request: Request) -> Response:

@@ -28,6 +28,7 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     "upload": ("110107", "Import"),
     "store": ("110104", "DICOM Instances Transferred"),
     "delete": ("110103", "DICOM Instances Accessed"),
+    "measure": ("110103", "DICOM Instances Accessed"),  # nodule measurements: create/update
     "share-create": ("110113", "Security Alert"),
     "share-renew": ("110113", "Security Alert"),
     "share-revoke": ("110113", "Security Alert"),

@@ -35,7 +35,7 @@ from cloudfilm.services.people import (
 from cloudfilm.services.policy import Policy, utcnow
 from cloudfilm.services.sharing import ShareInfo, SharingService, parse_share_request
 from cloudfilm.storage.index.access_models import GrantRow
-from cloudfilm.web import labels, portal_data
+from cloudfilm.web import labels, nodule_views, portal_data
 from cloudfilm.web.guides import guide
 from cloudfilm.web.i18n import N_, Localizer, localizer
 from cloudfilm.web.templating import STATIC_DIR, render
@@ -236,7 +236,7 @@ async def render_timeline(request: Request, who: Principal, person_id: int | Non
 
 
 async def case_folder(request: Request) -> Response:
-    """One person's folder: studies, reports, documents and (later) nodule measurements."""
+    """One person's folder: studies, reports, documents, nodule growth charts and tracking."""
     who = principal(request)
     person_id = parse_id(request.path_params["person_id"])
     if person_id is None or who.kind not in ("user", "share"):
@@ -266,6 +266,7 @@ async def case_folder(request: Request) -> Response:
                                           for s in studies],
         "reports": reports, "photos": photos, "records": records, "manages": manages,
         "guide": guide("folder", loc),
+        "tracking": await thread(nodule_views.folder_trajectories, archive, loc, who, person_id),
     }, active="timeline")
 
 
@@ -358,7 +359,9 @@ async def render_study(request: Request, study_uid: str) -> Response:
         "folder_url": f"/patients/{person_id}" if person_id is not None and who.kind == "user"
         else None,
         "back_url": back, "glossary": labels.glossary(loc, detail.modalities),
-        "guide": guide("study", loc),
+        "guide": guide("study", loc), "study_uid": study_uid,
+        "nodules": await thread(nodule_views.study_panel, archive, loc, who, study_uid, person_id),
+        "explanation": await thread(nodule_views.study_explanation, archive, loc, study_uid),
     }, active="shared" if who.kind == "share" else "timeline")
 
 

@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse
 
 from cloudfilm.domain.access import Principal, Role
+from cloudfilm.web import glossary
 from cloudfilm.web.i18n import LANG_COOKIE, LANGUAGES, N_, localizer, translations
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -53,6 +54,7 @@ def environment(language: str) -> Environment:
     install(translations(language), newstyle=True)
     env.globals["picture"] = picture
     env.globals["inline_css"] = inline_css
+    env.globals["highlight"] = glossary.highlight
     return env
 
 

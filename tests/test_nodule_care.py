@@ -1,0 +1,194 @@
+"""Nodule care over HTTP on demo data: measure, track across hospitals, assess, SR, FHIR, pages.
+
+A real server (SQLite and PostgreSQL) over `cloudfilm demo` data; the demo patient's
+three CTs come from two hospitals whose table positions differ by ~255 mm, so tracking
+must register the scans. Who may do what follows the access rules: physicians (with a
+grant) measure, patients read, a physician without a grant gets 404.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Server, admin_token, database_url_for, run_cli
+
+
+@dataclass
+class Site:
+    server: Server
+    truth: dict[str, Any]
+    tokens: dict[str, str]
+
+    def http(self, who: str = "admin") -> httpx.Client:
+        token = self.server.token if who == "admin" else self.tokens[who]
+        return httpx.Client(base_url=self.server.url, timeout=120,
+                            headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture(scope="module")
+def site(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    data_dir = tmp_path_factory.mktemp(f"nodules-{database_kind}") / "data"
+    url, schema = database_url_for(database_kind, data_dir)
+    made = run_cli(["demo", "--data", str(data_dir), "--patients", "2", "--slices", "80"], url)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert run_cli(["demo-logins", "--data", str(data_dir)], url).returncode == 0
+    truth = json.loads((data_dir / "demo-truth.json").read_text())
+    tokens = {name: admin_token(url, name, role) for name, role in
+              (("demo-patient", "patient"), ("demo-physician", "physician"),
+               ("other-physician", "physician"))}
+    server = Server(data_dir, url).start()
+    try:
+        yield Site(server, truth, tokens)
+    finally:
+        server.stop()
+        if schema:
+            schema.drop()
+
+
+def _manual(study: dict[str, Any], nodule: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    d = nodule["diameter_mm"]
+    return {"series_uid": study["series_uid"], "instance_uid": nodule["instance_uid_at_center"],
+            "center_patient_mm": nodule["center_patient_mm"], "long_axis_mm": d,
+            "short_axis_mm": d, "nodule_type": nodule["type"], "lobe": "RUL"} | extra
+
+
+def test_manual_measurements_are_tracked_across_hospitals_and_assessed(site: Site) -> None:
+    patient = site.truth["patients"][0]
+    first, second = patient["studies"][0], patient["studies"][1]
+    assert first["issuer"] != second["issuer"]  # two hospitals, unrelated table positions
+    with site.http("demo-physician") as http:
+        labels = {}
+        for study in (first, second):
+            for nodule in study["nodules"]:
+                r = http.post(f"/api/studies/{study['study_uid']}/nodules",
+                              json=_manual(study, nodule))
+                assert r.status_code == 201, r.text
+                labels[(study["study_uid"], nodule["id"])] = r.json()["measurement"]["label"]
+        # Registration links each nodule of the second scan to its own prior.
+        for nodule in second["nodules"]:
+            assert labels[(second["study_uid"], nodule["id"])] == \
+                labels[(first["study_uid"], nodule["id"])]
+        body = http.get(f"/api/studies/{second['study_uid']}/nodules").json()
+        assessment = body["assessment"]
+        assert assessment["guideline"] == "fleischner-2017"
+        assert assessment["rule"].startswith("Fleischner 2017")
+        assert assessment["next_scan"] is None or assessment["next_scan"]["earliest"] > \
+            second["study_date"][:4]
+        growing = next(n for n in second["nodules"] if n["id"] == "n1")
+        prior = next(n for n in first["nodules"] if n["id"] == "n1")
+        n1 = next(n for n in assessment["nodules"]
+                  if n["id"] == labels[(second["study_uid"], "n1")])
+        assert n1["growth_mm"] == pytest.approx(growing["diameter_mm"] - prior["diameter_mm"],
+                                                abs=0.05)
+        assert n1["vdt_days"] is not None and n1["vdt_days"] > 0
+
+
+def test_the_nodule_report_is_a_tid1500_sr_in_the_study(site: Site) -> None:
+    study = site.truth["patients"][0]["studies"][0]
+    with site.http() as http:
+        series = http.get(f"/dicomweb/studies/{study['study_uid']}/series",
+                          params={"Modality": "SR"}).json()
+        ours = [s for s in series if s.get("0008103E", {}).get("Value") ==
+                ["cloudfilm nodule measurements"]]
+        assert len(ours) == 1
+        uid = ours[0]["0020000E"]["Value"][0]
+        metadata = http.get(f"/dicomweb/studies/{study['study_uid']}/series/{uid}/metadata").json()
+        assert len(metadata) == 1  # the report is replaced, not piled up
+        assert metadata[0]["0040A043"]["Value"][0]["00080100"]["Value"] == ["126000"]
+        text = json.dumps(metadata)
+        assert "112040" in text  # Tracking Unique Identifier
+        nodules = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
+        assert {m["sr_instance_uid"] for m in nodules} == {metadata[0]["00080018"]["Value"][0]}
+
+
+def test_fhir_export_has_one_observation_per_nodule(site: Site) -> None:
+    study = site.truth["patients"][0]["studies"][0]
+    with site.http("demo-physician") as http:
+        r = http.get(f"/api/studies/{study['study_uid']}/nodules/fhir")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
+    bundle = r.json()
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
+    observations = [e["resource"] for e in bundle["entry"]]
+    assert len(observations) == len(study["nodules"])
+    assert all(o["resourceType"] == "Observation" for o in observations)
+    sizes = sorted(c["valueQuantity"]["value"] for o in observations for c in o["component"]
+                   if c["code"]["coding"][0]["code"] == "103339001")  # Long Axis
+    assert sizes == sorted(n["diameter_mm"] for n in study["nodules"])
+
+
+def test_physician_can_link_unlink_and_mark_new(site: Site) -> None:
+    study = site.truth["patients"][0]["studies"][1]
+    with site.http("demo-physician") as http:
+        measurements = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
+        first, second = measurements[0], measurements[1]
+        new = http.post(f"/api/nodule-measurements/{first['id']}/new").json()["measurement"]
+        assert new["link"] == "new" and new["nodule_id"] != first["nodule_id"]
+        clash = http.post(f"/api/nodule-measurements/{first['id']}/link",
+                          json={"nodule_id": second["nodule_id"]})
+        assert clash.status_code == 422  # one measurement per nodule and study
+        back = http.post(f"/api/nodule-measurements/{first['id']}/link",
+                         json={"nodule_id": first["nodule_id"]}).json()["measurement"]
+        assert back["link"] == "confirmed" and back["label"] == first["label"]
+        gone = http.post(f"/api/nodule-measurements/{second['id']}/unlink").json()["measurement"]
+        assert gone["link"] == "unlinked" and gone["nodule_id"] is None
+        assessed = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["assessment"]
+        assert [n["id"] for n in assessed["nodules"]] == [first["label"]]
+        relinked = http.post(f"/api/nodule-measurements/{second['id']}/link",
+                             json={"nodule_id": second["nodule_id"]})
+        assert relinked.status_code == 200
+
+
+def test_who_may_measure_and_read(site: Site) -> None:
+    study = site.truth["patients"][0]["studies"][0]
+    nodule = study["nodules"][0]
+    path = f"/api/studies/{study['study_uid']}/nodules"
+    with site.http("demo-patient") as http:
+        assert http.get(path).status_code == 200  # the patient reads their own
+        assert http.post(path, json=_manual(study, nodule)).status_code == 403
+    with site.http("other-physician") as http:
+        assert http.get(path).status_code == 404  # no grant: as if it did not exist
+        assert http.post(path, json=_manual(study, nodule)).status_code == 404
+    with site.http("demo-physician") as http:
+        bad = http.post(path, json=_manual(study, nodule, long_axis_mm=3.0, short_axis_mm=5.0))
+        assert bad.status_code == 422 and "short axis" in bad.json()["error"]
+
+
+def test_growth_chart_and_explanation_pages(site: Site) -> None:
+    person_id = None
+    with site.http("demo-patient") as http:
+        study = site.truth["patients"][0]["studies"][1]
+        page = http.get(f"/studies/{study['study_uid']}", params={"lang": "en"})
+        assert page.status_code == 200
+        assert 'id="nodules"' in page.text and "nodule-explanation" in page.text
+        assert "your doctor" in page.text.lower()
+        zh = http.get(f"/studies/{study['study_uid']}", params={"lang": "zh"})
+        assert "医生" in zh.text
+        person_id = http.get("/api/me").json()["person_id"]
+    assert person_id is not None
+    with site.http("demo-physician") as http:
+        folder = http.get(f"/patients/{person_id}", params={"lang": "en"})
+        assert folder.status_code == 200
+        assert 'id="tracking-table"' in folder.text and "growth-chart" in folder.text
+        trajectories = http.get(f"/api/persons/{person_id}/nodules").json()["nodules"]
+    followed = [n for n in trajectories if len(n["measurements"]) >= 2]
+    assert followed, "a nodule measured on two scans has a trajectory"
+    n = followed[0]["measurements"]
+    assert n[1]["change"]["diameter_mm"] == pytest.approx(
+        n[1]["mean_diameter_mm"] - n[0]["mean_diameter_mm"], abs=0.11)
+    assert math.isfinite(n[1]["change"]["volume_percent"])
+
+
+def test_cloudfilm_report_is_not_imported_back(site: Site) -> None:
+    """Reading a study imports other software's SRs, never cloudfilm's own report."""
+    study = site.truth["patients"][0]["studies"][0]
+    with site.http() as http:
+        before = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
+        again = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
+    assert len(again) == len(before)
+    assert all(m["source"] == "cloudfilm" for m in again)
