@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,9 +243,10 @@ class DemoSite:
     truth: dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
-    """SQLite only: the browser tests exercise pages, not the database."""
+@contextmanager
+def running_demo_site(tmp_path_factory: pytest.TempPathFactory,
+                      extra_env: dict[str, str] | None = None) -> Iterator[DemoSite]:
+    """`cloudfilm demo` (2 patients, 80 slices) + demo logins, served on SQLite."""
     import json
 
     data_dir = tmp_path_factory.mktemp("demo-site") / "data"
@@ -256,8 +258,15 @@ def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
     logins = {parts[1]: parts[2] for line in shown.stdout.splitlines()
               if len(parts := line.split()) == 3 and parts[1].startswith("demo-")}
     truth = json.loads((data_dir / "demo-truth.json").read_text())
-    server = Server(data_dir, url).start()
+    server = Server(data_dir, url, extra_env=dict(extra_env or {})).start()
     try:
         yield DemoSite(server, logins, truth)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
+    """SQLite only: the browser tests exercise pages, not the database."""
+    with running_demo_site(tmp_path_factory) as site:
+        yield site

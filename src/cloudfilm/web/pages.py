@@ -28,6 +28,7 @@ from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Permission, Principal, Role, may_act_for
 from cloudfilm.services.archive import Archive
+from cloudfilm.services.notifications import list_in_app, mark_read
 from cloudfilm.services.people import (
     CaregiverService, Conflict, Forbidden, Invalid, NotFound, PeopleService, ServiceError,
     TimelineStudy, audit_entry,
@@ -765,6 +766,27 @@ async def admin_home(request: Request) -> Response:
 # -- IHE Invoke Image Display ----------------------------------------------------------------
 
 
+async def messages_page(request: Request) -> Response:
+    """The signed-in user's in-app messages (follow-up reminders, shares about to end, ...)."""
+    who = principal(request)
+    if who.kind != "user" or who.user_id is None:
+        return not_found(request)
+    loc = localizer(request)
+    items = await thread(list_in_app, archive_of(request).index, who.user_id)
+    return render(request, "messages.html", {"title": loc.gettext("Messages"), "items": items},
+                  active="messages")
+
+
+async def message_read(request: Request) -> Response:
+    who = principal(request)
+    notification_id = parse_id(request.path_params["id"])
+    if who.kind != "user" or who.user_id is None or notification_id is None:
+        return not_found(request)
+    if await thread(mark_read, archive_of(request).index, who.user_id, notification_id) is None:
+        return not_found(request)
+    return redirect("/messages")
+
+
 async def invoke_image_display(request: Request) -> Response:
     """IHE IID: ``requestType=STUDY&studyUID=`` opens the viewer; ``requestType=PATIENT&
     patientID=`` (``issuerOfPatientID``) the person's timeline. Hidden is not found."""
@@ -824,5 +846,7 @@ routes: list[BaseRoute] = [
     Route("/shared-with-me", shared_with_me, methods=["GET"]),
     Route("/admin", admin_home, methods=["GET"]),
     Route("/IHEInvokeImageDisplay", invoke_image_display, methods=["GET"]),
+    Route("/messages", messages_page, methods=["GET"]),
+    Route("/messages/{id}/read", message_read, methods=["POST"]),
     Mount("/static/portal", app=StaticFiles(directory=str(STATIC_DIR)), name="portal-static"),
 ]

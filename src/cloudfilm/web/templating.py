@@ -88,12 +88,14 @@ def nav_items(who: Principal, shared_home: str = "/shared") -> list[tuple[str, s
     if who.role in (Role.PATIENT, Role.CAREGIVER):
         items = [("/timeline", N_("My images"), "timeline"), ("/share", N_("Share"), "share"),
                  ("/upload", N_("Upload"), "upload"), ("/caregivers", N_("Family helpers"),
-                                                        "caregivers")]
+                                                        "caregivers"),
+                 ("/messages", N_("Messages"), "messages")]
         if who.role is Role.CAREGIVER:
             items[0] = ("/timeline", N_("Images"), "timeline")
         return items
     if who.role is Role.PHYSICIAN:
-        return [("/shared-with-me", N_("Patients shared with me"), "shared-with-me")]
+        return [("/shared-with-me", N_("Patients shared with me"), "shared-with-me"),
+                ("/messages", N_("Messages"), "messages")]
     return [("/admin", N_("Administration"), "admin")]
 
 
