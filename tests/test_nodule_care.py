@@ -8,6 +8,7 @@ grant) measure, patients read, a physician without a grant gets 404.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
 from conftest import Server, admin_token, database_url_for, run_cli
 
@@ -104,7 +106,8 @@ def test_the_nodule_report_is_a_tid1500_sr_in_the_study(site: Site) -> None:
         text = json.dumps(metadata)
         assert "112040" in text  # Tracking Unique Identifier
         nodules = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
-        assert {m["sr_instance_uid"] for m in nodules} == {metadata[0]["00080018"]["Value"][0]}
+        assert {m["sr_instance_uid"] for m in nodules if m["source"] == "cloudfilm"} == \
+            {metadata[0]["00080018"]["Value"][0]}
 
 
 def test_fhir_export_has_one_observation_per_nodule(site: Site) -> None:
@@ -192,3 +195,47 @@ def test_cloudfilm_report_is_not_imported_back(site: Site) -> None:
         again = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
     assert len(again) == len(before)
     assert all(m["source"] == "cloudfilm" for m in again)
+
+
+def test_an_ohif_measurement_stored_by_stow_joins_the_nodule_model(site: Site) -> None:
+    """OHIF saves dcmjs TID 1500 SRs via STOW; reading the study imports them as nodules."""
+    from test_nodule_sr import _dcmjs_group, _dcmjs_num, ohif_sr
+
+    patient = site.truth["patients"][1]
+    study = patient["studies"][0]
+    nodule = study["nodules"][0]
+    col, row, _ = nodule["center_voxel"]
+    half = nodule["diameter_mm"] / 2 / study["pixel_spacing_mm"]
+    with site.http() as http:
+        ct_json = http.get(f"/dicomweb/studies/{study['study_uid']}/series/{study['series_uid']}"
+                           f"/instances/{nodule['instance_uid_at_center']}/metadata").json()[0]
+    ct_json.pop("7FE00010", None)  # pixels are not needed to reference the image
+    ct = pydicom.Dataset.from_json(ct_json)
+    sop = nodule["instance_uid_at_center"]
+    group = _dcmjs_group("Bidirectional", [
+        _dcmjs_num("Long Axis", "G-A185", nodule["diameter_mm"],
+                   [col - half, row, col + half, row], sop),
+        _dcmjs_num("Short Axis", "G-A186", nodule["diameter_mm"],
+                   [col, row - half, col, row + half], sop)])
+    chest = _dcmjs_group("Length", [_dcmjs_num("Length", "G-D7FE", 180.0,
+                                                [10.0, 250.0, 400.0, 250.0], sop)])
+    sr = ohif_sr(ct, [group, chest])
+    buffer = io.BytesIO()
+    sr.save_as(buffer, enforce_file_format=True)
+    boundary = "ohif-sr-boundary"
+    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + buffer.getvalue()
+            + f"\r\n--{boundary}--\r\n".encode())
+    with site.http() as http:
+        stored = http.post("/dicomweb/studies", content=body, headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+        assert stored.status_code == 200, stored.text
+        measurements = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
+    imported = [m for m in measurements if m["source"] == "sr-import"]
+    assert len(imported) == 1  # the 18 cm line across the chest is not a nodule
+    m = imported[0]
+    assert m["long_axis_mm"] == pytest.approx(nodule["diameter_mm"], abs=0.05)
+    assert m["label"] and m["sr_instance_uid"] == str(sr.SOPInstanceUID)
+    assert math.dist(m["center_patient_mm"], nodule["center_patient_mm"]) < 1.5
+    with site.http() as http:  # read again: imported once, not twice
+        again = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
+    assert [x["id"] for x in again if x["source"] == "sr-import"] == [m["id"]]

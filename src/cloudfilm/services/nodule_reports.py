@@ -8,7 +8,7 @@ after the new one is stored, so a crash leaves at worst two reports, never none.
 
 SRs written by others (OHIF saves TID 1500 via STOW) are imported when the study's
 nodules are read: each measurement group becomes a measurement (``source`` sr-import),
-tracked like any other. A single OHIF "Length" has no short axis; it is stored with the
+tracked like any other, if no longer than 3 cm. A single OHIF "Length" has no short axis; it is stored with the
 short axis equal to the long one and ``outline.single_diameter`` set, and shown so.
 """
 
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 SR_SERIES_NUMBER = 9901
+# Fleischner 2017 (MacMahon et al., Radiology 2017;284:228-243) and Lung-RADS v2022 define
+# a nodule as up to 3 cm; longer lines drawn in a viewer are not imported as nodules.
+MAX_NODULE_MM = 30.0
 _NAMESPACE = uuid.UUID("6f0c1f5e-8a4e-4d4b-9b0e-6c1f7a1e2d3c")  # cloudfilm nodule reports
 
 
@@ -105,8 +108,9 @@ def write_study_sr(service: "NoduleService", study_uid: str) -> str | None:
         _store(service, sr)
         sop_uid = str(sr.SOPInstanceUID)
         with service.index.write_session() as session:
-            for row, _, _ in rows:
-                session.get(NoduleMeasurementRow, row.id).sr_instance_uid = sop_uid
+            for row, _, _ in rows:  # an imported one keeps pointing at the SR it came from
+                if row.source == "cloudfilm":
+                    session.get(NoduleMeasurementRow, row.id).sr_instance_uid = sop_uid
             session.commit()
     for old in previous:
         if old != sop_uid:
@@ -151,6 +155,8 @@ def import_study_srs(service: "NoduleService", study_uid: str) -> int:
         for item in found:
             if item.long_axis_mm is None or not item.instance_uid or not item.series_uid:
                 continue
+            if item.long_axis_mm > MAX_NODULE_MM:
+                continue  # a mass or some other length (e.g. a chest width), not a nodule
             try:
                 image = _read_header(service, study_uid, item.series_uid, item.instance_uid)
                 centre = item.centre_in_space_mm or centre_from_points(
