@@ -301,6 +301,44 @@ def test_measurement_is_saved_as_sr_and_found_again(open_page: OpenPage,
     watch2.assert_clean()
 
 
+def test_a_line_across_the_chest_is_not_imported_as_a_nodule(demo_site: DemoSite) -> None:
+    """The Length saved above (5-15 cm) stays an OHIF measurement, not a nodule (> 3 cm)."""
+    uid = study(demo_site, 1, 2)
+    with demo_site.server.http() as http:
+        found = http.get(f"/api/studies/{uid}/nodules")
+    assert found.status_code == 200
+    assert [m for m in found.json()["measurements"] if m["source"] == "sr-import"] == []
+
+
+def test_ohif_lists_and_loads_cloudfilm_nodule_report(open_page: OpenPage,
+                                                      demo_site: DemoSite) -> None:
+    """A nodule measured in cloudfilm is a TID 1500 SR that OHIF lists and opens."""
+    truth = demo_site.truth["patients"][0]["studies"][1]
+    nodule = truth["nodules"][0]
+    with demo_site.server.http() as http:
+        made = http.post(f"/api/studies/{truth['study_uid']}/nodules", json={
+            "series_uid": truth["series_uid"], "instance_uid": nodule["instance_uid_at_center"],
+            "center_patient_mm": nodule["center_patient_mm"],
+            "long_axis_mm": nodule["diameter_mm"], "short_axis_mm": nodule["diameter_mm"],
+            "nodule_type": nodule["type"]})
+        assert made.status_code == 201, made.text
+    page, watch = open_page(ohif_url(truth["study_uid"]))
+    wait_for_images(page, 1)
+    dismiss_notices(page)
+    report = page.get_by_text("cloudfilm nodule measurements").first
+    report.wait_for(timeout=30_000)
+    report.dblclick()
+    # OHIF shows the report read-only on the nodule's slice: its long axis, short axis and
+    # average diameter in mm (no tracking prompt: the group is not one of its own tools).
+    overlay = page.locator("[data-cy=viewport-pane]").first
+    deadline = time.monotonic() + 30
+    while not lengths_near(overlay.inner_text(), nodule["diameter_mm"]):
+        assert time.monotonic() < deadline, f"no {nodule['diameter_mm']} mm in {overlay.inner_text()!r}"
+        page.wait_for_timeout(250)
+    screenshot(page, "ohif-7-cloudfilm-nodule-report")
+    watch.assert_clean()
+
+
 def test_compare_with_prior(open_page: OpenPage,
                             demo_site: DemoSite) -> None:
     current, prior = study(demo_site, 0, 2), study(demo_site, 0, 0)

@@ -53,11 +53,27 @@ def _read_header(service: "NoduleService", study: str, series: str, sop: str) ->
                            stop_before_pixels=True)
 
 
-def _outline_points(outline: dict[str, Any]) -> tuple[tuple[float, float], ...] | None:
+def _outline_points(outline: dict[str, Any], row: NoduleMeasurementRow,
+                    image: pydicom.Dataset) -> tuple[tuple[float, float], ...] | None:
+    """The contour (semi-automatic) or long-axis line to draw on the image.
+
+    A manual measurement has only a centre and axis lengths: its long axis is drawn along
+    the image rows through the centre, so viewers that show 2-D graphics (OHIF) find it.
+    """
     contour = outline.get("contour") or outline.get("long_axis")
-    if not contour or len(contour) < 2:
+    if contour and len(contour) >= 2:
+        return tuple((float(c), float(r)) for c, r in contour)
+    try:
+        origin = [float(v) for v in image.ImagePositionPatient]
+        cosines = [float(v) for v in image.ImageOrientationPatient]
+        spacing_row, spacing_col = (float(v) for v in image.PixelSpacing)
+    except (AttributeError, ValueError, TypeError):
         return None
-    return tuple((float(c), float(r)) for c, r in contour)
+    offset = [c - o for c, o in zip((row.centre_x, row.centre_y, row.centre_z), origin)]
+    col = sum(d * c for d, c in zip(offset, cosines[:3])) / spacing_col
+    line = sum(d * c for d, c in zip(offset, cosines[3:])) / spacing_row
+    half = row.long_axis_mm / 2 / spacing_col
+    return ((col - half, line), (col + half, line))
 
 
 def _store(service: "NoduleService", ds: pydicom.Dataset) -> None:
@@ -98,8 +114,8 @@ def write_study_sr(service: "NoduleService", study_uid: str) -> str | None:
             if row.instance_uid not in headers:
                 headers[row.instance_uid] = _read_header(service, study_uid, row.series_uid,
                                                          row.instance_uid)
-            nodules.append(SrNodule(to_domain(row), label, tracking_uid,
-                                    _outline_points(json.loads(row.outline or "{}"))))
+            nodules.append(SrNodule(to_domain(row), label, tracking_uid, _outline_points(
+                json.loads(row.outline or "{}"), row, headers[row.instance_uid])))
         authors = sorted({row.measured_by for row, _, _ in rows})
         sr = build_nodule_sr(list(headers.values()), nodules, series_number=SR_SERIES_NUMBER,
                              instance_number=len(previous) + 1, author="; ".join(authors)[:64],
