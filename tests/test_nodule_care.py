@@ -239,3 +239,34 @@ def test_an_ohif_measurement_stored_by_stow_joins_the_nodule_model(site: Site) -
     with site.http() as http:  # read again: imported once, not twice
         again = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
     assert [x["id"] for x in again if x["source"] == "sr-import"] == [m["id"]]
+
+
+def test_a_click_measures_the_nodule_in_3d_and_tracks_it(site: Site) -> None:
+    """The viewer's "measure nodule" request: segmentation within ±0.5 mm of the demo truth."""
+    patient = site.truth["patients"][1]
+    labels = []
+    for study in patient["studies"][1:]:
+        nodule = next(n for n in study["nodules"] if n["type"] == "solid")
+        col, row, _ = nodule["center_voxel"]
+        with site.http() as http:  # an admin: the demo physician sees only the first patient
+            r = http.post(f"/api/studies/{study['study_uid']}/nodules/measure", json={
+                "series_uid": study["series_uid"], "instance_uid": nodule["instance_uid_at_center"],
+                "x": col + 1, "y": row - 1})  # a click a pixel off the centre
+        assert r.status_code == 201, r.text
+        m = r.json()["measurement"]
+        assert m["mean_diameter_mm"] == pytest.approx(nodule["diameter_mm"], abs=0.5)
+        assert m["volume_mm3"] == pytest.approx(math.pi * nodule["diameter_mm"] ** 3 / 6, rel=0.1)
+        assert m["method"] == "semi-automatic" and m["suggested_type"] == "solid"
+        assert math.dist(m["center_patient_mm"], nodule["center_patient_mm"]) < 1.0
+        contour = m["outline"]["contour"]
+        assert len(contour) >= 8 and m["outline"]["instance_uid"]
+        labels.append(r.json()["nodule"]["label"])
+    assert labels[0] == labels[1]  # the second scan's nodule is the first one's
+    with site.http() as http:
+        away = http.post(f"/api/studies/{study['study_uid']}/nodules/measure", json={
+            "series_uid": study["series_uid"], "instance_uid": nodule["instance_uid_at_center"],
+            "x": 5, "y": 5})  # outside the body
+        assert away.status_code == 422 and away.json()["error"]
+        missing = http.post(f"/api/studies/{study['study_uid']}/nodules/measure", json={
+            "series_uid": "1.2.3.4", "instance_uid": "1.2.3.5", "x": 5, "y": 5})
+        assert missing.status_code == 404

@@ -5,6 +5,7 @@ import  store files, folders, .zip archives and CD/USB folders with a DICOMDIR
 demo    generate synthetic chest CTs with growing nodules and import them
 check   verify that the index and the stored blobs agree
 node    manage the known remote DICOM nodes
+measure segment and measure the nodule under a click on a CT slice (JSON)
 advise  guideline follow-up (Fleischner 2017, Lung-RADS v2022) for a nodule case on stdin
 """
 
@@ -14,8 +15,10 @@ import argparse
 import logging
 
 from cloudfilm.commands import advise, archive, audit, media, nodes, people, remote, retention, serve, users
+from cloudfilm.commands import measure
 
-COMMAND_MODULES = [serve, archive, nodes, remote, media, users, audit, retention, people, advise]
+COMMAND_MODULES = [serve, archive, nodes, remote, media, users, audit, retention, people, advise,
+                   measure]
 
 
 def build_parser() -> argparse.ArgumentParser:

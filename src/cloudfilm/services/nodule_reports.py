@@ -61,8 +61,8 @@ def _outline_points(outline: dict[str, Any], row: NoduleMeasurementRow,
     the image rows through the centre, so viewers that show 2-D graphics (OHIF) find it.
     """
     contour = outline.get("contour") or outline.get("long_axis")
-    if contour and len(contour) >= 2:
-        return tuple((float(c), float(r)) for c, r in contour)
+    if contour and len(contour) >= 2:  # pixel indices -> SCOORD, whose (0, 0) is a corner
+        return tuple((float(c) + 0.5, float(r) + 0.5) for c, r in contour)
     try:
         origin = [float(v) for v in image.ImagePositionPatient]
         cosines = [float(v) for v in image.ImageOrientationPatient]
@@ -73,7 +73,7 @@ def _outline_points(outline: dict[str, Any], row: NoduleMeasurementRow,
     col = sum(d * c for d, c in zip(offset, cosines[:3])) / spacing_col
     line = sum(d * c for d, c in zip(offset, cosines[3:])) / spacing_row
     half = row.long_axis_mm / 2 / spacing_col
-    return ((col - half, line), (col + half, line))
+    return ((col - half + 0.5, line + 0.5), (col + half + 0.5, line + 0.5))
 
 
 def _store(service: "NoduleService", ds: pydicom.Dataset) -> None:
@@ -182,8 +182,9 @@ def import_study_srs(service: "NoduleService", study_uid: str) -> int:
                 continue
             single = item.short_axis_mm is None
             short = item.long_axis_mm if single else min(item.short_axis_mm, item.long_axis_mm)
-            outline: dict[str, Any] = {"instance_uid": item.instance_uid,
-                                       "long_axis": [list(p) for p in item.points[:2]]}
+            outline: dict[str, Any] = {"instance_uid": item.instance_uid,  # SCOORD -> indices
+                                       "long_axis": [[p[0] - 0.5, p[1] - 0.5]
+                                                     for p in item.points[:2]]}
             if single:
                 outline["single_diameter"] = True
             try:

@@ -104,6 +104,8 @@ class NewMeasurement:
     lobe: str | None = None
     method: str = "manual"
     frame_number: int | None = None
+    # Drawing on the best slice, in pixel indices ((0, 0) = centre of the first pixel, as
+    # the viewer's and `cloudfilm measure`'s x/y): {"instance_uid", "contour", "long_axis", ...}
     outline: dict[str, Any] = field(default_factory=dict)
     source: str = "cloudfilm"
     sr_instance_uid: str | None = None
@@ -236,16 +238,19 @@ class NoduleService:
         """Segment the nodule under a click, store it, track it and update the exam."""
         from cloudfilm.domain.segmentation import SegmentationError
         from cloudfilm.services.nodule_measure import measure_at
+        from cloudfilm.services.retrieve import NotStored
         from cloudfilm.services.volumes import VolumeError
         try:
             seg, volume = measure_at(self.archive, study_uid, series_uid, instance_uid, x, y)
         except (SegmentationError, VolumeError) as error:
             raise NoduleError(str(error)) from None
+        except NotStored as error:
+            raise NotFound(str(error)) from None
         m = NewMeasurement(
             series_uid=series_uid, instance_uid=seg.best_slice_instance_uid,
             centre_mm=tuple(float(v) for v in seg.centre_patient_mm),  # type: ignore[arg-type]
             long_axis_mm=float(seg.long_axis_mm), short_axis_mm=float(seg.short_axis_mm),
-            volume_mm3=float(seg.volume_mm3), nodule_type=str(seg.suggested_type),
+            volume_mm3=float(seg.volume_mm3), nodule_type=NoduleType(seg.suggested_type).value,
             method=Method.SEMI_AUTOMATIC.value, outline=dict(seg.outline))
         return self.add(study_uid, m, measured_by, volume=volume)
 
