@@ -243,6 +243,17 @@ class DemoSite:
     truth: dict[str, Any]
 
 
+def log_in(context: Any, site: DemoSite, username: str) -> Any:
+    """A page of ``context`` signed in through the real login form."""
+    page = context.new_page()
+    page.goto(f"{site.server.url}/login")
+    page.fill("#username", username)
+    page.fill("#password", site.logins[username])
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    return page
+
+
 @contextmanager
 def running_demo_site(tmp_path_factory: pytest.TempPathFactory,
                       extra_env: dict[str, str] | None = None) -> Iterator[DemoSite]:

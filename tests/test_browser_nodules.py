@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DemoSite, running_demo_site, screenshot
+from conftest import DemoSite, log_in, running_demo_site, screenshot
 
 # Reminders are enqueued and delivered every second here, and the follow-up window is
 # wide enough that the demo's next scan (months ahead) is already "due soon".
@@ -31,15 +31,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
         yield demo
 
 
-def log_in(chromium: Any, site: DemoSite, username: str, locale: str = "en-GB") -> Any:
-    context = chromium.new_context(locale=locale)
-    page = context.new_page()
-    page.goto(f"{site.server.url}/login")
-    page.fill("#username", username)
-    page.fill("#password", site.logins[username])
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-    return page
+def sign_in(chromium: Any, site: DemoSite, username: str, locale: str = "en-GB") -> Any:
+    return log_in(chromium.new_context(locale=locale), site, username)
 
 
 def csrf(page: Any) -> dict[str, str]:
@@ -50,7 +43,7 @@ def csrf(page: Any) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def measured(site: DemoSite, chromium: Any) -> dict[str, Any]:
     """The physician measures every demo nodule of the patient's two latest scans."""
-    page = log_in(chromium, site, "demo-physician")
+    page = sign_in(chromium, site, "demo-physician")
     studies = sorted(site.truth["patients"][0]["studies"], key=lambda s: s["study_date"])[-2:]
     for study in studies:
         for nodule in study["nodules"]:
@@ -68,7 +61,7 @@ def measured(site: DemoSite, chromium: Any) -> dict[str, Any]:
 
 def test_the_physician_sees_the_guideline_result_and_the_tracking(site: DemoSite, chromium: Any,
                                                                    measured: dict[str, Any]) -> None:
-    page = log_in(chromium, site, "demo-physician")
+    page = sign_in(chromium, site, "demo-physician")
     latest = measured["latest"]
     page.goto(f"{site.server.url}/studies/{latest['study_uid']}#nodules")
     panel = page.locator("#nodules")
@@ -103,7 +96,7 @@ def test_the_physician_sees_the_guideline_result_and_the_tracking(site: DemoSite
 def test_the_patient_reads_the_plain_language_text(site: DemoSite, chromium: Any,
                                                    measured: dict[str, Any], locale: str,
                                                    expected: re.Pattern[str]) -> None:
-    page = log_in(chromium, site, "demo-patient", locale)
+    page = sign_in(chromium, site, "demo-patient", locale)
     page.goto(f"{site.server.url}/studies/{measured['latest']['study_uid']}")
     text = page.locator("#nodule-explanation").inner_text()
     assert expected.search(text)
@@ -122,7 +115,7 @@ def test_the_patient_reads_the_plain_language_text(site: DemoSite, chromium: Any
 @pytest.mark.parametrize("username", ["demo-patient", "demo-caregiver"])
 def test_the_follow_up_reminder_arrives(site: DemoSite, chromium: Any, measured: dict[str, Any],
                                         username: str) -> None:
-    page = log_in(chromium, site, username)
+    page = sign_in(chromium, site, username)
     deadline = time.monotonic() + 60
     while True:
         page.goto(f"{site.server.url}/messages")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DemoSite, screenshot
+from conftest import DemoSite, log_in, screenshot
 
 PHONE = {"width": 390, "height": 844}
 PIN = "246813"
@@ -34,16 +34,6 @@ def context(chromium: Any) -> Iterator[Any]:
     ctx = chromium.new_context(locale="en-GB")
     yield ctx
     ctx.close()
-
-
-def log_in(context: Any, site: DemoSite, username: str) -> Any:
-    page = context.new_page()
-    page.goto(f"{site.server.url}/login")
-    page.fill("#username", username)
-    page.fill("#password", site.logins[username])
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-    return page
 
 
 def no_sideways_scroll(page: Any) -> bool:

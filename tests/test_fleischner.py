@@ -270,3 +270,119 @@ def test_every_table_row_is_reachable() -> None:
         pair = [make(size, nodule_type=GGN), make(4.0, nodule_type=GGN)]
         reached.add(assess(ADULT_LOW, pair).row_id)
     assert reached == {r.row_id for r in [*SOLID_RULES.values(), *SUBSOLID_RULES.values()]}
+
+
+# -- the Table, cell by cell (MacMahon 2017 Table; Recommendations 1-5) ----------------------------
+
+@pytest.mark.parametrize(("multiple", "risk", "size", "text"), [
+    (True, Risk.LOW, 5.0, "No routine follow-up."),
+    (True, Risk.HIGH, 5.0, "Optional CT at 12 months."),
+    (True, Risk.LOW, 7.0, "CT at 3-6 months, then consider CT at 18-24 months."),
+    (True, Risk.HIGH, 7.0, "CT at 3-6 months, then CT at 18-24 months."),
+    # multiple > 8 mm: the same cells as multiple 6-8 mm (not "CT at 3 months, PET/CT ...")
+    (True, Risk.LOW, 9.0, "CT at 3-6 months, then consider CT at 18-24 months."),
+    (True, Risk.HIGH, 9.0, "CT at 3-6 months, then CT at 18-24 months."),
+    (False, Risk.HIGH, 9.0, "Consider CT at 3 months, PET/CT, or tissue sampling."),
+])
+def test_solid_cell_texts(multiple: bool, risk: Risk, size: float, text: str) -> None:
+    nodules = [make(size), SMALL_SOLID] if multiple else [make(size)]
+    rule = assess(Patient(age_years=60, risk=risk), nodules).rule
+    assert rule is not None and rule.text == text
+
+
+@pytest.mark.parametrize(("risk", "size", "row"), [
+    (Risk.LOW, 5.4, "F17-A-multiple-low-lt6"),
+    (Risk.LOW, 6.0, "F17-A-multiple-low-6to8"),
+    (Risk.LOW, 8.0, "F17-A-multiple-low-6to8"),
+    (Risk.LOW, 8.4, "F17-A-multiple-low-6to8"),
+    (Risk.HIGH, 8.0, "F17-A-multiple-high-6to8"),
+    (Risk.HIGH, 8.4, "F17-A-multiple-high-6to8"),
+    (Risk.HIGH, 8.5, "F17-A-multiple-high-gt8"),
+    (Risk.HIGH, 15.0, "F17-A-multiple-high-gt8"),
+])
+def test_multiple_solid_boundaries(risk: Risk, size: float, row: str) -> None:
+    result = assess(Patient(age_years=60, risk=risk), [make(size), SMALL_SOLID])
+    assert result.row_id == row
+
+
+@pytest.mark.parametrize(("volume", "row"), [
+    (99.0, "F17-A-multiple-low-lt6"), (100.0, "F17-A-multiple-low-6to8"),
+    (250.0, "F17-A-multiple-low-6to8"), (251.0, "F17-A-multiple-low-gt8"),
+])
+def test_multiple_solid_volume_columns(volume: float, row: str) -> None:
+    nodule = make(7.0, method=Method.SEMI_AUTOMATIC, volume_mm3=volume)
+    assert assess(ADULT_LOW, [nodule, SMALL_SOLID]).row_id == row
+
+
+@pytest.mark.parametrize(("nodule", "row"), [
+    # the solid component is rounded like the nodule: 5.4 -> 5 (< 6), 5.5 -> 6 (≥ 6)
+    (make(10.0, nodule_type=PS, solid_component_mm=5.4), "F17-B-single-ps-ge6-solid-lt6"),
+    (make(10.0, nodule_type=PS, solid_component_mm=5.5), "F17-B-single-ps-ge6-solid-ge6"),
+    (make(10.0, nodule_type=PS, solid_component_mm=6.0), "F17-B-single-ps-ge6-solid-ge6"),
+    (make(20.0, nodule_type=PS, solid_component_mm=8.5), "F17-B-single-ps-ge6-solid-ge6"),
+    # < 6 mm total: no routine follow-up whatever the solid part
+    (make(5.4, nodule_type=PS, solid_component_mm=5.4), "F17-B-single-ps-lt6"),
+])
+def test_part_solid_solid_component_boundaries(nodule: Measurement, row: str) -> None:
+    result = assess(ADULT_HIGH, [nodule])
+    assert result.row_id == row and result.next_scan_months in (None, (3, 6))
+
+
+def test_part_solid_solid_ge6_text_follows_rec_4() -> None:
+    """Rec. 4: PET/CT, biopsy or resection for suspicious morphology, a growing solid component
+    or a solid component larger than 8 mm (not a nodule larger than 8 mm)."""
+    rule = SUBSOLID_RULES[("single-part-solid", "ge6-solid-ge6")]
+    assert "solid component is >8 mm" in rule.text
+    assert rule.first_scan_months == (3, 6)
+
+
+@pytest.mark.parametrize(("key", "text", "first"), [
+    (("single-ggn", "lt6"), "No routine follow-up.", None),
+    (("single-ggn", "ge6"),
+     "CT at 6-12 months to confirm persistence, then CT every 2 years until 5 years.", (6, 12)),
+    (("single-part-solid", "lt6"), "No routine follow-up.", None),
+    (("multiple", "lt6"), "CT at 3-6 months. If stable, consider CT at 2 and 4 years.", (3, 6)),
+    (("multiple", "ge6"),
+     "CT at 3-6 months. Subsequent management based on the most suspicious nodule(s).", (3, 6)),
+])
+def test_subsolid_cell_texts(key: tuple[str, str], text: str, first) -> None:
+    rule = SUBSOLID_RULES[key]
+    assert rule.text == text and rule.first_scan_months == first
+
+
+def test_ps_solid_lt6_text_follows_the_table() -> None:
+    rule = SUBSOLID_RULES[("single-part-solid", "ge6-solid-lt6")]
+    assert rule.text.startswith("CT at 3-6 months to confirm persistence. If unchanged and the "
+                                "solid component remains <6 mm, annual CT for 5 years")
+
+
+@pytest.mark.parametrize(("volume", "row"), [
+    (99.0, "F17-B-multiple-lt6"), (100.0, "F17-B-multiple-ge6"),  # 100 mm³: a reading
+])
+def test_multiple_subsolid_volume_column(volume: float, row: str) -> None:
+    nodules = [make(6.0, nodule_type=GGN, volume_mm3=volume),
+               make(4.0, nodule_type=GGN, volume_mm3=30.0)]
+    assert assess(ADULT_LOW, nodules).row_id == row
+
+
+def test_multiple_subsolid_one_ge6_guides() -> None:
+    """Rec. 5: with at least one subsolid nodule ≥ 6 mm, the most suspicious one guides."""
+    nodules = [make(4.0, nodule_type=GGN), make(6.0, nodule_type=PS, solid_component_mm=3.0)]
+    result = assess(ADULT_LOW, nodules)
+    assert result.row_id == "F17-B-multiple-ge6" and result.guiding is not None
+    assert result.guiding.index == 1
+    assert result.assessments[0].rule.row_id == "F17-B-multiple-lt6"
+
+
+def test_subsolid_ge6_citations_use_the_table_volume_label() -> None:
+    assert "(>100 mm³)" in SUBSOLID_RULES[("single-ggn", "ge6")].citation
+    assert "(>100 mm³)" in SUBSOLID_RULES[("multiple", "ge6")].citation
+
+
+def test_every_row_has_a_verification_verdict() -> None:
+    from cloudfilm.domain.fleischner import VERIFICATION
+    rules = [*SOLID_RULES.values(), *SUBSOLID_RULES.values(), BENIGN_ONLY]
+    assert set(VERIFICATION) == {r.row_id for r in rules}
+    for verdict, sources in VERIFICATION.values():
+        assert verdict in ("verified", "project row") and sources
+    assert VERIFICATION["F17-B-single-ps-ge6-solid-unmeasured"][0] == "project row"

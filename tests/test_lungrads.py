@@ -306,3 +306,163 @@ def test_every_size_row_is_reachable_and_cited() -> None:
     assert {row.rule.row_id for row in SIZE_ROWS} <= reached
     for row in SIZE_ROWS:
         assert row.rule.citation.startswith("ACR Lung-RADS v2022, Category ")
+
+
+# -- boundaries, from the v2022 table (each row [lower, upper): "≥ lower", "< upper") --------------
+
+@pytest.mark.parametrize(("status", "volume", "expected"), [
+    # new solid: < 34 -> 2, 34 to < 113 -> 3, 113 to < 268 -> 4A, ≥ 268 -> 4B
+    (N, 112.0, C3), (N, 113.0, C4A), (N, 267.0, C4A), (N, 268.0, C4B),
+    # growing solid: < 268 -> 4A, ≥ 268 -> 4B
+    (G, 20.0, C4A), (G, 267.0, C4A), (G, 268.0, C4B),
+    # baseline solid ≥ 15 mm: 1,767 mm³
+    (B, 1767.4, C4B),  # whole mm³: 1767
+    (B, 1766.4, C4A),  # whole mm³: 1766
+])
+def test_solid_volume_boundaries(status: Status, volume: float, expected: Category) -> None:
+    m = make(7.0, volume_mm3=volume)
+    assert classify_finding(Finding(m, status), SizeBasis.VOLUME).category is expected
+
+
+@pytest.mark.parametrize(("status", "total", "solid", "expected", "row"), [
+    # baseline: < 6 mm total is 2 whatever the solid part
+    (B, 5.9, 5.9, C2, "LR22-2-ps-B"),
+    # baseline ≥ 6 mm total: solid < 6 -> 3, 6 to < 8 -> 4A, ≥ 8 -> 4B
+    (B, 6.0, 5.9, C3, "LR22-3-ps-B"), (B, 12.0, 5.9, C3, "LR22-3-ps-B"),
+    (B, 12.0, 6.0, C4A, "LR22-4A-ps-B"), (B, 12.0, 7.9, C4A, "LR22-4A-ps-B"),
+    (B, 12.0, 8.0, C4B, "LR22-4B-ps-B"),
+    # new or growing ≥ 6 mm total: solid < 4 -> 4A, ≥ 4 -> 4B
+    (N, 20.0, 3.9, C4A, "LR22-4A-ps-NG"), (N, 20.0, 4.0, C4B, "LR22-4B-ps-NG"),
+    (G, 6.0, 3.9, C4A, "LR22-4A-ps-NG"), (G, 6.0, 4.0, C4B, "LR22-4B-ps-NG"),
+    (G, 12.0, 6.0, C4B, "LR22-4B-ps-NG"), (G, 12.0, 8.0, C4B, "LR22-4B-ps-NG"),
+    # new < 6 mm total: 3, unless the ≥ 4 mm new solid component row (4B) also applies
+    (N, 5.9, 3.9, C3, "LR22-3-ps-N"), (N, 5.9, 4.0, C4B, "LR22-4B-ps-NG"),
+    # growing < 6 mm total with a < 4 mm solid part: no row, classed as if new
+    (G, 5.9, 3.9, C3, "LR22-3-ps-G"), (G, 5.9, 4.0, C4B, "LR22-4B-ps-NG"),
+])
+def test_part_solid_boundaries(status: Status, total: float, solid: float, expected: Category,
+                               row: str) -> None:
+    rule = classify_finding(Finding(part(total, solid), status))
+    assert (rule.category, rule.row_id) == (expected, row)
+    assert rule.extrapolated is (row == "LR22-3-ps-G")
+
+
+def test_part_solid_total_volume_boundary() -> None:
+    """The total size may be a volume (113 mm³ = 6 mm); the solid part stays a diameter."""
+    small = make(7.0, nodule_type=PS, solid_component_mm=3.0, volume_mm3=112.0)
+    large = make(7.0, nodule_type=PS, solid_component_mm=3.0, volume_mm3=113.0)
+    assert classify_finding(Finding(small, N), SizeBasis.VOLUME).category is C3
+    assert classify_finding(Finding(large, N), SizeBasis.VOLUME).category is C4A
+
+
+@pytest.mark.parametrize(("volume", "status", "expected"), [
+    (14136.0, B, C2), (14137.0, B, C3), (14136.0, N, C2), (14137.0, N, C3),
+])
+def test_ground_glass_volume_boundary(volume: float, status: Status, expected: Category) -> None:
+    m = make(31.0, nodule_type=GGN, volume_mm3=volume)
+    assert classify_finding(Finding(m, status), SizeBasis.VOLUME).category is expected
+
+
+def test_juxtapleural_volume_boundary() -> None:
+    """< 10 mm is < 524 mm³."""
+    below = make(9.0, morphology=PLEURAL, volume_mm3=523.0)
+    at = make(9.0, morphology=PLEURAL, volume_mm3=524.0)
+    assert classify_finding(Finding(below, B), SizeBasis.VOLUME).category is C2
+    assert classify_finding(Finding(at, B), SizeBasis.VOLUME).category is C4A
+
+
+# -- growth: > 1.5 mm within 12 months, end to end -------------------------------------------------
+
+def _followed(before: float, after: float, months: int, prior_category: Category | None = None,
+              nodule_type: NoduleType = SOLID) -> tuple[Status, Category, str]:
+    from cloudfilm.domain.nodule import add_months
+    start = date(2023, 1, 15)
+    prior = make(before, when=start, nodule_type=nodule_type)
+    current = make(after, when=add_months(start, months), nodule_type=nodule_type)
+    status = status_from_prior(prior, current)
+    rule = classify_finding(Finding(current, status, prior_category=prior_category, prior=prior))
+    return status, rule.category, rule.row_id
+
+
+@pytest.mark.parametrize(("before", "after", "months", "prior", "expected"), [
+    # +1.5 mm within 12 months is not growth: a stable Category 3 steps down to 2 ...
+    (6.0, 7.5, 12, C3, (Status.STABLE, C2, "LR22-2-cat3-stable-6mo")),
+    # ... +1.6 mm is growth: growing solid < 8 mm is 4A
+    (6.0, 7.6, 12, C3, (Status.GROWING, C4A, "LR22-4A-solid-G")),
+    # growing to exactly 8.0 mm is "new or growing ≥ 8 mm": 4B
+    (6.4, 8.0, 12, C3, (Status.GROWING, C4B, "LR22-4B-solid-NG")),
+    # +1.5 mm that crosses 8 mm is not growth, but the size threshold reclassifies it (4A)
+    (6.5, 8.0, 12, C3, (Status.STABLE, C4A, "LR22-4A-solid-B+crossed")),
+    # +1.6 mm over 13 months: slow growth, v2022 4B
+    (6.0, 7.6, 13, C3, (Status.SLOWLY_GROWING, C4B, "LR22-4B-slow-growth")),
+])
+def test_growth_boundary_end_to_end(before: float, after: float, months: int,
+                                    prior: Category, expected: tuple) -> None:
+    assert _followed(before, after, months, prior) == expected
+
+
+def test_slow_growth_is_4b_for_solid_and_part_solid_only() -> None:
+    """v2022 4B: slow growing solid or part solid nodule, growth over multiple screens."""
+    solid = classify_finding(Finding(make(5.0), Status.SLOWLY_GROWING, prior_category=C2))
+    assert (solid.category, solid.row_id) == (C4B, "LR22-4B-slow-growth")
+    assert not solid.extrapolated
+    ps = classify_finding(Finding(part(9.0, 3.0), Status.SLOWLY_GROWING, prior_category=C3))
+    assert ps.category is C4B
+    # non-solid: ≥ 30 mm (or smaller) slowly growing stays Category 2
+    assert category(make(12.0, nodule_type=GGN), Status.SLOWLY_GROWING) is C2
+    # 4X is applied on top of the 4B row
+    assert category(make(5.0), Status.SLOWLY_GROWING, prior_category=C2,
+                    suspicious_features=True) is C4X
+    # proven benign after work-up (4B -> 2) is not overridden
+    benign = Finding(make(16.0), Status.SLOWLY_GROWING, prior_category=C4B,
+                     benign_after_workup=True)
+    assert classify_finding(benign).row_id == "LR22-2-cat4B-benign"
+    # segmental airway nodules keep their own row (4B at follow-up)
+    seg = make(5.0, morphology=Morphology(airway=Airway.SEGMENTAL_OR_PROXIMAL))
+    assert classify_finding(Finding(seg, Status.SLOWLY_GROWING, prior_category=C4A)).row_id == \
+        "LR22-4B-airway-segmental-3mo"
+
+
+def test_stable_category_2_is_marked_as_a_reading() -> None:
+    rule = classify_finding(Finding(make(5.0), Status.STABLE, prior_category=C2))
+    assert rule.row_id == "LR22-2-stable" and rule.extrapolated
+
+
+def test_stable_4a_steps_down_but_airway_does_not() -> None:
+    assert category(make(9.0), Status.STABLE, prior_category=C4A) is C3
+    seg = make(9.0, morphology=Morphology(airway=Airway.SEGMENTAL_OR_PROXIMAL))
+    assert category(seg, Status.STABLE, prior_category=C4A) is C4B
+
+
+# -- management intervals (v2022 table) ------------------------------------------------------------
+
+@pytest.mark.parametrize(("cat", "months", "workup"), [
+    (C1, 12, False), (C2, 12, False), (C3, 6, False), (C4A, 3, False), (C4B, None, True),
+    (C4X, None, True),
+])
+def test_management_intervals(cat: Category, months: int | None, workup: bool) -> None:
+    from cloudfilm.domain.lungrads import MANAGEMENT
+    assert MANAGEMENT[cat].next_scan_months == months
+    assert MANAGEMENT[cat].diagnostic_workup is workup
+
+
+# -- verification record --------------------------------------------------------------------------
+
+def _all_rules() -> list:
+    from cloudfilm.domain import lungrads
+    rules = [row.rule for row in SIZE_ROWS]
+    rules += [v for v in vars(lungrads).values() if isinstance(v, lungrads.Rule)]
+    return rules
+
+
+def test_every_row_has_a_verification_verdict() -> None:
+    from cloudfilm.domain import lungrads
+    ids = {rule.row_id for rule in _all_rules()}
+    assert set(lungrads.VERIFICATION) == ids
+    for rule in _all_rules():
+        verdict, sources = lungrads.VERIFICATION[rule.row_id]
+        assert verdict in ("verified", "corroborated", "extrapolated") and sources
+        # a row is extrapolated exactly when it is recorded so, and the docstring names it
+        assert (verdict == "extrapolated") is rule.extrapolated, rule.row_id
+        if rule.extrapolated:
+            assert rule.row_id in (lungrads.__doc__ or "")

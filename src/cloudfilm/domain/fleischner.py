@@ -21,6 +21,31 @@ used as "volume" here.
 
 Multiple nodules: "the most suspicious nodule should guide management". The guiding
 nodule is picked by rule severity, then size; a physician may name another one.
+
+Verification (``VERIFICATION`` holds the verdict for every row_id): every Table row was
+checked against the MacMahon 2017 text as mirrored in full on ynjr.net (Recommendations 1,
+2, 4 and 5 read verbatim: "5 mm or smaller" for "<6 mm"; multiple solid nodules with one
+≥ 6 mm: 3-6 months, then an optional 18-24 month scan by risk; part-solid ≥ 6 mm with a
+solid component < 6 mm: 3-6 months, then annually for 5 years; solid component ≥ 6 mm:
+3-6 months, then PET/CT, biopsy or resection for suspicious morphology, a growing solid
+component or a solid component > 8 mm; multiple subsolid: 3-6 months, then 2 and 4 years
+if < 6 mm, the most suspicious nodule if one is ≥ 6 mm), and the Table cells as
+reproduced by radiology.ae, Radiopaedia and World J Radiol 2017;9:304 (Tables 1-4), which
+agree cell for cell (including multiple solid > 8 mm = multiple solid 6-8 mm: "CT at 3-6
+months, then [consider] CT at 18-24 months"). A University of Washington teaching page
+also writes "then consider CT at 18-24 months" in the single high-risk 6-8 mm cell,
+against the other three; it is not followed. pubs.rsna.org (the primary) is
+stored only as its abstract.
+
+Readings where the Table is silent (no Fleischner row is marked; each is stated here):
+* 100 mm³ exactly for a subsolid nodule: the Table heads its columns "<6 mm (<100 mm³)"
+  and "≥6 mm (>100 mm³)"; 100 mm³ is put in the ≥ 6 mm column.
+* The solid component is rounded to the nearest mm like the whole nodule before the
+  6 mm split (the Table note on rounding speaks of the nodule's dimensions).
+* F17-B-single-ps-ge6-solid-unmeasured is a project row: a part-solid nodule ≥ 6 mm
+  whose solid component was not measured gets the first step both Table branches share.
+* A solid nodule is "multiple" when the exam has any other indeterminate nodule, solid or
+  subsolid; a subsolid one when there is another subsolid nodule (Table B "multiple").
 """
 
 from __future__ import annotations
@@ -146,7 +171,7 @@ SUBSOLID_RULES: dict[tuple[str, str], Rule] = {
         "F17-B-single-ggn-lt6", "Table B (subsolid), single ground glass, <6 mm (<100 mm³); Rec. 3",
         "fleischner.ggn.single.lt6", "No routine follow-up.", None, 0),
     ("single-ggn", "ge6"): _rule(
-        "F17-B-single-ggn-ge6", "Table B (subsolid), single ground glass, ≥6 mm (≥100 mm³); Rec. 3",
+        "F17-B-single-ggn-ge6", "Table B (subsolid), single ground glass, ≥6 mm (>100 mm³); Rec. 3",
         "fleischner.ggn.single.ge6",
         "CT at 6-12 months to confirm persistence, then CT every 2 years until 5 years.",
         (6, 12), 2),
@@ -165,7 +190,8 @@ SUBSOLID_RULES: dict[tuple[str, str], Rule] = {
         "fleischner.ps.single.ge6.solid_ge6",
         "CT at 3-6 months to confirm persistence. A persistent part-solid nodule with a solid "
         "component ≥6 mm is highly suspicious: PET/CT, biopsy or resection if the morphology "
-        "is suspicious, the solid component grows, or it is >8 mm.", (3, 6), 5),
+        "is suspicious, the solid component grows, or the solid component is >8 mm.",
+        (3, 6), 5),
     ("single-part-solid", "ge6-solid-unmeasured"): _rule(
         "F17-B-single-ps-ge6-solid-unmeasured",
         "Table B (subsolid), single part-solid, ≥6 mm (both branches start with CT at 3-6 months); "
@@ -178,10 +204,40 @@ SUBSOLID_RULES: dict[tuple[str, str], Rule] = {
         "fleischner.subsolid.multiple.lt6",
         "CT at 3-6 months. If stable, consider CT at 2 and 4 years.", (3, 6), 2),
     ("multiple", "ge6"): _rule(
-        "F17-B-multiple-ge6", "Table B (subsolid), multiple, ≥6 mm (≥100 mm³); Rec. 5",
+        "F17-B-multiple-ge6", "Table B (subsolid), multiple, ≥6 mm (>100 mm³); Rec. 5",
         "fleischner.subsolid.multiple.ge6",
         "CT at 3-6 months. Subsequent management based on the most suspicious nodule(s).",
         (3, 6), 3),
+}
+
+_TABLE = "Table cell (radiology.ae, Radiopaedia, World J Radiol 2017 Tables 1-4 agree)"
+# row_id -> (verdict, sources): what each row was checked against (module docstring).
+VERIFICATION: dict[str, tuple[str, str]] = {
+    "F17-A-single-low-lt6": ("verified", f"{_TABLE}; Rec. 1 text (ynjr.net mirror)"),
+    "F17-A-single-high-lt6": ("verified", f"{_TABLE}; Rec. 1 text (ynjr.net mirror)"),
+    "F17-A-single-low-6to8": ("verified", _TABLE),
+    "F17-A-single-high-6to8": ("verified", _TABLE),
+    "F17-A-single-low-gt8": ("verified", _TABLE),
+    "F17-A-single-high-gt8": ("verified", _TABLE),
+    "F17-A-multiple-low-lt6": ("verified", f"{_TABLE}; Rec. 2 text (ynjr.net mirror)"),
+    "F17-A-multiple-high-lt6": ("verified", f"{_TABLE}; Rec. 2 text (ynjr.net mirror)"),
+    "F17-A-multiple-low-6to8": ("verified", f"{_TABLE}; Rec. 2 text (ynjr.net mirror)"),
+    "F17-A-multiple-high-6to8": ("verified", f"{_TABLE}; Rec. 2 text (ynjr.net mirror)"),
+    "F17-A-multiple-low-gt8": ("verified", f"{_TABLE}; Rec. 2 text (ynjr.net mirror)"),
+    "F17-A-multiple-high-gt8": ("verified", f"{_TABLE}; Rec. 2 text (ynjr.net mirror)"),
+    "F17-B-single-ggn-lt6": ("verified", _TABLE),
+    "F17-B-single-ggn-ge6": ("verified", _TABLE),
+    "F17-B-single-ps-lt6": ("verified", f"{_TABLE}; Rec. 4 text (ynjr.net mirror)"),
+    "F17-B-single-ps-ge6-solid-lt6": ("verified", f"{_TABLE}; Rec. 4 text (ynjr.net mirror)"),
+    "F17-B-single-ps-ge6-solid-ge6": ("verified", "Table comment (persistent, solid component "
+                                      "≥6 mm: highly suspicious); Rec. 4 text (ynjr.net "
+                                      "mirror)"),
+    "F17-B-single-ps-ge6-solid-unmeasured": ("project row", "first step shared by both Rec. 4 "
+                                             "branches; not a Table row"),
+    "F17-B-multiple-lt6": ("verified", f"{_TABLE}; Rec. 5 text (ynjr.net mirror)"),
+    "F17-B-multiple-ge6": ("verified", f"{_TABLE}; Rec. 5 text (ynjr.net mirror)"),
+    "F17-scope-benign": ("verified", "Rec. 1-2 are for noncalcified nodules (ynjr.net "
+                         "mirror); not a Table row"),
 }
 
 # No indeterminate nodule: the Table covers noncalcified (indeterminate) nodules only.
@@ -207,7 +263,7 @@ def subsolid_class_by_diameter(size_mm: int) -> str:
 
 
 def subsolid_class_by_volume(volume_mm3: int) -> str:
-    """Table B gives <100 mm³ against ≥6 mm; 100 mm³ itself counts as ≥6 mm here."""
+    """Table B heads <100 mm³ against >100 mm³; 100 mm³ itself counts as ≥6 mm (a reading)."""
     return "lt6" if volume_mm3 < 100 else "ge6"
 
 

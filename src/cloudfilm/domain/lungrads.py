@@ -6,21 +6,59 @@ finding's category, and the radiologist confirms or overrides it.
 
 Source: ACR Lung-RADS v2022 Assessment Categories and Notes (released November 2022;
 summarised in Christensen J, et al. ACR Lung-RADS v2022: Assessment Categories and
-Management Recommendations. CHEST 2024;165:738-753).
+Management Recommendations. CHEST 2024;165:738-753 and J Am Coll Radiol 2024;21:473-488).
 
 Keys: B = baseline (first screening CT), N = new, G = growing (> 1.5 mm mean-diameter
 increase within 12 months; `growth.lungrads_growth`). Sizes are mean diameters to
 0.1 mm (`Measurement.lungrads_mean_mm`); with ``SizeBasis.VOLUME`` the measured volume
 (whole mm³) is compared with the table's volume equivalents instead (34, 113, 268,
 524, 1,767, 14,137 mm³ for 4, 6, 8, 10, 15, 30 mm). The part-solid solid component
-is always compared by diameter.
+is always compared by diameter. Every size row is [lower, upper): "≥ lower" and
+"< upper", as the table writes them.
 
-Reading choices where the table is silent, each marked ``extrapolated`` on its row:
-* a growing part-solid nodule < 6 mm total is classed as if new (Category 3);
-* a growing non-solid nodule ≥ 30 mm is classed as if new (Category 3);
-* a Category 4B/4X finding that is re-imaged without benign work-up stays 4B.
-Where two rows match (e.g. new part-solid < 6 mm total with a ≥ 4 mm solid part),
-the higher category is taken. Atypical pulmonary cysts are not modelled.
+Verification (``VERIFICATION`` holds the verdict for every row_id). The ACR PDF itself
+could not be read here; the rows were checked against these stored sources:
+* [RDES267] the v2022 table as transcribed in the ACR RadElement set RDES267 "Lung-RADS
+  categorization" (hoodcm/oifm-definitions, findingmodels/text/lung_rads_categorization.md,
+  MIT): Category 0, 1 and 2 rows and the Category 3 solid row, read verbatim. Its
+  Category 3-4X entries (including the 4B part-solid entry with the known typo) were not
+  readable in the stored copy.
+* [Notes] the v2022 Notes quoted verbatim (nodule size to 0.1 mm; growth "> 1.5 mm
+  (> 2 mm³) within a 12-month interval"; size thresholds; Category 0 for infectious or
+  inflammatory findings with 1-3 month LDCT) on yingbo777.com/home/lung-rads and in
+  ECR EPOS posters (portal.myesr.org, C-22137 and the Lung-RADS 2022 poster).
+* [v1.1] the ACR v1.1 table reproduced in NCBI Bookshelf NBK568579 (Appendix A, Table 2),
+  whose Category 3 and 4A solid and part-solid thresholds v2022 kept (v2022 added "at
+  baseline" and "mean diameter"); it fixes that "new or growing < 4 mm solid component"
+  (4A) belongs to a part-solid nodule ≥ 6 mm. PMC7177089 Table 2 (CHEST 2020 expert panel,
+  summarising v1.1) gives the same 4A/4B part-solid split (new or growing solid component
+  ≥ 4 mm -> 4B; solid component ≥ 8 mm -> 4B).
+* [ACR-release] the ACR release as reported by Diagnostic Imaging ("Seven takeaways from
+  Lung-RADS 2022"): stepped management for 3 and 4A, airway nodules persisting at 3 months
+  -> 4B, slow growth over multiple screens -> 4B.
+* [secondary] two independent public v2022 encodings (an AutoHotkey Lung-RADS v2022
+  calculator and a TypeScript teaching app), used only as corroboration.
+A row is "verified" when a primary or near-primary text above states it; "corroborated"
+when only [v1.1] (unchanged wording) plus [ACR-release]/[secondary] support it.
+
+Rows that are the project's reading where the table is silent (``extrapolated=True``):
+* LR22-3-ps-G: a growing part-solid nodule < 6 mm total with a < 4 mm solid component
+  is classed as if new (Category 3): 4A "new or growing < 4 mm solid component" needs a
+  nodule ≥ 6 mm, and no other row covers it;
+* LR22-3-ggn-G: a growing non-solid nodule ≥ 30 mm is classed as if new (Category 3):
+  the table has ≥ 30 mm only at baseline, new, stable or slowly growing;
+* LR22-4B-pending-workup: a Category 4B/4X finding that is re-imaged without a benign
+  work-up stays 4B (the table only says when it drops to 2);
+* LR22-2-stable: a previously Category 1/2 nodule that is stable stays Category 2 (no
+  table row is keyed "stable"; the size-thresholds note only reclassifies a nodule that
+  crosses into a higher size category, which `_stable_rule` applies first).
+Other readings, not rows: where two rows match (e.g. new part-solid < 6 mm total with a
+≥ 4 mm solid part: 3 and 4B) the higher category is taken; a subsegmental airway nodule
+that grows is classed by the size rows. Atypical pulmonary cysts are not modelled.
+
+Open points (see ``Status``): for a part-solid nodule the 4A/4B "new or growing" rows are
+about the *solid component*; the finding's status is taken as given, and
+`status_from_prior` judges growth on the whole nodule's mean diameter.
 """
 
 from __future__ import annotations
@@ -66,7 +104,14 @@ _RANK = {Category.ZERO: 0, Category.ONE: 1, Category.TWO: 2, Category.THREE: 3,
 
 
 class Status(str, Enum):
-    """How the nodule relates to the previous screening CT."""
+    """How the nodule relates to the previous screening CT.
+
+    For a part-solid nodule the table's N/G rows (4A/4B) are worded on the solid
+    component ("new or growing < 4 mm / ≥ 4 mm solid component"): the status given is
+    read that way. SLOWLY_GROWING is the v2022 4B "slow growing solid or part solid
+    nodule that demonstrates growth over multiple screening exams" (for a non-solid
+    nodule it is Category 2).
+    """
 
     BASELINE = "baseline"  # B: first screening CT
     NEW = "new"  # N: not present on the prior screen
@@ -81,7 +126,13 @@ class SizeBasis(str, Enum):
 
 
 def status_from_prior(prior: Measurement, current: Measurement) -> Status:
-    """Growing / slowly growing / stable from two measurements (v2022 Notes, growth)."""
+    """Growing / slowly growing / stable from two measurements (v2022 Notes, growth).
+
+    Growing: > 1.5 mm mean-diameter increase within 12 months. Slowly growing: > 1.5 mm
+    over more than 12 months, the project's proxy for "growth over multiple screening
+    exams" (v2022 4B) when the prior is an earlier screen; the reader confirms it. The
+    whole nodule is compared, also for a part-solid one (see `Status`).
+    """
     growth = lungrads_growth(prior, current)
     if growth.growing:
         return Status.GROWING
@@ -134,6 +185,7 @@ def _row(row_id: str, category: Category, where: str, nodule_type: NoduleType,
 SOLID, PART, GGN = NoduleType.SOLID, NoduleType.PART_SOLID, NoduleType.GROUND_GLASS
 C2, C3, C4A, C4B = Category.TWO, Category.THREE, Category.FOUR_A, Category.FOUR_B
 
+# Each row's check against the sources is in VERIFICATION (below), keyed by row_id.
 SIZE_ROWS: tuple[SizeRow, ...] = (
     # Solid
     _row("LR22-2-solid-B", C2, "Category 2, solid: <6 mm (<113 mm³) at baseline", SOLID, {B},
@@ -202,7 +254,9 @@ AIRWAY_SEGMENTAL_PERSISTENT = Rule("LR22-4B-airway-segmental-3mo", Category.FOUR
 GGN_STABLE = Rule("LR22-2-ggn-stable", Category.TWO, _cite(
     "Category 2, non-solid: ≥30 mm stable or slowly growing (and <30 mm at any status)"))
 STABLE_2 = Rule("LR22-2-stable", Category.TWO, _cite(
-    "Category 2: previously Category 2, stable (unchanged or smaller)"))
+    "Category 2 kept: previously Category 1/2 nodule, stable (unchanged or smaller) and not "
+    "crossing a size threshold (Notes, size thresholds; not a table row)"),
+    extrapolated=True)
 STEP_3_TO_2 = Rule("LR22-2-cat3-stable-6mo", Category.TWO, _cite(
     "Category 2: Category 3 lesion that is stable or decreased in size at 6-month follow-up CT "
     "(stepped management)"))
@@ -212,6 +266,9 @@ STEP_4A_TO_3 = Rule("LR22-3-cat4A-stable-3mo", Category.THREE, _cite(
 BENIGN_AFTER_WORKUP = Rule("LR22-2-cat4B-benign", Category.TWO, _cite(
     "Category 2: Category 4B lesion proven to be benign in etiology following appropriate "
     "diagnostic workup"))
+SLOW_GROWTH_4B = Rule("LR22-4B-slow-growth", Category.FOUR_B, _cite(
+    "Category 4B: slow growing solid or part solid nodule that demonstrates growth over "
+    "multiple screening exams (without > 1.5 mm in a 12-month interval)"))
 PERSISTING_4B = Rule("LR22-4B-pending-workup", Category.FOUR_B, _cite(
     "Category 4B kept: re-imaged 4B/4X lesion without a benign diagnostic workup "
     "(not a table row)"),
@@ -226,6 +283,52 @@ INCOMPLETE_UNEVALUABLE = Rule("LR22-0-unevaluable", Category.ZERO, _cite(
 INCOMPLETE_INFECTION = Rule("LR22-0-infection", Category.ZERO, _cite(
     "Category 0: findings suggestive of an inflammatory or infectious process (Notes: 1-3 month "
     "follow-up LDCT)"))
+
+_VERIFIED = "verified"
+_CORROBORATED = "corroborated"
+# row_id -> (verdict, sources); sources as named in the module docstring.
+VERIFICATION: dict[str, tuple[str, str]] = {
+    "LR22-2-solid-B": (_VERIFIED, "RDES267 Category 2 solid"),
+    "LR22-2-solid-N": (_VERIFIED, "RDES267 Category 2 solid"),
+    "LR22-3-solid-B": (_VERIFIED, "RDES267 Category 3 solid"),
+    "LR22-3-solid-N": (_VERIFIED, "RDES267 Category 3 solid"),
+    "LR22-4A-solid-B": (_CORROBORATED, "v1.1 4A solid (same thresholds); secondary"),
+    "LR22-4A-solid-G": (_CORROBORATED, "v1.1 4A solid (same thresholds); secondary"),
+    "LR22-4A-solid-N": (_CORROBORATED, "v1.1 4A solid (same thresholds); secondary"),
+    "LR22-4B-solid-B": (_CORROBORATED, "secondary (v2022 4B solid)"),
+    "LR22-4B-solid-NG": (_CORROBORATED, "secondary (v2022 4B solid)"),
+    "LR22-2-ps-B": (_VERIFIED, "RDES267 Category 2 part solid"),
+    "LR22-3-ps-B": (_CORROBORATED, "v1.1 3 part solid (same thresholds); secondary"),
+    "LR22-3-ps-N": (_CORROBORATED, "v1.1 3 part solid (same thresholds); secondary"),
+    "LR22-3-ps-G": ("extrapolated", "no table row: growing part-solid < 6 mm, solid < 4 mm"),
+    "LR22-4A-ps-B": (_CORROBORATED, "v1.1 4A part solid (same thresholds); secondary"),
+    "LR22-4A-ps-NG": (_CORROBORATED, "v1.1 4A part solid: the < 4 mm new or growing solid "
+                      "component belongs to a nodule ≥ 6 mm; PMC7177089; secondary"),
+    "LR22-4B-ps-B": (_CORROBORATED, "PMC7177089 (solid component ≥ 8 mm -> 4B); secondary"),
+    "LR22-4B-ps-NG": (_CORROBORATED, "PMC7177089 (new or growing ≥ 4 mm -> 4B); secondary"),
+    "LR22-2-ggn-BNG": (_VERIFIED, "RDES267 Category 2 non-solid"),
+    "LR22-3-ggn-BN": (_CORROBORATED, "v1.1 3 non-solid (≥ 30 mm baseline or new); secondary"),
+    "LR22-3-ggn-G": ("extrapolated", "no table row: growing non-solid ≥ 30 mm"),
+    "LR22-1-benign": (_VERIFIED, "RDES267 Category 1"),
+    "LR22-1-none": (_VERIFIED, "RDES267 Category 1"),
+    "LR22-2-juxtapleural": (_VERIFIED, "RDES267 Category 2 juxtapleural"),
+    "LR22-2-airway-subsegmental": (_VERIFIED, "RDES267 Category 2 airway"),
+    "LR22-4A-airway-segmental": (_CORROBORATED, "ACR-release; Notes (EPOS poster); secondary"),
+    "LR22-4B-airway-segmental-3mo": (_CORROBORATED, "ACR-release; secondary"),
+    "LR22-2-ggn-stable": (_VERIFIED, "RDES267 Category 2 non-solid (≥ 30 mm stable or "
+                          "slowly growing)"),
+    "LR22-2-stable": ("extrapolated", "Notes, size thresholds; no table row"),
+    "LR22-2-cat3-stable-6mo": (_VERIFIED, "RDES267 Category 2 (stepped management)"),
+    "LR22-3-cat4A-stable-3mo": (_CORROBORATED, "ACR-release (stepped management for 4A); "
+                                "secondary (excluding airway nodules)"),
+    "LR22-2-cat4B-benign": (_VERIFIED, "RDES267 Category 2"),
+    "LR22-4B-slow-growth": (_CORROBORATED, "ACR-release; secondary (4B row and Notes)"),
+    "LR22-4B-pending-workup": ("extrapolated", "no table row: 4B/4X re-imaged, no work-up"),
+    "LR22-4X": (_CORROBORATED, "v1.1 and v2022 4X wording; secondary"),
+    "LR22-0-priors": (_VERIFIED, "RDES267 Category 0"),
+    "LR22-0-unevaluable": (_VERIFIED, "RDES267 Category 0"),
+    "LR22-0-infection": (_VERIFIED, "RDES267 Category 0; Notes (1-3 month LDCT, verbatim)"),
+}
 
 
 @dataclass(frozen=True)
@@ -380,7 +483,9 @@ def classify_finding(finding: Finding, basis: SizeBasis = SizeBasis.DIAMETER) ->
 
 def _base_rule(finding: Finding, basis: SizeBasis) -> Rule:
     """Rows in precedence order: Category 1 benign features, airway rows, the
-    juxtapleural row, stable/slowly growing rules, then the size rows."""
+    juxtapleural row, the non-solid stable/slowly growing row, the 4B slow-growth row
+    (solid or part-solid, not an airway nodule, not proven benign), stable rules
+    (size thresholds, stepped management), then the size rows."""
     m, status = finding.measurement, finding.status
     if m.benign_appearance:
         return BENIGN
@@ -394,6 +499,9 @@ def _base_rule(finding: Finding, basis: SizeBasis) -> Rule:
     if status in STABLE_LIKE:
         if m.nodule_type is NoduleType.GROUND_GLASS:
             return GGN_STABLE
+        if (status is Status.SLOWLY_GROWING and airway is Airway.NONE
+                and not finding.benign_after_workup):
+            return SLOW_GROWTH_4B
         return _stable_rule(finding, basis)
     return size_rule(m, status, basis)
 

@@ -94,8 +94,8 @@ def _report_instances(service: "NoduleService", study_uid: str) -> list[str]:
             .where(SeriesRow.series_uid == report_series_uid(study_uid))))
 
 
-def write_study_sr(service: "NoduleService", study_uid: str) -> str | None:
-    """Replace the study's nodule report with one carrying its current measurements."""
+def _followed(service: "NoduleService", study_uid: str) -> list[Any]:
+    """(measurement, nodule label, tracking UID) of the study's followed nodules."""
     with service.index.session() as session:
         rows = session.execute(
             select(NoduleMeasurementRow, NoduleRow.label, NoduleRow.tracking_uid)
@@ -104,6 +104,12 @@ def write_study_sr(service: "NoduleService", study_uid: str) -> str | None:
                    NoduleMeasurementRow.link != "unlinked")
             .order_by(NoduleMeasurementRow.id)).all()
         session.expunge_all()
+    return list(rows)
+
+
+def write_study_sr(service: "NoduleService", study_uid: str) -> str | None:
+    """Replace the study's nodule report with one carrying its current measurements."""
+    rows = _followed(service, study_uid)
     previous = _report_instances(service, study_uid)
     sop_uid = None
     if rows:
@@ -210,13 +216,7 @@ def study_fhir_bundle(service: "NoduleService", study_uid: str) -> dict[str, Any
     facts = service.study_facts(study_uid)
     subject = (f"Patient/person-{facts.folder.person_id}" if facts.folder.person_id is not None
                else f"Patient/record-{facts.folder.patient_pk}")
-    with service.index.session() as session:
-        rows = session.execute(
-            select(NoduleMeasurementRow, NoduleRow.label, NoduleRow.tracking_uid)
-            .join(NoduleRow, NoduleMeasurementRow.nodule_id == NoduleRow.id)
-            .where(NoduleMeasurementRow.study_uid == study_uid,
-                   NoduleMeasurementRow.link != "unlinked")
-            .order_by(NoduleMeasurementRow.id)).all()
+    rows = _followed(service, study_uid)
     return bundle([nodule_observation(to_domain(row), label=label, tracking_uid=tracking_uid,
                                       patient_reference=subject, imaging_study_reference=None,
                                       performer=None, resource_id=f"nodule-measurement-{row.id}")
