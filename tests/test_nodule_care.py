@@ -270,3 +270,19 @@ def test_a_click_measures_the_nodule_in_3d_and_tracks_it(site: Site) -> None:
         missing = http.post(f"/api/studies/{study['study_uid']}/nodules/measure", json={
             "series_uid": "1.2.3.4", "instance_uid": "1.2.3.5", "x": 5, "y": 5})
         assert missing.status_code == 404
+
+
+def test_measuring_the_older_scan_last_still_links_the_newer_one(site: Site) -> None:
+    """Order must not matter: the later scan is re-tracked once its prior is measured."""
+    patient = site.truth["patients"][1]
+    older, newer = patient["studies"][1], patient["studies"][2]
+    nodule_new = next(n for n in newer["nodules"] if n["type"] == "ground-glass")
+    nodule_old = next(n for n in older["nodules"] if n["id"] == nodule_new["id"])
+    with site.http() as http:
+        first = http.post(f"/api/studies/{newer['study_uid']}/nodules",
+                          json=_manual(newer, nodule_new)).json()["measurement"]
+        second = http.post(f"/api/studies/{older['study_uid']}/nodules",
+                           json=_manual(older, nodule_old)).json()["measurement"]
+        relinked = next(m for m in http.get(f"/api/studies/{newer['study_uid']}/nodules").json()[
+            "measurements"] if m["id"] == first["id"])
+    assert relinked["nodule_id"] == second["nodule_id"]

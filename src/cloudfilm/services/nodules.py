@@ -282,7 +282,21 @@ class NoduleService:
             measurement_id = row.id
         self.track(study_uid, current_volume=volume)
         self.refresh(study_uid)
+        self._follow_on(facts)
         return self.get(measurement_id)
+
+    def _follow_on(self, facts: StudyFacts) -> None:
+        """The next measured study's links and growth depend on this one: redo them (a
+        physician may measure this year's scan before last year's)."""
+        with self.index.session() as session:
+            later = [uid for uid, when in self._folder_studies(session, facts.folder)
+                     if when and when > facts.study_date.strftime("%Y%m%d")]
+            measured = set(session.scalars(select(NoduleMeasurementRow.study_uid).where(
+                NoduleMeasurementRow.study_uid.in_(later)))) if later else set()
+        following = next((uid for uid in later if uid in measured), None)
+        if following is not None:
+            self.track(following)
+            self.refresh(following)
 
     def get(self, measurement_id: int) -> tuple[NoduleMeasurementRow, NoduleRow | None]:
         with self.index.session() as session:

@@ -88,9 +88,10 @@ async def tracking_action(request: Request) -> Response:
                 solid_value = float(solid) if solid else None
             except ValueError:
                 raise NoduleError("the solid part must be a number of mm") from None
+            kind = str(form.get("type") or "solid")
             service.update(measurement_id, {
-                "nodule_type": str(form.get("type") or "solid"),
-                "solid_component_mm": solid_value,
+                "nodule_type": kind,
+                "solid_component_mm": solid_value if kind == "part-solid" else None,
                 "lobe": str(form.get("lobe") or "") or None,
                 "calcification": str(form.get("calcification") or "none"),
                 "spiculated": form.get("spiculated") is not None,
