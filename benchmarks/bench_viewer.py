@@ -1,32 +1,40 @@
-"""The Cornerstone3D patient viewer (/view/{study}) in headless Chromium: how soon a patient
-sees their CT, and how long until every slice is in memory.
+"""cloudfilm's patient viewer (/view/{study}) and OHIF (/ohif/) side by side in headless
+Chromium: how soon a patient sees their CT, and how long until every slice is in memory,
+at preview and at full quality (issue 5).
 
-    .venv/bin/python benchmarks/bench_viewer.py [--slices 300] [--runs 2] [--slow-limit 90]
-                                                [--proxy] [--json PATH]
+    .venv/bin/python benchmarks/bench_viewer.py [--slices 300] [--runs 2] [--slow-runs 1]
+                                                [--slow-limit 420] [--warm-limit 60]
+                                                [--no-ohif] [--json PATH]
 
-Starts its own ``cloudfilm serve`` over fresh demo data (one patient; CT series of
-``--slices`` 512×512 slices, 512 KB each, uncompressed as the demo stores them), logs in
-as the demo patient through the login form, opens the newest CT in the viewer and reads the
-viewer's own performance marks (time from the start of navigation):
+Starts one ``cloudfilm serve`` over fresh demo data (one patient; CT series of ``--slices``
+512×512 16-bit slices, 512 KB each, stored uncompressed). Both viewers open the same study
+(the newest CT), one after the other within each repetition, so machine load hits both.
+cloudfilm's viewer is opened by the demo patient; OHIF (for physicians and staff) by the
+demo admin. Measured from the start of navigation, from the viewer's performance marks:
 
-- **preview**: the study's server-rendered 256 px thumbnail is on screen (the viewer's small
-  first script shows it before it loads Cornerstone);
-- **first image**: the first full-quality frame is drawn by Cornerstone;
-- **all slices**: every frame of the series is loaded (stack prefetch, nearest first).
+- **preview**: the study's server-rendered 256 px JPEG is on screen (the viewer's small
+  first script shows it before loading Cornerstone);
+- **first image**: Cornerstone drew the slice (cloudfilm: its lossy HTJ2K preview);
+- **first full**: the slice on screen is at full quality (lossless HTJ2K);
+- **all preview** / **all full**: every slice is in memory as a preview / at full quality.
 
-Profiles: loopback (no shaping), and 1.6 Mbit/s down / 150 ms RTT via Chrome DevTools
-``Network.emulateNetworkConditions`` (this viewer fetches metadata and frames on the page's
-main thread, so DevTools shapes all of them; only decoding runs in workers). ``--proxy``
-adds the same link as a shaping TCP proxy (benchmarks/browser_link.py's ShapedLink), which
-also shapes anything a worker would fetch. Each profile runs cold (new context, empty HTTP
-cache) and warm (opened again: the hashed bundles come from the cache).
+OHIF (benchmarks/bench_ohif.py's ``measure``) fetches frames as stored (uncompressed), so
+its first image and its "all slices" are full quality.
 
-At 1.6 Mbit/s the whole 300-slice series (~157 MB) takes about 13 minutes; by default a
-slow run stops ``--slow-limit`` seconds after the first image and reports the slices loaded
-so far and a projection from the rate so far (``--slow-limit 0`` waits for all of them).
+Profiles: loopback, and the slow link (1.6 Mbit/s down, 750 kbit/s up, 150 ms RTT) through
+benchmarks/browser_link.py's ShapedLink, which shapes every byte (OHIF's workers too).
+Each runs cold (HTTP cache cleared) then warm (navigated again: hashed bundles cached).
+A slow cold run stops ``--slow-limit`` s after the first image, a slow warm run
+``--warm-limit`` s after it, and projects what is missing from the load rate so far
+(``0``: wait for everything).
 
-Needs ``make web`` and Debian's chromium (Playwright downloads nothing). Results print as a
-table and go to benchmarks/results/viewer.json.
+First, without a browser, the cost of round trips (``--no-transport`` skips it): the 300
+lossy previews fetched by one series pixel data request (PS3.18 §10.4.1.1.6) against 300
+single-frame requests over 6 kept-alive connections (a browser's limit per host), by httpx,
+on both profiles.
+
+Needs ``make web`` and Debian's chromium (Playwright downloads nothing). Results print as
+tables (with cloudfilm ÷ OHIF ratios) and go to benchmarks/results/viewer.json.
 """
 
 from __future__ import annotations
@@ -41,15 +49,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import bench_ohif  # noqa: E402
 from benchmarks.browser_link import (  # noqa: E402
-    DEVTOOLS_SLOW, SLOW_BPS_DOWN, SLOW_BPS_UP, SLOW_NAME, SLOW_RTT_MS, ShapedLink, login,
+    SLOW_BPS_DOWN, SLOW_BPS_UP, SLOW_NAME, SLOW_RTT_MS, ShapedLink, login,
 )
 from benchmarks.cloudfilm_server import CloudfilmServer  # noqa: E402
-from benchmarks.common import ROOT, median  # noqa: E402
+from benchmarks.common import ROOT, LoadMonitor, machine_info, median  # noqa: E402
+from cloudfilm.web import ohif  # noqa: E402
 from cloudfilm.web.viewer import BUILD_DIR  # noqa: E402
 
 LOGIN = "demo-patient"
-MARKS = ("preview", "first-image", "all-loaded")
+STALL_S = 60.0
 
 
 @dataclass
@@ -58,22 +68,22 @@ class Sample:
     cache: str
     preview_s: float | None
     first_image_s: float | None
-    all_slices_s: float | None       # measured (None if stopped early)
-    all_slices_projected_s: float | None  # from the load rate, when stopped early
-    slices_loaded: int
+    first_full_s: float | None
+    all_preview_s: float | None
+    all_full_s: float | None              # measured (None if stopped first)
+    all_full_projected_s: float | None    # from the full-quality rate, when stopped first
+    full_loaded: int
     slices: int
-    mb_down: float                   # bytes the page received (DevTools encodedDataLength)
+    mb_down: float | None                 # through the shaping proxy (slow profile)
 
 
-class Bytes:
-    """Bytes received by the page (``Network.loadingFinished``), from DevTools."""
-
-    def __init__(self, cdp: Any) -> None:
-        self.total = 0
-        cdp.on("Network.loadingFinished", self._finished)
-
-    def _finished(self, event: dict[str, Any]) -> None:
-        self.total += int(event.get("encodedDataLength", 0))
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    base: str
+    link: ShapedLink | None
+    timeout: float
+    limit: dict[str, float]  # cache → seconds after the first image (0: no limit)
 
 
 def _marks(page: Any) -> dict[str, float]:
@@ -83,147 +93,245 @@ def _marks(page: Any) -> dict[str, float]:
         ".map(m => [m.name, m.startTime])")
     marks: dict[str, float] = {}
     for name, t in found:
-        key = name.removeprefix("cf-").removesuffix("-left")
-        marks[key] = min(marks.get(key, t / 1000), t / 1000)
+        if name.endswith("-left"):
+            key = name.removeprefix("cf-").removesuffix("-left")
+            marks[key] = min(marks.get(key, t / 1000), t / 1000)
     return marks
 
 
-def _progress(page: Any) -> tuple[int, int]:
+def _full_count(page: Any) -> tuple[int, int]:
     state = page.evaluate("() => { const v = window.cloudfilmViewer; return v && v.ready "
-                          "? [v.loaded('left'), v.count('left')] : [0, 0]; }")
+                          "? [v.counts('left').full, v.count('left')] : [0, 0]; }")
     return int(state[0]), int(state[1])
 
 
-def _measure(page: Any, cdp: Any, bytes_seen: Bytes, url: str, profile: str, cache: str,
-             timeout: float, limit: float) -> Sample:
+def measure(page: Any, cdp: Any, url: str, profile: Profile, cache: str) -> Sample:
     page.goto("about:blank")  # the previous visit's requests end before this one starts
     page.wait_for_timeout(1000)
     if cache == "cold":
         cdp.send("Network.clearBrowserCache")
-    before = bytes_seen.total
+    down_before = profile.link.bytes_down if profile.link else 0
     start = time.monotonic()
     page.goto(url, wait_until="commit")
-    first_seen: float | None = None
+    limit = profile.limit[cache]
+    full, progress_at = 0, time.monotonic()
     while True:
         page.wait_for_timeout(100)
         marks = _marks(page)
-        if "first-image" in marks and first_seen is None:
-            first_seen = time.monotonic()
-        if "all-loaded" in marks:
-            break
         now = time.monotonic()
-        if first_seen is None and now - start > timeout:
-            raise RuntimeError(f"{profile}/{cache}: no image within {timeout} s")
-        if first_seen is not None and limit and now - first_seen > limit:
+        if "all-full" in marks:
             break
-        if now - start > max(timeout, 3600):
+        if "first-image" not in marks:
+            if now - start > profile.timeout:
+                raise RuntimeError(f"{profile.name}/{cache}: no image within {profile.timeout} s")
+            continue
+        count, _ = _full_count(page)
+        if count > full:
+            full, progress_at = count, now
+        if (limit and now - start - marks["first-image"] > limit) or now - progress_at > STALL_S:
             break
-    loaded, count = _progress(page)
+    full, slices = _full_count(page)
     elapsed = time.monotonic() - start
     projected = None
-    if "all-loaded" not in marks and "first-image" in marks and loaded > 1:
-        rate = (loaded - 1) / max(1e-3, elapsed - marks["first-image"])
-        projected = round(marks["first-image"] + (count - 1) / rate, 1)
-    return Sample(profile, cache, _rounded(marks.get("preview")), _rounded(marks.get("first-image")),
-                  _rounded(marks.get("all-loaded")), projected, loaded, count,
-                  round((bytes_seen.total - before) / 1e6, 2))
+    if "all-full" not in marks and "first-full" in marks and full > 1:
+        rate = (full - 1) / max(1e-3, elapsed - marks["first-full"])
+        projected = round(marks["first-full"] + (slices - 1) / rate, 1)
+    mb_down = round((profile.link.bytes_down - down_before) / 1e6, 2) if profile.link else None
+    return Sample(profile.name, cache, *(_rounded(marks.get(k)) for k in
+                  ("preview", "first-image", "first-full", "all-preview", "all-full")),
+                  projected, full, slices, mb_down)
 
 
 def _rounded(value: float | None) -> float | None:
     return round(value, 3) if value is not None else None
 
 
-def run(slices: int, runs: int, slow_runs: int, slow_limit: float, proxy: bool) -> list[Sample]:
+def _s(value: float | None, digits: int = 2) -> str:
+    return f"{value:.{digits}f} s" if value is not None else "-"
+
+
+def line(sample: Sample) -> str:
+    every = (f"all full {_s(sample.all_full_s)}" if sample.all_full_s is not None else
+             f"{sample.full_loaded}/{sample.slices} full when stopped, all full projected "
+             f"{_s(sample.all_full_projected_s, 0)}")
+    down = f", {sample.mb_down:.1f} MB down" if sample.mb_down is not None else ""
+    return (f"preview {_s(sample.preview_s)}, first image {_s(sample.first_image_s)}, first full "
+            f"{_s(sample.first_full_s)}, all preview {_s(sample.all_preview_s)}, {every}{down}")
+
+
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def _session(browser: Any, base: str, username: str, password: str) -> tuple[Any, Any, Any]:
+    """A new browser context signed in as ``username``: (context, page, CDP session)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    login(context, base, username, password)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    return context, page, cdp
+
+
+def _cloudfilm_visits(browser: Any, profile: Profile, study: str, password: str) -> list[Sample]:
+    context, page, cdp = _session(browser, profile.base, LOGIN, password)
+    samples = []
+    for cache in ("cold", "warm"):
+        sample = measure(page, cdp, f"{profile.base}/view/{study}", profile, cache)
+        print(f"  cloudfilm {profile.name:28} {cache:5} {line(sample)}", flush=True)
+        samples.append(sample)
+    context.close()
+    return samples
+
+
+def _ohif_visits(browser: Any, profile: Profile, study: str, series: str, slices: int,
+                 password: str) -> list[bench_ohif.Sample]:
+    context, page, cdp = _session(browser, profile.base, bench_ohif.LOGIN, password)
+    samples = []
+    for cache in ("cold", "warm"):
+        sample = bench_ohif.measure(
+            page, cdp, f"{profile.base}{ohif.ohif_url(study)}", profile.name, cache,
+            series=series, slices=slices, timeout=profile.timeout, limit=profile.limit[cache],
+            link=profile.link)
+        print(f"  OHIF      {profile.name:28} {cache:5} {bench_ohif.line(sample)}", flush=True)
+        samples.append(sample)
+    context.close()
+    return samples
+
+
+PREVIEW_ACCEPT = 'multipart/related; type="image/jphc"; transfer-syntax=1.2.840.10008.1.2.4.203'
+
+
+def transport(server: CloudfilmServer, base: str, study: str, series: str) -> dict[str, float]:
+    """Seconds to fetch every lossy preview: one series request vs one request per frame."""
+    import concurrent.futures
+
+    import httpx
+
+    path = f"{base}/dicomweb/studies/{study}/series/{series}"
+    headers = server.auth_headers | {"Accept": PREVIEW_ACCEPT}
+    with httpx.Client(headers=server.auth_headers, timeout=600) as http:
+        sops = [m["00080018"]["Value"][0] for m in http.get(f"{path}/metadata").json()]
+        start = time.monotonic()
+        one = http.get(f"{path}/pixeldata", headers=headers)
+        series_s = time.monotonic() - start
+    limits = httpx.Limits(max_connections=6, max_keepalive_connections=6)
+    with httpx.Client(headers=headers, timeout=600, limits=limits) as http:
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            sizes = list(pool.map(lambda sop: len(http.get(
+                f"{path}/instances/{sop}/frames/1").content), sops))
+        frames_s = time.monotonic() - start
+    costs = {"frames": len(sops), "series_request_s": round(series_s, 2),
+             "series_request_mb": round(len(one.content) / 1e6, 2),
+             "frame_requests_s": round(frames_s, 2),
+             "frame_requests_mb": round(sum(sizes) / 1e6, 2)}
+    print(f"  previews by httpx via {base}: one series request {series_s:.2f} s, "
+          f"{len(sops)} frame requests over 6 connections {frames_s:.2f} s", flush=True)
+    return costs
+
+
+def run(args: argparse.Namespace) -> tuple[list[Sample], list[bench_ohif.Sample], dict[str, Any]]:
+    """Both viewers, each profile, ``runs`` times: cloudfilm then OHIF within a repetition."""
     from playwright.sync_api import sync_playwright
 
     if not (BUILD_DIR / "index.html").is_file():
         raise SystemExit("the viewer is not built: run `make web` first")
+    with_ohif = args.ohif and (ohif.BUILD_DIR / "index.html").is_file()
     server = CloudfilmServer(label="bench-viewer")
-    link = None
-    samples: list[Sample] = []
+    link: ShapedLink | None = None
+    ours: list[Sample] = []
+    theirs: list[bench_ohif.Sample] = []
+    transports: dict[str, dict[str, float]] = {}
     try:
-        print(f"generating demo data ({slices} slices per CT)…", flush=True)
-        server.cli("demo", "--patients", "1", "--slices", str(slices))
+        print(f"generating demo data ({args.slices} slices per CT)…", flush=True)
+        server.cli("demo", "--patients", "1", "--slices", str(args.slices))
         server.start()
-        logins = server.cli("demo-logins")
-        password = next(line.split()[2] for line in logins.splitlines()
-                        if len(line.split()) == 3 and line.split()[1] == LOGIN)
-        truth = json.loads((server.data / "demo-truth.json").read_text())
-        path = f"/view/{truth['patients'][0]['studies'][-1]['study_uid']}"
-        profiles: list[tuple[str, int, str, dict[str, Any] | None, float, float]] = [
-            ("loopback", runs, server.base, None, 120, 0),
-            (f"{SLOW_NAME} (DevTools)", slow_runs, server.base, DEVTOOLS_SLOW, 600, slow_limit),
+        passwords = {u: bench_ohif.password_of(server, u) for u in (LOGIN, bench_ohif.LOGIN)}
+        study, series = bench_ohif.study_and_series(server)
+        link = ShapedLink(server.port, SLOW_BPS_DOWN, SLOW_BPS_UP, SLOW_RTT_MS).start()
+        profiles = [
+            (Profile("loopback", server.base, None, 120, {"cold": 0, "warm": 0}), args.runs),
+            (Profile(f"{SLOW_NAME} (proxy)", f"http://127.0.0.1:{link.port}", link, 600,
+                     {"cold": args.slow_limit, "warm": args.warm_limit}), args.slow_runs),
         ]
-        if proxy:
-
-            link = ShapedLink(server.port, SLOW_BPS_DOWN, SLOW_BPS_UP, SLOW_RTT_MS).start()
-            profiles.append((f"{SLOW_NAME} (proxy)", slow_runs, f"http://127.0.0.1:{link.port}",
-                             None, 600, slow_limit))
+        load = LoadMonitor()
+        if args.transport:
+            transports = {p.name: transport(server, p.base, study, series) for p, _ in profiles}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
                                                  headless=True, args=["--no-sandbox"])
             try:
-                for profile, count, base, conditions, timeout, limit in profiles:
-                    for _ in range(count):
-                        context = browser.new_context(viewport={"width": 1280, "height": 800})
-                        login(context, base, LOGIN, password)
-                        page = context.new_page()
-                        cdp = context.new_cdp_session(page)
-                        cdp.send("Network.enable")
-                        bytes_seen = Bytes(cdp)
-                        if conditions is not None:
-                            cdp.send("Network.emulateNetworkConditions", conditions)
-                        for cache in ("cold", "warm"):
-                            sample = _measure(page, cdp, bytes_seen, f"{base}{path}", profile,
-                                              cache, timeout, limit)
-                            print(f"  {profile:34} {cache:5} {_line(sample)}", flush=True)
-                            samples.append(sample)
-                        context.close()
+                for profile, repetitions in profiles:
+                    for _ in range(repetitions):
+                        ours += _cloudfilm_visits(browser, profile, study, passwords[LOGIN])
+                        if with_ohif:
+                            theirs += _ohif_visits(browser, profile, study, series, args.slices,
+                                                   passwords[bench_ohif.LOGIN])
             finally:
                 browser.close()
+        meta = {"load_average": load.stop(), "machine": machine_info(), "transport": transports,
+                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     finally:
         if link is not None:
             link.stop()
         server.cleanup()
-    return samples
+    return ours, theirs, meta
 
 
-def _s(value: float | None) -> str:
-    return f"{value:.2f} s" if value is not None else "-"
+def _mid(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(median(present), 2) if present else None
 
 
-def _line(sample: Sample) -> str:
-    if sample.all_slices_s is not None:
-        every = f"all {sample.slices} slices {_s(sample.all_slices_s)}"
-    else:
-        every = (f"{sample.slices_loaded}/{sample.slices} slices when stopped, all projected "
-                 f"{_s(sample.all_slices_projected_s)}")
-    return (f"preview {_s(sample.preview_s)}, first image {_s(sample.first_image_s)}, {every}, "
-            f"{sample.mb_down:.1f} MB")
-
-
-def summarize(samples: list[Sample]) -> list[dict[str, Any]]:
+def summarize(ours: list[Sample], theirs: list[bench_ohif.Sample]) -> list[dict[str, Any]]:
+    """One row per profile and cache: medians of both viewers and cloudfilm ÷ OHIF."""
     rows = []
-    for profile in dict.fromkeys(s.profile for s in samples):
+    for profile in dict.fromkeys(s.profile for s in ours):
         for cache in ("cold", "warm"):
-            picked = [s for s in samples if s.profile == profile and s.cache == cache]
-            if not picked:
+            cf = [s for s in ours if s.profile == profile and s.cache == cache]
+            oh = [s for s in theirs if s.profile == profile and s.cache == cache]
+            if not cf:
                 continue
-
-            def mid(values: list[float | None]) -> float | None:
-                present = [v for v in values if v is not None]
-                return round(median(present), 2) if present else None
-
-            rows.append({
-                "profile": profile, "cache": cache, "runs": len(picked),
-                "slices": picked[0].slices,
-                "preview_median_s": mid([s.preview_s for s in picked]),
-                "first_image_median_s": mid([s.first_image_s for s in picked]),
-                "all_slices_median_s": mid([s.all_slices_s for s in picked]),
-                "all_slices_projected_median_s": mid([s.all_slices_projected_s for s in picked]),
-                "mb_down_median": mid([s.mb_down for s in picked]),
-            })
+            row: dict[str, Any] = {"profile": profile, "cache": cache, "runs": len(cf),
+                                   "slices": cf[0].slices}
+            for key in ("preview_s", "first_image_s", "first_full_s", "all_preview_s",
+                        "all_full_s", "all_full_projected_s", "mb_down"):
+                row[f"cloudfilm_{key}"] = _mid([getattr(s, key) for s in cf])
+            row["ohif_first_image_s"] = _mid([s.first_image_s for s in oh])
+            row["ohif_all_slices_s"] = _mid([s.all_slices_s for s in oh])
+            row["ohif_all_slices_projected_s"] = _mid([s.all_slices_projected_s for s in oh])
+            row["ohif_slices_loaded"] = _mid([float(s.slices_loaded) for s in oh])
+            row["ohif_mb_down"] = _mid([s.mb_down for s in oh])
+            rows.append(row | _ratios(row))
     return rows
+
+
+def _ratios(row: dict[str, Any]) -> dict[str, float | None]:
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a is not None and b else None
+
+    ohif_all = row["ohif_all_slices_s"] or row["ohif_all_slices_projected_s"]
+    cf_full = row["cloudfilm_all_full_s"] or row["cloudfilm_all_full_projected_s"]
+    return {"ratio_first_image": ratio(row["cloudfilm_first_image_s"], row["ohif_first_image_s"]),
+            "ratio_first_full": ratio(row["cloudfilm_first_full_s"], row["ohif_first_image_s"]),
+            "ratio_all_preview": ratio(row["cloudfilm_all_preview_s"], ohif_all),
+            "ratio_all_full": ratio(cf_full, ohif_all)}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"\n{'profile':28} {'cache':5} {'preview':>8} {'first':>8} {'1st full':>9} "
+          f"{'all prev':>9} {'all full':>10} | {'OHIF 1st':>9} {'OHIF all':>10} | "
+          f"{'÷ first':>7} {'÷ all':>6}")
+    for r in rows:
+        full = _s(r["cloudfilm_all_full_s"], 1) if r["cloudfilm_all_full_s"] is not None \
+            else f"~{_s(r['cloudfilm_all_full_projected_s'], 0)}"
+        every = _s(r["ohif_all_slices_s"], 1) if r["ohif_all_slices_s"] is not None \
+            else f"~{_s(r['ohif_all_slices_projected_s'], 0)}"
+        print(f"{r['profile']:28} {r['cache']:5} {_s(r['cloudfilm_preview_s']):>8} "
+              f"{_s(r['cloudfilm_first_image_s']):>8} {_s(r['cloudfilm_first_full_s']):>9} "
+              f"{_s(r['cloudfilm_all_preview_s'], 1):>9} {full:>10} | "
+              f"{_s(r['ohif_first_image_s']):>9} {every:>10} | "
+              f"{r['ratio_first_image'] or '-':>7} {r['ratio_all_preview'] or '-':>6}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,28 +339,30 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slices", type=int, default=300, help="slices per CT (default 300)")
     parser.add_argument("--runs", type=int, default=2, help="loopback repetitions (default 2)")
-    parser.add_argument("--slow-runs", type=int, default=1, help="slow-link repetitions (default 1)")
-    parser.add_argument("--slow-limit", type=float, default=90,
-                        help="stop a slow run this many seconds after the first image and "
-                             "project the rest (0: wait for every slice; default 90)")
-    parser.add_argument("--proxy", action="store_true",
-                        help="also run the slow link through a shaping TCP proxy")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "viewer.json")
+    parser.add_argument("--slow-runs", type=int, default=1,
+                        help="slow-link repetitions (default 1)")
+    parser.add_argument("--slow-limit", type=float, default=420,
+                        help="stop a cold slow run this many seconds after the first image "
+                             "(0: wait for every slice at full quality; default 420)")
+    parser.add_argument("--warm-limit", type=float, default=60,
+                        help="the same for warm slow runs (default 60)")
+    parser.add_argument("--no-ohif", dest="ohif", action="store_false",
+                        help="cloudfilm's viewer only")
+    parser.add_argument("--no-transport", dest="transport", action="store_false",
+                        help="skip the series-request vs frame-requests comparison")
+    parser.add_argument("--json", type=Path,
+                        default=ROOT / "benchmarks" / "results" / "viewer.json")
     args = parser.parse_args(argv)
-    samples = run(args.slices, args.runs, args.slow_runs, args.slow_limit, args.proxy)
-    rows = summarize(samples)
-    print(f"\n{'profile':34} {'cache':5} {'runs':>4} {'preview':>9} {'first image':>12} "
-          f"{'all slices':>12} {'(projected)':>12} {'MB':>7}")
-    for row in rows:
-        print(f"{row['profile']:34} {row['cache']:5} {row['runs']:>4} "
-              f"{_s(row['preview_median_s']):>9} {_s(row['first_image_median_s']):>12} "
-              f"{_s(row['all_slices_median_s']):>12} "
-              f"{_s(row['all_slices_projected_median_s']):>12} {row['mb_down_median']:>7.1f}")
+    ours, theirs, meta = run(args)
+    rows = summarize(ours, theirs)
+    print_table(rows)
+    print(f"\nload average during the run: {meta['load_average']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rows": rows, "samples": [asdict(s) for s in samples],
-                                     "slow_link": {"down_bps": SLOW_BPS_DOWN, "up_bps": SLOW_BPS_UP,
-                                                   "rtt_ms": SLOW_RTT_MS}}, indent=1))
-    print(f"\nwrote {args.json}")
+    args.json.write_text(json.dumps({
+        "rows": rows, "cloudfilm": [asdict(s) for s in ours], "ohif": [asdict(s) for s in theirs],
+        "slow_link": {"down_bps": SLOW_BPS_DOWN, "up_bps": SLOW_BPS_UP, "rtt_ms": SLOW_RTT_MS},
+        **meta}, indent=1))
+    print(f"wrote {args.json}")
     return 0
 
 

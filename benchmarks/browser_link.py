@@ -24,11 +24,14 @@ class ShapedLink:
     """A loopback TCP proxy that behaves like one slow link between browser and server.
 
     Each direction has a shared capacity (every connection queues on the same link, as on a
-    real line) and a one-way delay of RTT/2 added to every chunk. It runs its own asyncio
-    loop in a thread; ``port`` is where the browser connects.
+    real line) and a one-way delay of RTT/2 added to every chunk. The link buffers at most
+    ``BUFFER_S`` seconds of data (then it stops reading, as TCP would), so a connection the
+    browser drops leaves no long backlog that would slow the next measurement. It runs its
+    own asyncio loop in a thread; ``port`` is where the browser connects.
     """
 
     CHUNK = 16 * 1024
+    BUFFER_S = 0.5
 
     def __init__(self, target_port: int, down_bps: float, up_bps: float, rtt_ms: float) -> None:
         self.target_port = target_port
@@ -50,10 +53,20 @@ class ShapedLink:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+
+    async def _shutdown(self) -> None:
+        """Close the listener and every open connection (no pending tasks left behind)."""
+        if self._server is not None:
+            self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -74,8 +87,11 @@ class ShapedLink:
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(self._pipe(client_r, server_w, "up"),
-                             self._pipe(server_r, client_w, "down"), return_exceptions=True)
+        try:
+            await asyncio.gather(self._pipe(client_r, server_w, "up"),
+                                 self._pipe(server_r, client_w, "down"), return_exceptions=True)
+        except asyncio.CancelledError:  # stop(): end quietly
+            pass
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     direction: str) -> None:
@@ -95,7 +111,7 @@ class ShapedLink:
 
         sender = asyncio.ensure_future(deliver())
         try:
-            while True:
+            while not sender.done():  # the far end gone: stop taking the link's time
                 data = await reader.read(self.CHUNK)
                 now = time.monotonic()
                 if not data:
@@ -106,6 +122,9 @@ class ShapedLink:
                 finish = max(now, self.busy_until[direction]) + len(data) / self.rate[direction]
                 self.busy_until[direction] = finish
                 await queue.put((finish + self.delay, data))
+                backlog = finish - time.monotonic() - self.BUFFER_S
+                if backlog > 0:
+                    await asyncio.sleep(backlog)
         except (ConnectionError, OSError):
             await queue.put((time.monotonic(), b""))
         await asyncio.gather(sender, return_exceptions=True)

@@ -3,10 +3,12 @@
 A patient logs in through the real form and opens one of their CTs: the image renders,
 the mouse wheel moves to another slice (the pixels change), window presets change the
 pixels, and a length drawn with real mouse events across a demo nodule reads its true
-diameter. Compare mode shows the prior beside the current study and keeps both sides at
-the same patient position. A phone can scroll and window by touch; a study the user may
-not see is a 404. The page's test hook (window.cloudfilmViewer) is used to read state;
-every claim about what is shown is also checked on the pixels.
+diameter. Every slice comes first as a lossy HTJ2K preview, marked as such, then at full
+quality, which is exactly the stored image. Compare mode shows the prior beside the
+current study and keeps both sides at the same patient position. A phone can scroll and
+window by touch; a study the user may not see is a 404. The page's test hook
+(window.cloudfilmViewer) is used to read state; every claim about what is shown is also
+checked on the pixels.
 
 Needs the viewer build: ``make web`` (``make test`` builds it first).
 """
@@ -29,6 +31,7 @@ from PIL import Image
 
 from cloudfilm.web.viewer import BUILD_DIR
 from conftest import DemoSite, screenshot
+from factory import parse_multipart
 
 pytestmark = pytest.mark.skipif(
     not (BUILD_DIR / "index.html").is_file(),
@@ -271,6 +274,84 @@ def test_patient_scrolls_windows_and_measures_a_nodule(chromium: Any, demo_site:
     watch.assert_clean()
 
 
+def stored_row(site: DemoSite, cookies: dict[str, str], study: str, series: str, image: dict,
+               row: int) -> np.ndarray:
+    """One row of a slice as modality values (HU), from its uncompressed frame."""
+    path = (f"/dicomweb/studies/{study}/series/{series}/instances/{image['sop']}"
+            f"/frames/{image['frame']}")
+    with httpx.Client(base_url=site.server.url, cookies=cookies, timeout=30) as http:
+        got = http.get(path, headers={"Accept": RAW_FRAMES})
+    assert got.status_code == 200, got.text
+    [(_, data)] = parse_multipart(got)
+    stored = np.frombuffer(data, "<i2").reshape(512, 512)
+    return stored[row].astype(np.float64) + DEMO_INTERCEPT
+
+
+DEMO_INTERCEPT = -1024
+RAW_FRAMES = ('multipart/related; type="application/octet-stream"; '
+              "transfer-syntax=1.2.840.10008.1.2.1")
+LOSSLESS_HTJ2K = "1.2.840.10008.1.2.4.201"
+
+
+def test_slices_come_as_previews_then_at_full_quality(chromium: Any, demo_site: DemoSite,
+                                                      contexts: list[Any]) -> None:
+    """Every slice arrives first as a lossy HTJ2K preview (marked as such on screen), then
+    at full quality, which is exactly the stored image. Full-quality requests are held back
+    here until the preview state has been looked at, so no timing is involved."""
+    study = studies(demo_site)[-1]
+    page, watch = login(chromium, demo_site, "/")
+    contexts.append(page.context)
+    held: list[Any] = []
+    release = {"now": False}
+
+    def hold_full_quality(route: Any) -> None:
+        if LOSSLESS_HTJ2K in (route.request.headers.get("accept") or "") and not release["now"]:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/dicomweb/**", hold_full_quality)
+    page.goto(f"{demo_site.server.url}/view/{study['study_uid']}")
+    open_viewer(page)
+    count = study["slices"]
+    wait_for(page, "v.counts('left').preview === a[0]", 60, count)
+    assert hook(page, "v.quality('left')") == "preview"
+    assert hook(page, "v.counts('left').full") == 0
+    badge = page.locator(".pane[data-side=left] .quality-badge")
+    assert badge.is_visible() and badge.inner_text() == "Preview quality"
+    assert held, "the full-quality request for the slice on screen was not made"
+    page.wait_for_timeout(150)
+    screenshot(page, "viewer-15-preview-quality")
+
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    image = hook(page, "v.image('left')")
+    truth = stored_row(demo_site, cookies, study["study_uid"], hook(page, "v.series('left')"),
+                       image, 256)
+    preview = np.asarray(hook(page, "v.rowValues('left', 256)"), dtype=np.float64)
+    error = np.abs(preview - truth)
+    assert 0 < error.mean() < 30, "the preview is neither lossy nor close to the image"
+
+    release["now"] = True
+    for route in held:
+        route.continue_()
+    wait_for(page, "v.quality('left') === 'full'", 60)
+    assert not badge.is_visible()
+    np.testing.assert_array_equal(np.asarray(hook(page, "v.rowValues('left', 256)")), truth)
+    wait_for(page, "v.counts('left').full === a[0]", 120, count)
+    wait_for(page, "document.querySelector('.pane[data-side=left] .progress-text')"
+                   ".textContent === a[0]", 10, f"All {count} slices at full quality")
+
+    # Another slice, reached by the slider: full quality too, exactly the stored values.
+    page.locator(".pane[data-side=left] .slider").fill("10")
+    wait_for(page, "v.currentIndex('left') === 9 && v.quality('left') === 'full'", 10)
+    image = hook(page, "v.image('left')")
+    truth = stored_row(demo_site, cookies, study["study_uid"], hook(page, "v.series('left')"),
+                       image, 300)
+    np.testing.assert_array_equal(np.asarray(hook(page, "v.rowValues('left', 300)")), truth)
+    screenshot(page, "viewer-16-full-quality")
+    watch.assert_clean()
+
+
 def test_compare_with_prior_keeps_both_sides_at_one_position(chromium: Any, demo_site: DemoSite,
                                                            contexts: list[Any]) -> None:
     first, middle, last = studies(demo_site)
@@ -483,6 +564,13 @@ def test_assets_are_cached_and_compressed(demo_site: DemoSite) -> None:
         again = http.get(f"/static/build/viewer/assets/{script.name}",
                          headers={"Accept-Encoding": "gzip", "If-None-Match": got.headers["etag"]})
         assert again.status_code == 304
+        smaller = http.get(f"/static/build/viewer/assets/{script.name}",
+                           headers={"Accept-Encoding": "gzip, deflate, br, zstd"})
+        assert smaller.headers.get("content-encoding") == "br"
+        assert int(smaller.headers["content-length"]) < int(got.headers["content-length"])
+        refused = http.get(f"/static/build/viewer/assets/{script.name}",
+                           headers={"Accept-Encoding": "br;q=0, gzip"})
+        assert refused.headers.get("content-encoding") == "gzip"
         wasm = next((BUILD_DIR / "assets").glob("*.wasm"))
         assert http.get(f"/static/build/viewer/assets/{wasm.name}").headers["content-type"] \
             == "application/wasm"

@@ -7,6 +7,8 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
 NATIVE = frozenset({IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE})
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+HTJ2K = "1.2.840.10008.1.2.4.203"  # lossless or lossy; lossy only when a client names it
 
 FRAME_MEDIA_TYPES: dict[str, str] = {
     "1.2.840.10008.1.2.4.50": "image/jpeg",

@@ -141,33 +141,48 @@ async def view_compare(request: Request) -> Response:
 class _Asset:
     path: Path
     media_type: str
-    encoded: bool
+    encoding: str | None  # "br" or "gzip" when a pre-compressed twin is sent
     etag: str
 
 
-def _find_asset(relative: str, accepts_gzip: bool) -> _Asset | None:
-    """The file under BUILD_DIR (never outside it), or its .gz twin for gzip clients."""
+ENCODINGS = (("br", ".br"), ("gzip", ".gz"))  # smallest first (build.sh makes both)
+
+
+def _accepted_encodings(header: str) -> set[str]:
+    """Content codings the client accepts (RFC 9110 §12.5.3), without q=0 ones."""
+    accepted = set()
+    for item in header.lower().split(","):
+        name, _, params = item.partition(";")
+        if params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+            accepted.add(name.strip())
+    return accepted
+
+
+def _find_asset(relative: str, accepted: set[str]) -> _Asset | None:
+    """The file under BUILD_DIR (never outside it), or its .br/.gz twin when accepted."""
     root = BUILD_DIR.resolve()
     target = (root / relative).resolve()
-    if not target.is_relative_to(root) or target.suffix == ".gz" or not target.is_file():
+    if not target.is_relative_to(root) or target.suffix in (".gz", ".br") or not target.is_file():
         return None
     media = MEDIA_TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] \
         or "application/octet-stream"
-    chosen, encoded = target, False
-    if accepts_gzip and target.suffix in COMPRESSIBLE:
-        twin = target.with_name(target.name + ".gz")
-        if twin.is_file():
-            chosen, encoded = twin, True
+    chosen, encoding = target, None
+    if target.suffix in COMPRESSIBLE:
+        for name, suffix in ENCODINGS:
+            twin = target.with_name(target.name + suffix)
+            if name in accepted and twin.is_file():
+                chosen, encoding = twin, name
+                break
     stat = os.stat(chosen)
-    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}{"-gz" if encoded else ""}"'
-    return _Asset(chosen, media, encoded, etag)
+    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}{"-" + encoding if encoding else ""}"'
+    return _Asset(chosen, media, encoding, etag)
 
 
 async def asset(request: Request) -> Response:
     """Hashed files are immutable (cached a year); anything else is revalidated."""
     relative = str(request.path_params["path"])
-    gzip_ok = "gzip" in request.headers.get("accept-encoding", "").lower()
-    found = await run_in_threadpool(_find_asset, relative, gzip_ok)
+    accepted = _accepted_encodings(request.headers.get("accept-encoding", ""))
+    found = await run_in_threadpool(_find_asset, relative, accepted)
     if found is None:
         return JSONResponse({"status": 404, "error": f"asset {relative[:200]} not found"}, 404)
     headers = {
@@ -175,8 +190,8 @@ async def asset(request: Request) -> Response:
         else "no-cache",
         "ETag": found.etag, "Vary": "Accept-Encoding", "X-Content-Type-Options": "nosniff",
     }
-    if found.encoded:
-        headers["Content-Encoding"] = "gzip"
+    if found.encoding:
+        headers["Content-Encoding"] = found.encoding
     if request.headers.get("if-none-match") == found.etag:
         return Response(status_code=304, headers=headers)
     return FileResponse(found.path, media_type=found.media_type, headers=headers)

@@ -14,7 +14,9 @@ import {
   HttpError, getJSON, listSeries, mainSeries, nearestIndex, studyInfo, type SeriesInfo,
   type Stack, type StudyInfo,
 } from './dicomweb';
+import { registerFrameLoader } from './frames';
 import { language, num, t } from './i18n';
+import { NoduleTool } from './nodules';
 import { Pane, el, type SideName } from './pane';
 
 const { MouseBindings, KeyboardBindings } = ToolEnums;
@@ -65,13 +67,17 @@ const TOOLS = [
   ['scroll', StackScrollTool.toolName],
 ] as const;
 
+/** Not a Cornerstone tool: a click on the image measures the nodule there (nodules.ts). */
+const NODULE_TOOL = 'MeasureNodule';
+
 const toolButtons = new Map<string, HTMLButtonElement>();
-const toolGroupEl = group('tools.group', ...TOOLS.map(([key, name]) => {
-  const b = button(t(`tools.${key}`), t(`tools.${key}.long`), () => setPrimaryTool(name),
-    { 'aria-pressed': 'false', 'data-tool': key });
-  toolButtons.set(name, b);
-  return b;
-}));
+const toolGroupEl = group('tools.group', ...[...TOOLS, ['nodule', NODULE_TOOL] as const]
+  .map(([key, name]) => {
+    const b = button(t(`tools.${key}`), t(`tools.${key}.long`), () => setPrimaryTool(name),
+      { 'aria-pressed': 'false', 'data-tool': key, hidden: name === NODULE_TOOL });
+    toolButtons.set(name, b);
+    return b;
+  }));
 
 const presetGroupEl = group('presets.group',
   ...(['lung', 'mediastinum', 'bone', 'study'] as PresetName[]).map((name) =>
@@ -145,6 +151,7 @@ let bootPlaceholder: string | null = null;
 async function initCornerstone(): Promise<void> {
   csInit();
   loaderInit({ maxWebWorkers: Math.min(4, Math.max(1, (navigator.hardwareConcurrency || 2) - 1)) });
+  registerFrameLoader();
   toolsInit();
   for (const tool of [WindowLevelTool, PanTool, ZoomTool, LengthTool, StackScrollTool]) addTool(tool);
   engine = new RenderingEngine('cloudfilm-engine');
@@ -177,7 +184,10 @@ function setPrimaryTool(name: string): void {
       { mouseButton: MouseBindings.Wheel, modifierKey: KeyboardBindings.Ctrl }],
   });
   tg.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
-  tg.setToolActive(name, { bindings: [{ mouseButton: MouseBindings.Primary }, { numTouchPoints: 1 }] });
+  if (name !== NODULE_TOOL) {
+    tg.setToolActive(name, { bindings: [{ mouseButton: MouseBindings.Primary }, { numTouchPoints: 1 }] });
+  }
+  for (const pane of panes) pane.root.classList.toggle('measuring-nodules', name === NODULE_TOOL);
   for (const [tool, b] of toolButtons) b.setAttribute('aria-pressed', String(tool === name));
 }
 
@@ -237,8 +247,17 @@ function reset(): void {
 
 function clearMeasurements(): void {
   annotation.state.removeAllAnnotations();
+  noduleTool.close();
   for (const pane of panes) render(pane);
 }
+
+// --- measure nodule (issue 6) ----------------------------------------------------------------
+
+const noduleTool = new NoduleTool(toolButtons.get(NODULE_TOOL)!, say,
+  () => primaryTool === NODULE_TOOL, (pane, index) => {
+    driver = pane;
+    return pane.setIndex(index);
+  });
 
 // --- comparison: position-linked scrolling, linked window and zoom --------------------------
 
@@ -330,6 +349,7 @@ function setLink(key: keyof typeof links, on: boolean): void {
 }
 
 function wire(pane: Pane): void {
+  noduleTool.attach(pane);
   pane.onInteract = (p) => {
     driver = p;
     if (active !== p) setActive(p);
@@ -485,6 +505,7 @@ async function start(): Promise<void> {
   new ResizeObserver(() => resize()).observe(panesEl);
   if (compare) header.append(offsetNote);
   else checkPrior();
+  noduleTool.offerIfAllowed();
 
   const first = seriesOf.left;
   if (first.length < 2 && !compare && matchMedia('(max-width: 699px)').matches) {
@@ -528,10 +549,25 @@ const hook = {
   offset: () => offset,
   activeTool: () => primaryTool,
   study: (side: SideName = 'left') => pane(side).stack?.study ?? null,
+  /** SOP Instance UID and frame number of the image on screen. */
+  image: (side: SideName = 'left') => {
+    const p = pane(side);
+    return p.stack ? { sop: p.stack.sops[p.index()], frame: p.stack.frames[p.index()] } : null;
+  },
   series: (side: SideName = 'left') => pane(side).stack?.series ?? null,
   currentIndex: (side: SideName = 'left') => pane(side).index(),
   count: (side: SideName = 'left') => pane(side).count(),
-  loaded: (side: SideName = 'left') => pane(side).loadedCount(),
+  loaded: (side: SideName = 'left') => pane(side).counts().preview,
+  /** Slices in memory as a preview at least, and at full quality. */
+  counts: (side: SideName = 'left') => pane(side).counts(),
+  /** 'preview' or 'full': the quality of the image on screen (null before the first). */
+  quality: (side: SideName = 'left') => pane(side).quality(),
+  /** Modality values (e.g. HU) of one row of the image on screen. */
+  rowValues: (side: SideName, row: number) => {
+    const image = pane(side).viewport.getCornerstoneImage();
+    const data = image?.voxelManager?.getScalarData() ?? image?.getPixelData();
+    return data ? Array.from(data.subarray(row * image.columns, (row + 1) * image.columns)) : null;
+  },
   zOf: (side: SideName = 'left') => pane(side).z(),
   thickness: (side: SideName = 'left') => pane(side).stack?.thickness ?? null,
   pixelSpacing: (side: SideName = 'left') => pane(side).stack?.pixelSpacing ?? null,
@@ -549,6 +585,11 @@ const hook = {
     const world = csUtils.imageToWorldCoords(vp.getCurrentImageId(), [column, row]);
     return world ? vp.worldToCanvas(world) : null;
   },
+  /** The last "Measure nodule" result (the API's JSON), or the reason it failed. */
+  nodule: () => noduleTool.result,
+  noduleError: () => noduleTool.error,
+  noduleOutline: (side: SideName = 'left') =>
+    document.querySelectorAll(`.pane[data-side=${side}] .nodule-overlay polygon`).length,
   measurements: () => annotation.state.getAllAnnotations()
     .filter((a) => a.metadata?.toolName === LengthTool.toolName)
     .map((a) => {
@@ -574,5 +615,6 @@ eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_COMPLETED, ((e: CustomE
 export function run(placeholder: string | null): void {
   bootPlaceholder = placeholder;
   document.getElementById('app')!.replaceWith(app);
+  app.append(noduleTool.panel.root);
   start().catch(fail);
 }

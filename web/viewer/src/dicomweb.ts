@@ -4,6 +4,8 @@
 import { wadors } from '@cornerstonejs/dicom-image-loader';
 
 export const DICOMWEB = `${location.origin}/dicomweb`;
+/** Image ids of our own progressive loader (frames.ts); the metadata is the WADO-RS loader's. */
+export const SCHEME = 'cfweb';
 
 type Element = { vr?: string; Value?: unknown[]; BulkDataURI?: string; InlineBinary?: string };
 export type Attrs = Record<string, Element>;
@@ -173,7 +175,7 @@ export async function loadStack(study: string, series: string): Promise<Stack> {
     const sop = value(a, '00080018') ?? '';
     const count = Math.max(1, Number(value(a, '00280008') ?? 1));
     for (let frame = 1; frame <= count; frame++) {
-      const imageId = `wadors:${base}/instances/${sop}/frames/${frame}`;
+      const imageId = `${SCHEME}:${base}/instances/${sop}/frames/${frame}`;
       wadors.metaDataManager.add(imageId, a as never);
       const position = framePosition(a, frame);
       entries.push({

@@ -1,10 +1,10 @@
 // One viewport pane: a Cornerstone stack viewport with its preview image, overlays,
 // slice slider and loading progress. The app owns the rendering engine and tools.
 import {
-  Enums, RenderingEngine, cache, eventTarget, utilities as csUtils, type StackViewport, type Types,
+  Enums, RenderingEngine, utilities as csUtils, type StackViewport, type Types,
 } from '@cornerstonejs/core';
-import { utilities as toolUtils } from '@cornerstonejs/tools';
 import { loadStack, previewUrl, type Stack } from './dicomweb';
+import { FrameFeed, type Quality } from './frames';
 import { num, t } from './i18n';
 
 export type SideName = 'left' | 'right';
@@ -36,9 +36,10 @@ export class Pane {
   private readonly windowText: HTMLElement;
   private readonly progress: HTMLProgressElement;
   private readonly progressText: HTMLElement;
+  private readonly badge: HTMLElement;
   stack: Stack | null = null;
-  shown = false;            // a full-quality image has been displayed
-  private loaded = new Set<string>();
+  feed: FrameFeed | null = null;
+  shown = false;            // Cornerstone has drawn an image (a preview or full quality)
   private pendingUpdate = 0;
   onIndexChange: (pane: Pane, index: number) => void = () => {};
   /** The user acted on this pane (pointer, wheel, key, slider): it drives any linked pane. */
@@ -54,6 +55,10 @@ export class Pane {
     this.sliceText = el('div', { className: 'overlay tl', 'aria-live': 'off' });
     this.windowText = el('div', { className: 'overlay bl' });
     this.label = el('div', { className: 'overlay tr' }, title);
+    this.badge = el('div', {
+      className: 'quality-badge', hidden: true, title: t('pane.previewBadge.long'),
+      'aria-label': t('pane.previewBadge.long'),
+    }, t('pane.previewBadge'));
     this.progress = el('progress', { max: 1, value: 0 });
     this.progressText = el('span', { className: 'progress-text' });
     const progressBox = el('div', { className: 'progress', role: 'status' },
@@ -63,7 +68,7 @@ export class Pane {
       'aria-label': t('pane.slider'), disabled: true,
     });
     const stage = el('div', { className: 'stage' }, this.element, this.preview, this.sliceText,
-      this.windowText, this.label, progressBox);
+      this.windowText, this.label, progressBox, this.badge);
     this.root = el('section', { className: 'pane', 'data-side': side, 'aria-label': title },
       stage, this.slider);
     this.slider.addEventListener('input', () => {
@@ -77,21 +82,16 @@ export class Pane {
     this.element.addEventListener(Enums.Events.STACK_NEW_IMAGE, ((e: CustomEvent) => {
       this.firstImageShown();
       this.refresh();
+      this.feed?.focus(e.detail.imageIdIndex);
       this.onIndexChange(this, e.detail.imageIdIndex);
     }) as EventListener);
     this.element.addEventListener(Enums.Events.STACK_VIEWPORT_SCROLL, ((e: CustomEvent) => {
+      this.feed?.focus(e.detail.newImageIdIndex);
       this.onIndexChange(this, e.detail.newImageIdIndex);
     }) as EventListener);
     for (const type of [Enums.Events.VOI_MODIFIED, Enums.Events.CAMERA_MODIFIED]) {
       this.element.addEventListener(type, () => this.scheduleRefresh());
     }
-    eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, ((e: CustomEvent) => {
-      const id = e.detail?.image?.imageId;
-      if (this.stack && id && this.stack.imageIds.includes(id)) {
-        this.loaded.add(id);
-        this.scheduleRefresh();
-      }
-    }) as EventListener);
   }
 
   get viewport(): StackViewport {
@@ -121,17 +121,27 @@ export class Pane {
     return Math.floor(this.count() / 2);
   }
 
-  loadedCount(): number {
-    if (!this.stack) return 0;
-    let n = 0;
-    for (const id of this.stack.imageIds) if (this.loaded.has(id) || cache.isLoaded(id)) n++;
-    return n;
+  /** Slices in memory at least as a preview, and at full quality. */
+  counts(): { preview: number; full: number; total: number } {
+    return this.feed?.counts() ?? { preview: 0, full: 0, total: this.count() };
   }
 
-  /** Load a series: metadata first, then a server-rendered preview, then full frames. */
+  /** Quality of the image on screen (what Cornerstone draws, not what is cached). */
+  quality(): Quality {
+    if (!this.shown) return null;
+    const status = this.viewport.getCornerstoneImage()?.imageQualityStatus;
+    if (status === undefined) return null;
+    return status >= Enums.ImageQualityStatus.FULL_RESOLUTION ? 'full' : 'preview';
+  }
+
+  /**
+   * Load a series: metadata, a server-rendered JPEG of the slice, then every slice as an
+   * HTJ2K preview and at full quality (frames.ts).
+   */
   async open(study: string, series: string, placeholder: string | null = null): Promise<void> {
     this.shown = false;
-    this.loaded = new Set();
+    this.feed?.stop();
+    this.feed = null;
     this.marked = new Set();
     if (placeholder) this.showPreview(placeholder);  // already fetched by the boot screen
     const stack = await loadStack(study, series);
@@ -145,10 +155,19 @@ export class Pane {
     this.slider.value = String(start + 1);
     this.slider.disabled = stack.imageIds.length < 2;
     this.refresh();
+    const feed = this.feed = new FrameFeed(stack, start);
+    feed.onProgress = () => this.scheduleRefresh();
+    feed.onUpgrade = (index, image) => this.upgraded(index, image);
     await this.viewport.setStack(stack.imageIds, start);
-    toolUtils.stackPrefetch.enable(this.element);
+    feed.start();
     this.firstImageShown();
     this.refresh();
+  }
+
+  /** Full quality arrived for a slice: if it is the one on screen, draw it now. */
+  private upgraded(index: number, image: Types.IImage): void {
+    if (!this.shown || !this.stack || this.viewport.getCurrentImageIdIndex() !== index) return;
+    this.viewport.successCallback(this.stack.imageIds[index], image);
   }
 
   private showPreview(url: string): void {
@@ -157,8 +176,9 @@ export class Pane {
     this.preview.hidden = false;
   }
 
-  /** Performance marks (cf-preview-left, cf-first-image-left, cf-all-loaded-left) for
-   * benchmarks/bench_viewer.py; once per series. */
+  /** Performance marks for benchmarks/bench_viewer.py, once per series: cf-preview-left
+   * (server-rendered JPEG), cf-first-image-left (Cornerstone drew a slice), cf-first-full-left
+   * (the slice on screen at full quality), cf-all-preview-left, cf-all-full-left. */
   private marked = new Set<string>();
   private mark(what: string): void {
     if (this.marked.has(what)) return;
@@ -228,13 +248,18 @@ export class Pane {
         })} · ${t('pane.zoom', { zoom: Math.round(zoom * 100) })}`;
       }
     }
-    const loaded = this.loadedCount();
-    this.progress.max = count;
-    this.progress.value = loaded;
-    this.progressText.textContent = loaded < count
-      ? t('pane.loading', { loaded, total: count }) : t('pane.loaded', { total: count });
-    this.root.classList.toggle('complete', loaded >= count);
-    if (loaded >= count) this.mark('all-loaded');
+    const { preview, full } = this.counts();
+    this.progress.max = 2 * count;
+    this.progress.value = preview + full;
+    this.progressText.textContent = preview < count ? t('pane.loading', { loaded: preview, total: count })
+      : full < count ? t('pane.loadingFull', { full, total: count }) : t('pane.loaded', { total: count });
+    this.root.classList.toggle('complete', full >= count);
+    const quality = this.quality();
+    this.badge.hidden = quality !== 'preview';
+    this.root.dataset.quality = quality ?? '';
+    if (quality === 'full') this.mark('first-full');
+    if (preview >= count) this.mark('all-preview');
+    if (full >= count) this.mark('all-full');
   }
 
   setTitle(title: string): void {

@@ -49,15 +49,41 @@ class FrameChoice:
     transfer_syntax: str
 
 
-def frame_choice(header: str | None) -> FrameChoice:
-    types = ("application/octet-stream", *sorted(set(FRAME_MEDIA_TYPES.values())))
-    media = _wants(parse_accept(header), types)
-    if media is None:
-        raise _not_acceptable(header, 'multipart/related; type="application/octet-stream"')
-    part = media.params.get("type", "application/octet-stream").lower()
+FRAME_PART_TYPES = ("application/octet-stream", *sorted(set(FRAME_MEDIA_TYPES.values())))
+
+
+def _frame_choice(media: MediaRange) -> FrameChoice | None:
+    """What one Accept range asks of a frame, or None if it names no frame media type."""
+    if media.type in ("*/*", "multipart/*"):
+        return FrameChoice("application/octet-stream", EXPLICIT_LE)
+    if media.type == "multipart/related":
+        part = media.params.get("type", "application/octet-stream").lower()
+    elif media.type in FRAME_PART_TYPES:  # a bare part type: treat as the multipart form
+        part = media.type
+    else:
+        return None
     if part in ("*/*", "*"):
         part = "application/octet-stream"
+    if part not in FRAME_PART_TYPES:
+        return None
     return FrameChoice(part, media.params.get("transfer-syntax", MEDIA_TYPE_DEFAULT_TS[part]))
+
+
+def frame_choices(header: str | None) -> list[FrameChoice]:
+    """Every form of a frame the client accepts, most preferred first (PS3.18 §8.7.3.5).
+
+    The server sends the first one it can produce, so a client may ask for a compressed
+    syntax and name uncompressed frames as the fallback (a lower q, or a later range).
+    """
+    found = [c for c in map(_frame_choice, parse_accept(header)) if c is not None]
+    if not found:
+        raise _not_acceptable(header, 'multipart/related; type="application/octet-stream"')
+    return list(dict.fromkeys(found))
+
+
+def frame_choice(header: str | None) -> FrameChoice:
+    """The client's most preferred form of a frame."""
+    return frame_choices(header)[0]
 
 
 def wants_json(header: str | None) -> None:

@@ -1,11 +1,13 @@
-"""WADO-RS (PS3.18 §10.4): instances, metadata, frames and bulk data.
+"""WADO-RS (PS3.18 §10.4): instances, metadata, frames, pixel data and bulk data.
 
-Everything streams: instances part by part from disk, frames by byte range.
+Everything streams: instances part by part from disk, frames by byte range. Frames can
+also be asked for as HTJ2K (services/transcode.py), one by one or a whole series at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -13,20 +15,21 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from cloudfilm.api.access import download_study, view_study
-from cloudfilm.api.dicomweb.negotiation import AS_STORED, FrameChoice, frame_choice, \
+from cloudfilm.api.access import describe, download_study, view_study
+from cloudfilm.api.dicomweb.negotiation import AS_STORED, FrameChoice, frame_choices, \
     instance_transfer_syntax, wants_json
 from cloudfilm.api.errors import BadParameter, NotFound
-from cloudfilm.api.multipart import in_thread_batches, multipart_content_type, new_boundary, \
-    stream_parts
+from cloudfilm.api.multipart import closing, in_thread_batches, multipart_content_type, \
+    new_boundary, part_header, stream_parts
 from cloudfilm.api.responses import json_bytes_response
-from cloudfilm.api.urls import dicomweb_base
+from cloudfilm.api.urls import dicomweb_base, instance_url
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE, FRAME_MEDIA_TYPES, is_native
-from cloudfilm.services import pixels
+from cloudfilm.services import pixels, transcode
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.retrieve import NotStored, RetrieveService, StoredInstance
 
 BULK_PREFIX = b'"BulkDataURI":"'
+LOG = logging.getLogger(__name__)
 
 
 def _service(request: Request) -> RetrieveService:
@@ -103,9 +106,12 @@ def parse_frame_list(value: str) -> list[int]:
     return numbers
 
 
-def frame_bytes(service: RetrieveService, item: StoredInstance, number: int,
-                choice: FrameChoice) -> tuple[str, bytes]:
-    """One frame in the form the client asked for; raises 406 when that needs an encoder."""
+class _CannotProduce(Exception):
+    """One Accept choice cannot be met for a frame; the next one is tried."""
+
+
+def _frame_as(service: RetrieveService, item: StoredInstance, number: int,
+              choice: FrameChoice) -> tuple[str, bytes]:
     stored_ts = item.transfer_syntax_uid
     stored = service.stored_frame(item, number)
     as_stored = choice.transfer_syntax in (AS_STORED, stored_ts)
@@ -118,57 +124,150 @@ def frame_bytes(service: RetrieveService, item: StoredInstance, number: int,
             return f"application/octet-stream; transfer-syntax={EXPLICIT_LE}", stored
         data = service.decoded_frame(item, number)
         return f"application/octet-stream; transfer-syntax={EXPLICIT_LE}", data
-    raise HTTPException(406, f"frame of instance {item.sop_uid} is stored as {stored_ts}; "
-                             f"transcoding to {choice.transfer_syntax} is not supported")
+    if choice.media_type == "image/jphc" and choice.transfer_syntax in transcode.TARGETS:
+        try:
+            data = transcode.htj2k_frame(service, item, number, choice.transfer_syntax)
+        except transcode.NotTranscodable as exc:
+            raise _CannotProduce(str(exc)) from exc
+        return f"image/jphc; transfer-syntax={choice.transfer_syntax}", data
+    raise _CannotProduce(f"frame of instance {item.sop_uid} is stored as {stored_ts}; "
+                         f"transcoding to {choice.transfer_syntax} is not supported")
+
+
+def frame_bytes(service: RetrieveService, item: StoredInstance, number: int,
+                choices: Sequence[FrameChoice]) -> tuple[str, bytes]:
+    """One frame in the first form the client accepts that we can make, else 406."""
+    reasons = []
+    for choice in choices:
+        try:
+            return _frame_as(service, item, number, choice)
+        except _CannotProduce as exc:
+            reasons.append(str(exc))
+    raise HTTPException(406, "; ".join(dict.fromkeys(reasons)))
 
 
 def _frames(service: RetrieveService, study: str, series: str, sop: str, numbers: list[int],
-            choice: FrameChoice) -> list[tuple[str, bytes]]:
+            choices: list[FrameChoice]) -> list[tuple[str, bytes]]:
     item = service.instance(study, series, sop)
     if item.number_of_frames == 0:
         raise NotStored(f"frames of instance {sop} (it has no pixel data)")
-    return [frame_bytes(service, item, n, choice) for n in numbers]
+    return [frame_bytes(service, item, n, choices) for n in numbers]
 
 
 async def retrieve_frames(request: Request) -> Response:
     """Frames as multipart/related; type="application/octet-stream" (PS3.18 §10.4.1.1.3)."""
     numbers = parse_frame_list(request.path_params["frames"])
-    choice = frame_choice(request.headers.get("accept"))
+    choices = frame_choices(request.headers.get("accept"))
     study, series, sop = _uids(request)
     await view_study(request, study, series, sop)
     try:
-        parts = await run_in_threadpool(_frames, _service(request), study, series, sop, numbers, choice)
+        parts = await run_in_threadpool(_frames, _service(request), study, series, sop, numbers,
+                                        choices)
     except NotStored as exc:
         raise NotFound(str(exc)) from exc
-    return _multipart(parts, choice.media_type)
+    return _multipart(parts, choices[0].media_type)
+
+
+# Pixels are not kept in browser caches: not on shared devices, and a series' worth of
+# frames (tens of MB) would push the viewer's own bundle out of a small cache.
+PIXEL_HEADERS = {"Cache-Control": "no-store"}
 
 
 def _multipart(parts: list[tuple[str, bytes]], part_type: str) -> Response:
     boundary = new_boundary()
     body = b"".join(stream_parts(boundary, ((ct, [data]) for ct, data in parts)))
-    return Response(body, media_type=multipart_content_type(part_type, boundary))
+    return Response(body, media_type=multipart_content_type(part_type, boundary),
+                    headers=PIXEL_HEADERS)
+
+
+# Small batches: a transcoded series should start flowing after a few frames, not 8 MB.
+PIXELDATA_BATCH = 64 << 10
+
+
+def _pixeldata_parts(service: RetrieveService, items: list[StoredInstance],
+                     choices: list[FrameChoice], base: str,
+                     boundary: str) -> Iterator[bytes]:
+    """Each frame of each instance as a part named by its frame URL (Content-Location).
+
+    The first frame decides the status (406 if none of the client's choices fits it); the
+    status line is sent before later frames are made, so a later frame that fits none is
+    left out (and logged), and the client can ask for it alone.
+    """
+    first = True
+    for listed in items:
+        if listed.number_of_frames == 0:
+            continue
+        item = service.instance(listed.study_uid, listed.series_uid, listed.sop_uid)
+        for number in range(1, item.number_of_frames + 1):
+            try:
+                content_type, data = frame_bytes(service, item, number, choices)
+            except HTTPException as exc:
+                if first:
+                    raise
+                LOG.warning("pixeldata: frame %d of %s left out: %s", number, item.sop_uid,
+                            exc.detail)
+                continue
+            location = f"{instance_url(base, item.study_uid, item.series_uid, item.sop_uid)}" \
+                       f"/frames/{number}"
+            yield part_header(boundary, content_type, first, f"Content-Location: {location}\r\n")
+            yield data
+            first = False
+    yield closing(boundary) if not first else f"--{boundary}--\r\n".encode("latin-1")
+
+
+def _first_part(parts: Iterator[bytes]) -> list[bytes]:
+    """The first frame's header and bytes: made before the status is sent, so a first
+    frame that cannot be produced is still a proper 406."""
+    return [next(parts), next(parts, b"")]
+
+
+async def retrieve_pixeldata(request: Request) -> Response:
+    """Every frame of a study, series or instance in one response (PS3.18 §10.4.1.1.6):
+    one request instead of hundreds, which is what a viewer needs on a high-latency link."""
+    choices = frame_choices(request.headers.get("accept"))
+    study, series, sop = _uids(request)
+    await view_study(request, study, series, sop)
+    service, boundary = _service(request), new_boundary()
+    try:
+        items = await run_in_threadpool(service.instances, study, series, sop)
+    except NotStored as exc:
+        raise NotFound(str(exc)) from exc
+    if not any(item.number_of_frames for item in items):
+        raise NotFound(f"pixel data of {describe(study, series, sop)} (it has no images)")
+    parts = _pixeldata_parts(service, items, choices, dicomweb_base(request), boundary)
+    head = await run_in_threadpool(_first_part, parts)
+    return StreamingResponse(_chain(head, in_thread_batches(parts, PIXELDATA_BATCH)),
+                             media_type=multipart_content_type(choices[0].media_type, boundary),
+                             headers=PIXEL_HEADERS)
+
+
+async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in head:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
 
 
 def _bulk(service: RetrieveService, study: str, series: str, sop: str, path: list[str],
-          choice: FrameChoice) -> list[tuple[str, bytes]]:
+          choices: list[FrameChoice]) -> list[tuple[str, bytes]]:
     item = service.instance(study, series, sop)
     if path == ["7FE00010"] and item.number_of_frames:
         if is_native(item.transfer_syntax_uid) and item.frames:
             ranges = [r for frame in item.frames for r in frame]
             data = b"".join(service.blobs.read_range(item.blob_key, o, n) for o, n in ranges)
             return [(f"application/octet-stream; transfer-syntax={item.transfer_syntax_uid}", data)]
-        return [frame_bytes(service, item, n, choice) for n in range(1, item.number_of_frames + 1)]
+        return [frame_bytes(service, item, n, choices) for n in range(1, item.number_of_frames + 1)]
     return [("application/octet-stream", service.bulk_value(item, path))]
 
 
 async def retrieve_bulkdata(request: Request) -> Response:
     """The value behind a BulkDataURI from our metadata (PS3.18 §10.4.1.1.5)."""
     path = [p.upper() for p in request.path_params["path"].strip("/").split("/")]
-    choice = frame_choice(request.headers.get("accept"))
+    choices = frame_choices(request.headers.get("accept"))
     study, series, sop = _uids(request)
     await view_study(request, study, series, sop)
     try:
-        parts = await run_in_threadpool(_bulk, _service(request), study, series, sop, path, choice)
+        parts = await run_in_threadpool(_bulk, _service(request), study, series, sop, path, choices)
     except NotStored as exc:
         raise NotFound(str(exc)) from exc
     return _multipart(parts, "application/octet-stream")
@@ -183,5 +282,8 @@ routes = [
     Route("/studies/{study}/series/{series}/metadata", retrieve_metadata, methods=["GET"]),
     Route(INSTANCE + "/metadata", retrieve_metadata, methods=["GET"]),
     Route(INSTANCE + "/frames/{frames}", retrieve_frames, methods=["GET"]),
+    Route("/studies/{study}/pixeldata", retrieve_pixeldata, methods=["GET"]),
+    Route("/studies/{study}/series/{series}/pixeldata", retrieve_pixeldata, methods=["GET"]),
+    Route(INSTANCE + "/pixeldata", retrieve_pixeldata, methods=["GET"]),
     Route(INSTANCE + "/bulkdata/{path:path}", retrieve_bulkdata, methods=["GET"]),
 ]
