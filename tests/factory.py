@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cloudfilm.domain.volume import CtVolume
+    from cloudfilm.services.demo import DemoOptions
+
 import io
 import secrets
 from typing import Any
@@ -126,3 +132,16 @@ def parse_multipart(response: Any) -> list[tuple[dict[str, str], bytes]]:
             headers[name.strip().lower()] = value.strip()
         parts.append((headers, data))
     return parts
+
+
+def demo_volumes(options: "DemoOptions") -> dict[tuple[int, int], "CtVolume"]:
+    """Every demo study as a CT volume, keyed (patient index, study index), built in memory."""
+    from collections import defaultdict
+
+    from cloudfilm.services.demo import iter_demo_datasets
+    from cloudfilm.services.volumes import volume_from_datasets
+
+    series: dict[tuple[int, int], list] = defaultdict(list)
+    for ds, info in iter_demo_datasets(options):
+        series[(info["patient_index"], info["study_index"])].append(ds)
+    return {key: volume_from_datasets(datasets) for key, datasets in series.items()}

@@ -10,22 +10,20 @@ checked exactly; a resampled copy with a known rotation checks what the demo can
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import numpy as np
-import pydicom
 import pytest
 import SimpleITK as sitk
 
 from cloudfilm.domain.volume import CtVolume
-from cloudfilm.services.demo import DemoOptions, demo_truth, iter_demo_datasets
+from cloudfilm.services.demo import DemoOptions, demo_truth
 from cloudfilm.services.registration import (
     RegistrationError,
     RigidTransform,
     patient_space_image,
     register_rigid,
 )
-from cloudfilm.services.volumes import volume_from_datasets
+from factory import demo_volumes
 
 OPTS = DemoOptions(patients=2, slices=80)
 TRUTH = demo_truth(OPTS)
@@ -35,10 +33,7 @@ Key = tuple[int, int]  # (patient index, study index)
 @pytest.fixture(scope="module")
 def volumes() -> dict[Key, CtVolume]:
     """Every demo study as a volume, built from in-memory datasets."""
-    series: dict[Key, list[pydicom.Dataset]] = defaultdict(list)
-    for ds, info in iter_demo_datasets(OPTS):
-        series[(info["patient_index"], info["study_index"])].append(ds)
-    return {key: volume_from_datasets(datasets) for key, datasets in series.items()}
+    return demo_volumes(OPTS)
 
 
 def _consecutive_pairs(truth: dict) -> list[tuple[int, int]]:

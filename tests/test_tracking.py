@@ -8,11 +8,9 @@ nodule with its own prior across hospitals once the studies are registered.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
-import pydicom
 import pytest
 
 from cloudfilm.domain.tracking import (
@@ -24,9 +22,9 @@ from cloudfilm.domain.tracking import (
     shares_frame_of_reference,
 )
 from cloudfilm.domain.volume import CtVolume
-from cloudfilm.services.demo import DemoOptions, demo_truth, iter_demo_datasets
+from cloudfilm.services.demo import DemoOptions, demo_truth
 from cloudfilm.services.registration import register_rigid
-from cloudfilm.services.volumes import volume_from_datasets
+from factory import demo_volumes
 
 
 def nodule(name: str, x: float, y: float = 0.0, z: float = 0.0, d: float = 6.0) -> NodulePoint:
@@ -151,10 +149,7 @@ Key = tuple[int, int]  # (patient index, study index)
 @pytest.fixture(scope="module")
 def volumes() -> dict[Key, CtVolume]:
     """Every demo study as a volume, built from in-memory datasets."""
-    series: dict[Key, list[pydicom.Dataset]] = defaultdict(list)
-    for ds, info in iter_demo_datasets(OPTS):
-        series[(info["patient_index"], info["study_index"])].append(ds)
-    return {key: volume_from_datasets(datasets) for key, datasets in series.items()}
+    return demo_volumes(OPTS)
 
 
 def _points(study: dict) -> list[NodulePoint]:
