@@ -168,16 +168,19 @@ async def retrieve_frames(request: Request) -> Response:
     return _multipart(parts, choices[0].media_type)
 
 
-# Pixels are not kept in browser caches: not on shared devices, and a series' worth of
-# frames (tens of MB) would push the viewer's own bundle out of a small cache.
+# HTJ2K pixels for cloudfilm's viewer are not kept in browser caches: not on shared
+# devices, and a series' worth of frames (tens of MB) would push the viewer's own bundle out
+# of a small cache. Other frame requests keep the default: OHIF 3.13 aborts its own frame
+# requests when told not to store them (every frame then reads as a failed request).
 PIXEL_HEADERS = {"Cache-Control": "no-store"}
+UNCACHED_PART_TYPES = frozenset({"image/jphc"})
 
 
 def _multipart(parts: list[tuple[str, bytes]], part_type: str) -> Response:
     boundary = new_boundary()
     body = b"".join(stream_parts(boundary, ((ct, [data]) for ct, data in parts)))
     return Response(body, media_type=multipart_content_type(part_type, boundary),
-                    headers=PIXEL_HEADERS)
+                    headers=PIXEL_HEADERS if part_type in UNCACHED_PART_TYPES else None)
 
 
 # Small batches: a transcoded series should start flowing after a few frames, not 8 MB.
