@@ -202,6 +202,23 @@ def fresh_server(database_kind: str, tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture
+def archive(database_kind: str, tmp_path: Path) -> Iterator[Any]:
+    """An archive of its own, opened in this process, on a fresh database."""
+    from cloudfilm.config import Settings
+    from cloudfilm.services.archive import Archive
+
+    data_dir = tmp_path / "data"
+    url, schema = database_url_for(database_kind, data_dir)
+    opened = Archive.open(Settings.load(data_dir, url), recover=False)
+    try:
+        yield opened
+    finally:
+        opened.close()
+        if schema:
+            schema.drop()
+
+
+@pytest.fixture
 def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.dicomweb, headers=server.auth, timeout=60) as http:
         yield http

@@ -13,7 +13,6 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 import pytest
@@ -30,24 +29,10 @@ from cloudfilm.services.audit_export import (
 from cloudfilm.services.syslog import format_message, octet_counted
 from cloudfilm.storage.index.access_models import AuditEventRow, CaregiverRow
 from cloudfilm.storage.index.db import Index
-from conftest import Server, database_url_for, free_port, run_cli
+from conftest import Server, free_port, run_cli
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
-
-
-@pytest.fixture
-def archive(database_kind: str, tmp_path: Path) -> Iterator[Archive]:
-    """An archive of its own (in this process), on a fresh database."""
-    data_dir = tmp_path / "data"
-    url, schema = database_url_for(database_kind, data_dir)
-    opened = Archive.open(Settings.load(data_dir, url), recover=False)
-    try:
-        yield opened
-    finally:
-        opened.close()
-        if schema:
-            schema.drop()
 
 
 def entry(n: int = 0, **fields: object) -> AuditEntry:

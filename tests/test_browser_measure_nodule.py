@@ -20,9 +20,10 @@ import pytest
 from cloudfilm.web.viewer import BUILD_DIR
 from conftest import DemoSite, log_in, screenshot
 
-pytestmark = pytest.mark.skipif(
-    not (BUILD_DIR / "index.html").is_file(),
-    reason="the viewer is not built: run `make web` (make test does it first)")
+@pytest.fixture(autouse=True, scope="module")
+def built() -> None:
+    """A missing build is a failure, not a skip: make test builds it first."""
+    assert (BUILD_DIR / "index.html").is_file(), "the viewer is not built: run `make web`"
 
 
 def hook(page: Any, expression: str, *args: Any) -> Any:

@@ -25,9 +25,10 @@ import pytest
 from cloudfilm.web.ohif import BUILD_DIR, ohif_url
 from conftest import DemoSite, screenshot
 
-pytestmark = pytest.mark.skipif(
-    not (BUILD_DIR / "index.html").is_file(),
-    reason="OHIF is not built: run `make web` (make test does it first)")
+@pytest.fixture(autouse=True, scope="module")
+def built() -> None:
+    """A missing build is a failure, not a skip: make test builds it first."""
+    assert (BUILD_DIR / "index.html").is_file(), "OHIF is not built: run `make web`"
 
 ADMIN = "demo-admin"  # a clinician-side account that sees every demo study
 REPORT_NAME = "cloudfilm OHIF test report"

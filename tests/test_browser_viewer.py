@@ -33,9 +33,10 @@ from cloudfilm.web.viewer import BUILD_DIR
 from conftest import DemoSite, screenshot
 from factory import parse_multipart
 
-pytestmark = pytest.mark.skipif(
-    not (BUILD_DIR / "index.html").is_file(),
-    reason="the viewer is not built: run `make web` (make test does it first)")
+@pytest.fixture(autouse=True, scope="module")
+def built() -> None:
+    """A missing build is a failure, not a skip: make test builds it first."""
+    assert (BUILD_DIR / "index.html").is_file(), "the viewer is not built: run `make web`"
 
 PATIENT = "demo-patient"
 DESKTOP = {"width": 1280, "height": 800}

@@ -6,7 +6,6 @@ overdue one after the window, none once a newer CT is stored, each message once.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -14,9 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import database_url_for
 from factory import make_instance, to_bytes
-from cloudfilm.config import Settings
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.followup_reminders import (
     KIND_DUE, KIND_OVERDUE, enqueue_followup_reminders,
@@ -35,19 +32,6 @@ DAYS = 30
 
 def at(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def archive(database_kind: str, tmp_path: Path) -> Iterator[Archive]:
-    data_dir = tmp_path / "data"
-    url, schema = database_url_for(database_kind, data_dir)
-    opened = Archive.open(Settings.load(data_dir, url), recover=False)
-    try:
-        yield opened
-    finally:
-        opened.close()
-        if schema:
-            schema.drop()
 
 
 @dataclass

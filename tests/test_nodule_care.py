@@ -80,8 +80,10 @@ def test_manual_measurements_are_tracked_across_hospitals_and_assessed(site: Sit
         assessment = body["assessment"]
         assert assessment["guideline"] == "fleischner-2017"
         assert assessment["rule"].startswith("Fleischner 2017")
-        assert assessment["next_scan"] is None or assessment["next_scan"]["earliest"] > \
-            second["study_date"][:4]
+        exam_day = "{}-{}-{}".format(second["study_date"][:4], second["study_date"][4:6],
+                                     second["study_date"][6:])
+        assert assessment["input"]["exam"]["date"] == exam_day
+        assert assessment["next_scan"]["earliest"] > exam_day  # the demo nodules need follow-up
         growing = next(n for n in second["nodules"] if n["id"] == "n1")
         prior = next(n for n in first["nodules"] if n["id"] == "n1")
         n1 = next(n for n in assessment["nodules"]
@@ -160,6 +162,10 @@ def test_who_may_measure_and_read(site: Site) -> None:
     with site.http("demo-physician") as http:
         bad = http.post(path, json=_manual(study, nodule, long_axis_mm=3.0, short_axis_mm=5.0))
         assert bad.status_code == 422 and "short axis" in bad.json()["error"]
+        for field, value in (("spiculated", "yes"), ("lobe", 5), ("nodule_type", "cystic")):
+            wrong = http.post(path, json=_manual(study, nodule, **{field: value}))
+            assert wrong.status_code == 422 and field.split("_")[-1] in wrong.json()["error"], \
+                (field, wrong.text)
 
 
 def test_growth_chart_and_explanation_pages(site: Site) -> None:

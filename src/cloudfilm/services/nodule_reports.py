@@ -25,7 +25,9 @@ from sqlalchemy import select
 
 from cloudfilm.domain.fhir_observation import bundle, nodule_observation
 from cloudfilm.domain.nodule import Method
-from cloudfilm.services.nodule_sr import SrNodule, build_nodule_sr, centre_from_points, read_nodule_sr
+from cloudfilm.services.nodule_sr import (
+    ImportedMeasurement, SrNodule, build_nodule_sr, centre_from_points, read_nodule_sr,
+)
 from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
 from cloudfilm.storage.index.nodule_models import NoduleMeasurementRow, NoduleRow
 
@@ -152,9 +154,13 @@ def _study_srs(service: "NoduleService", study_uid: str) -> list[tuple[str, str]
                    SeriesRow.series_uid != report_series_uid(study_uid)))]
 
 
+# SRs read once and found to hold no nodule measurement (a report, a 18 cm line): not read
+# from disk again on every view of the study. Per process; SR instances never change.
+_NOTHING_TO_IMPORT: set[str] = set()
+
+
 def import_study_srs(service: "NoduleService", study_uid: str) -> int:
     """Import measurement groups of SRs not yet imported (e.g. saved in OHIF); returns how many."""
-    from cloudfilm.services.nodules import NewMeasurement, NoduleError
     candidates = _study_srs(service, study_uid)
     if not candidates:
         return 0
@@ -164,50 +170,57 @@ def import_study_srs(service: "NoduleService", study_uid: str) -> int:
             NoduleMeasurementRow.source == "sr-import")))
     imported = 0
     for series_uid, sop_uid in candidates:
-        if sop_uid in done:
+        if sop_uid in done or sop_uid in _NOTHING_TO_IMPORT:
             continue
         ds = _read_header(service, study_uid, series_uid, sop_uid)
-        if str(ds.get("Manufacturer", "")) == "cloudfilm":
-            continue
         try:
-            found = read_nodule_sr(ds)
+            found = [] if str(ds.get("Manufacturer", "")) == "cloudfilm" else read_nodule_sr(ds)
         except (ValueError, AttributeError, KeyError) as error:
             log.info("SR %s has no readable measurements: %s", sop_uid, error)
-            continue
-        for item in found:
-            if item.long_axis_mm is None or not item.instance_uid or not item.series_uid:
-                continue
-            if item.long_axis_mm > MAX_NODULE_MM:
-                continue  # a mass or some other length (e.g. a chest width), not a nodule
-            try:
-                image = _read_header(service, study_uid, item.series_uid, item.instance_uid)
-                centre = item.centre_in_space_mm or centre_from_points(
-                    item.points, image, item.frame_number)
-            except (LookupError, ValueError) as error:
-                log.info("SR %s: measurement without a usable image: %s", sop_uid, error)
-                continue
-            single = item.short_axis_mm is None
-            short = item.long_axis_mm if single else min(item.short_axis_mm, item.long_axis_mm)
-            outline: dict[str, Any] = {"instance_uid": item.instance_uid,  # SCOORD -> indices
-                                       "long_axis": [[p[0] - 0.5, p[1] - 0.5]
-                                                     for p in item.points[:2]]}
-            if single:
-                outline["single_diameter"] = True
-            try:
-                service.add(study_uid, NewMeasurement(
-                    series_uid=item.series_uid, instance_uid=item.instance_uid,
-                    frame_number=item.frame_number, centre_mm=tuple(centre),  # type: ignore[arg-type]
-                    long_axis_mm=max(item.long_axis_mm, short), short_axis_mm=short,
-                    volume_mm3=item.volume_mm3,
-                    nodule_type=(item.nodule_type.value if item.nodule_type else "solid"),
-                    lobe=item.lobe.value if item.lobe else None,
-                    method=(item.method or Method.MANUAL).value, outline=outline,
-                    source="sr-import", sr_instance_uid=sop_uid),
-                    item.observer or "OHIF")
-                imported += 1
-            except NoduleError as error:
-                log.info("SR %s: measurement not imported: %s", sop_uid, error)
+            found = []
+        count = sum(_import_item(service, study_uid, sop_uid, item) for item in found)
+        if count == 0:
+            _NOTHING_TO_IMPORT.add(sop_uid)
+        imported += count
     return imported
+
+
+def _import_item(service: "NoduleService", study_uid: str, sop_uid: str,
+                 item: "ImportedMeasurement") -> bool:
+    """One SR measurement group as a measurement of the study; False if it is not a nodule
+    measurement that can be placed (no length, longer than 3 cm, no usable image)."""
+    from cloudfilm.services.nodules import NewMeasurement, NoduleError
+    if item.long_axis_mm is None or not item.instance_uid or not item.series_uid:
+        return False
+    if item.long_axis_mm > MAX_NODULE_MM:
+        return False  # a mass or some other length (e.g. a chest width), not a nodule
+    try:
+        image = _read_header(service, study_uid, item.series_uid, item.instance_uid)
+        centre = item.centre_in_space_mm or centre_from_points(item.points, image,
+                                                               item.frame_number)
+    except (LookupError, ValueError) as error:
+        log.info("SR %s: measurement without a usable image: %s", sop_uid, error)
+        return False
+    single = item.short_axis_mm is None
+    short = item.long_axis_mm if single else min(item.short_axis_mm, item.long_axis_mm)
+    outline: dict[str, Any] = {"instance_uid": item.instance_uid,  # SCOORD -> pixel indices
+                               "long_axis": [[p[0] - 0.5, p[1] - 0.5] for p in item.points[:2]]}
+    if single:
+        outline["single_diameter"] = True
+    try:
+        service.add(study_uid, NewMeasurement(
+            series_uid=item.series_uid, instance_uid=item.instance_uid,
+            frame_number=item.frame_number, centre_mm=tuple(centre),  # type: ignore[arg-type]
+            long_axis_mm=max(item.long_axis_mm, short), short_axis_mm=short,
+            volume_mm3=item.volume_mm3,
+            nodule_type=item.nodule_type.value if item.nodule_type else "solid",
+            lobe=item.lobe.value if item.lobe else None,
+            method=(item.method or Method.MANUAL).value, outline=outline,
+            source="sr-import", sr_instance_uid=sop_uid), item.observer or "OHIF")
+    except NoduleError as error:
+        log.info("SR %s: measurement not imported: %s", sop_uid, error)
+        return False
+    return True
 
 
 def study_fhir_bundle(service: "NoduleService", study_uid: str) -> dict[str, Any]:

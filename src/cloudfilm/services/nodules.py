@@ -136,13 +136,25 @@ def to_domain(row: NoduleMeasurementRow) -> Measurement:
 
 def _validate(m: NewMeasurement) -> None:
     """Check the reader's values with the domain's own rules before anything is stored."""
+    for name in ("spiculated", "juxtapleural"):
+        if not isinstance(getattr(m, name), bool):
+            raise NoduleError(f"{name} must be true or false")
+    for name in ("nodule_type", "calcification", "airway", "method"):
+        if not isinstance(getattr(m, name), str):
+            raise NoduleError(f"{name} must be text")
+    if m.lobe is not None and not isinstance(m.lobe, str):
+        raise NoduleError("lobe must be text (RUL, RML, RLL, LUL or LLL)")
+    for name in ("long_axis_mm", "short_axis_mm", "volume_mm3", "solid_component_mm"):
+        value = getattr(m, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise NoduleError(f"{name} must be a number")
+    for name, kind in (("nodule_type", NoduleType), ("calcification", Calcification),
+                       ("airway", Airway), ("method", Method)):
+        if getattr(m, name) not in {k.value for k in kind}:
+            raise NoduleError(f"{name} must be one of {', '.join(k.value for k in kind)}")
     try:
-        NoduleType(m.nodule_type)
-        Calcification(m.calcification)
-        Airway(m.airway)
         if m.lobe:
             Lobe.parse(m.lobe)
-        Method(m.method)
         Measurement(study_uid="x", series_uid=m.series_uid or "x", instance_uid=m.instance_uid or "x",
                     centre_mm=m.centre_mm, long_axis_mm=m.long_axis_mm,
                     short_axis_mm=m.short_axis_mm, nodule_type=NoduleType(m.nodule_type),

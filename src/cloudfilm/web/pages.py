@@ -330,7 +330,7 @@ async def render_study(request: Request, study_uid: str) -> Response:
     prior_detail = await thread(portal_data.study_detail, archive, prior) if prior else None
     person_id = detail.person_id
     manages = person_id is not None and who.kind == "user" and may_act_for(who, person_id)
-    clinician = who.kind == "user" and who.role in (Role.PHYSICIAN, Role.ADMIN, Role.OPERATOR)
+    clinician = nodule_views.is_clinician(who)
     uid = quote(study_uid)
     series = [{"info": s, "thumb": f"/dicomweb/studies/{uid}/series/{quote(s.series_uid)}"
                                    f"/thumbnail?viewport=192,192",

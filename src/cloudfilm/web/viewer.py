@@ -31,6 +31,7 @@ from cloudfilm.services.people import PeopleService
 from cloudfilm.services.policy import Policy, study_ref_in
 from cloudfilm.storage.index import queries
 from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
+from cloudfilm.web.i18n import HTML_LANG, chosen_language
 
 BUILD_DIR = Path(__file__).resolve().parent / "static" / "build" / "viewer"
 UID = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
@@ -64,20 +65,9 @@ MESSAGES = {
 }
 
 
-def _language(request: Request) -> str:
-    """The viewer's own rule: ?lang=, the cf_lang cookie, then Accept-Language."""
-    for tag in (request.query_params.get("lang"), request.cookies.get("cf_lang"),
-                request.headers.get("accept-language", "").split(",")[0]):
-        if tag and tag.strip().lower().startswith("zh"):
-            return "zh-Hans"
-        if tag and tag.strip().lower().startswith("en"):
-            return "en"
-    return "en"
-
-
 def _message_page(request: Request, status: int, title_key: str, body_key: str) -> HTMLResponse:
     """A small self-contained page (no scripts) in the viewer's language."""
-    lang = _language(request)
+    lang = HTML_LANG[chosen_language(request)]  # the portal's rule: ?lang=, cookie, browser
     text = MESSAGES[lang]
     title = html.escape(text[title_key])
     document = (

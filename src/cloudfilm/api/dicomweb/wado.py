@@ -165,7 +165,7 @@ async def retrieve_frames(request: Request) -> Response:
                                         choices)
     except NotStored as exc:
         raise NotFound(str(exc)) from exc
-    return _multipart(parts, choices[0].media_type)
+    return _multipart(parts)
 
 
 # HTJ2K pixels for cloudfilm's viewer are not kept in browser caches: not on shared
@@ -176,7 +176,10 @@ PIXEL_HEADERS = {"Cache-Control": "no-store"}
 UNCACHED_PART_TYPES = frozenset({"image/jphc"})
 
 
-def _multipart(parts: list[tuple[str, bytes]], part_type: str) -> Response:
+def _multipart(parts: list[tuple[str, bytes]]) -> Response:
+    """The parts as multipart/related, typed by what was produced (a client's first choice
+    may have fallen back to a later one)."""
+    part_type = parts[0][0].split(";")[0].strip() if parts else "application/octet-stream"
     boundary = new_boundary()
     body = b"".join(stream_parts(boundary, ((ct, [data]) for ct, data in parts)))
     return Response(body, media_type=multipart_content_type(part_type, boundary),
@@ -273,7 +276,7 @@ async def retrieve_bulkdata(request: Request) -> Response:
         parts = await run_in_threadpool(_bulk, _service(request), study, series, sop, path, choices)
     except NotStored as exc:
         raise NotFound(str(exc)) from exc
-    return _multipart(parts, "application/octet-stream")
+    return _multipart(parts)
 
 
 INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
