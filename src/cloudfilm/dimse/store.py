@@ -6,26 +6,43 @@ Information (PS3.10 §7.1) for the negotiated transfer syntax, then the received
 bytes. It is hashed while written, fsynced by `seal`, and ingested; Success is
 sent only after ingest has committed the index row and published the blob, so a
 Success survives a crash like a STOW 200 does.
+
+A registered node is a hospital source: it adds to any record and corrects stored
+demographics. An AE admitted only by ``CLOUDFILM_DIMSE_ALLOW`` follows the upload
+admission rule (issue 11): it may create records the index has never seen (left
+unlinked) and add to those within the same association, but never joins a record
+or study stored before, and never changes demographics; such an instance fails
+alone with 0124H and the same reason a patient's upload gets.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import weakref
+from dataclasses import dataclass, field
 from io import BytesIO
 from typing import cast
 
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from pynetdicom.status import STATUS_FAILURE, STORAGE_SERVICE_CLASS_STATUS
 
 from cloudfilm.dimse import caller
 from cloudfilm.services.archive import Archive
-from cloudfilm.services.ingest import IngestOutcome, PreparedInstance
+from cloudfilm.services.ingest import (
+    NOT_AUTHORIZED,
+    Admission,
+    IngestOutcome,
+    PreparedInstance,
+)
 from cloudfilm.storage.blobs import BlobStore, StagedBlob
+from cloudfilm.storage.index.writer import RecordKey, WriteRights
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +94,62 @@ def stage(event: Event, blobs: BlobStore) -> StagedBlob:
         raise
 
 
+@dataclass
+class UnregisteredSender:
+    """An `Admission` for one association of an AE that is not a registered node.
+
+    Every C-STORE is its own ingest batch, so the records this association created are
+    remembered here: a study of many instances arrives whole, and nothing else joins.
+    """
+
+    ae_title: str
+    created: set[RecordKey] = field(default_factory=set)
+
+    def screen(self, pending: list[PreparedInstance]) -> None:
+        """Nothing to look up before writing: the writer refuses what is not joinable."""
+
+    def rights(self) -> WriteRights:
+        return WriteRights(changes_demographics=False, joinable=frozenset(self.created),
+                           source=f"aet:{self.ae_title}")
+
+    def settle(self, pending: list[PreparedInstance]) -> None:
+        self.created.update((p.facts.patient["patient_id"], p.facts.patient["issuer"])
+                            for p in pending if p.facts is not None and p.outcome is not None
+                            and p.outcome.ok)
+
+
+@dataclass
+class RegisteredSender:
+    """A registered node's association: a hospital source."""
+
+    ae_title: str
+
+    def screen(self, pending: list[PreparedInstance]) -> None:
+        """A hospital's node is not screened."""
+
+    def rights(self) -> WriteRights:
+        return WriteRights(changes_demographics=True, joinable=None,
+                           source=f"aet:{self.ae_title}")
+
+    def settle(self, pending: list[PreparedInstance]) -> None:
+        """Stores are audited by `caller.audit_once`."""
+
+
+_senders: "weakref.WeakKeyDictionary[Association, Admission]" = weakref.WeakKeyDictionary()
+_senders_lock = threading.Lock()
+
+
+def admission_for(event: Event) -> Admission:
+    """The association's admission, made at its first C-STORE and kept until it ends."""
+    with _senders_lock:
+        known = _senders.get(event.assoc)
+        if known is None:
+            calling = caller.caller_of(event)
+            known = _senders[event.assoc] = RegisteredSender(calling.ae_title) \
+                if calling.is_registered_node else UnregisteredSender(calling.ae_title)
+        return known
+
+
 def uid_mismatch(prepared: PreparedInstance, event: Event) -> str | None:
     """The data set's SOP Class/Instance UIDs must be the request's Affected ones (PS3.7 §9.1.1).
 
@@ -110,12 +183,14 @@ def _ingest(archive: Archive, staged: StagedBlob, event: Event) -> int | Dataset
         archive.blobs.discard(staged)
         return failure(DATASET_MISMATCH, mismatch)
     try:
-        outcome = archive.ingest.index_and_publish([prepared])[0]
+        outcome = archive.ingest.index_and_publish([prepared], admission_for(event))[0]
     except OSError as exc:
         log.exception("C-STORE ingest ran out of resources")
         return failure(OUT_OF_RESOURCES, f"cannot store: {exc.strerror or exc}")
     if outcome.ok:
         caller.audit_once(event, archive, "store", outcome.study_uid)
+    elif outcome.code == NOT_AUTHORIZED:
+        caller.audit_refused_once(event, archive, "store", outcome.reason)
     return status_for(outcome)
 
 

@@ -43,6 +43,7 @@ from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.retrieve import NotStored
+from cloudfilm.services.ingest import DERIVED
 
 MAX_DOCUMENT_BYTES = 256 << 20
 MAX_PIXELS = 100_000_000
@@ -380,7 +381,8 @@ def attach(archive: Archive, source: Path, filename: str, *, study_uid: str | No
         ds = pdf_dataset(context, data, number, label)
     else:
         ds = image_dataset(context, data, media_type, number, label)
-    outcome = archive.ingest.ingest_staged([_stage(archive, ds)], str(ds.StudyInstanceUID))[0]
+    outcome = archive.ingest.ingest_staged([_stage(archive, ds)], str(ds.StudyInstanceUID),
+                                           admission=DERIVED)[0]
     if not outcome.ok:
         raise DocumentNotStored(outcome.reason)
     return AttachedDocument(outcome.study_uid, outcome.series_uid, outcome.sop_instance_uid,

@@ -25,13 +25,26 @@ from cloudfilm.services.part10 import parse_instance
 from cloudfilm.storage.blobs import BlobStore, StagedBlob, blob_key_for
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow
-from cloudfilm.storage.index.writer import IndexConflict, ParentCache, find_instance, write_instance
+from cloudfilm.storage.index.writer import (
+    HOSPITAL,
+    IndexConflict,
+    ParentCache,
+    WriteRights,
+    find_instance,
+    instance_record,
+    may_add_to,
+    write_instance,
+)
 
 log = logging.getLogger(__name__)
 
 STORED, DUPLICATE, FAILED = "stored", "duplicate", "failed"
 CONFLICT = 0xA900  # PS3.18 Table 10.5.3-1: the data set does not match what is stored
 PROCESSING_FAILURE = 0x0110
+NOT_AUTHORIZED = 0x0124  # PS3.7 Annex C.4: Refused, Not Authorized
+# Issue 11: one reason for every refusal that would tell an uploader whether another
+# patient's record, study, series or instance is stored here.
+NOT_ADDABLE_HERE = "this hospital record cannot be added here; ask the hospital for its claim code"
 
 
 @dataclass(frozen=True)
@@ -68,17 +81,49 @@ def _failure(facts: InstanceFacts | None, reason: str, code: int) -> IngestOutco
                          facts.series_uid, reason, code)
 
 
+def not_addable_here(facts: InstanceFacts) -> IngestOutcome:
+    """The uniform refusal (0124H) of an instance that would join what is not the uploader's."""
+    return _failure(facts, NOT_ADDABLE_HERE, NOT_AUTHORIZED)
+
+
 def _success(status: str, facts: InstanceFacts) -> IngestOutcome:
     return IngestOutcome(status, facts.sop_instance_uid, facts.sop_class_uid, facts.study_uid,
                          facts.series_uid)
 
 
 class Admission(Protocol):
-    """Screens a batch before indexing and settles it after (services/admission.py)."""
+    """Screens a batch before indexing and settles it after (services/admission.py).
+
+    ``rights`` (asked after ``screen``) says what the batch may do to records already
+    indexed; without an admission a batch comes from a hospital source.
+    """
 
     def screen(self, pending: list[PreparedInstance]) -> None: ...
 
+    def rights(self) -> WriteRights: ...
+
     def settle(self, pending: list[PreparedInstance]) -> None: ...
+
+
+class DerivedObjectAdmission:
+    """Objects the archive writes itself (attached documents, nodule SRs).
+
+    Their patient attributes are a subset copied from the stored record, so they may join
+    any record the caller was already allowed to write to, but never rewrite its
+    demographics with that subset.
+    """
+
+    def screen(self, pending: list["PreparedInstance"]) -> None:
+        return None
+
+    def rights(self) -> WriteRights:
+        return WriteRights(changes_demographics=False, source="derived")
+
+    def settle(self, pending: list["PreparedInstance"]) -> None:
+        return None
+
+
+DERIVED = DerivedObjectAdmission()
 
 
 class IngestService:
@@ -126,7 +171,7 @@ class IngestService:
         if admission is not None:
             admission.screen(pending)
         try:
-            self._index(pending)
+            self._index(pending, admission.rights() if admission is not None else HOSPITAL)
         finally:
             for item in pending:
                 if item.publish and item.facts is not None:
@@ -139,20 +184,25 @@ class IngestService:
             admission.settle(pending)
         return outcomes
 
-    def _index(self, pending: list[PreparedInstance]) -> None:
+    def _index(self, pending: list[PreparedInstance], rights: WriteRights) -> None:
         todo = [p for p in pending if p.outcome is None]
         if not todo:
             return
         with self.index.write_session() as session:
             cache = ParentCache()
             for item in todo:
-                self._index_one(session, item, cache)
+                self._index_one(session, item, cache, rights)
             session.commit()
 
-    def _index_one(self, session: Session, item: PreparedInstance, cache: ParentCache) -> None:
+    def _index_one(self, session: Session, item: PreparedInstance, cache: ParentCache,
+                   rights: WriteRights) -> None:
         facts = item.facts
         assert facts is not None
         existing = find_instance(session, facts.sop_instance_uid)
+        if existing is not None and rights.screened and not may_add_to(
+                rights, cache, instance_record(session, facts.sop_instance_uid)):
+            item.outcome = not_addable_here(facts)  # not even "duplicate": that tells
+            return
         if existing is not None and existing.sha256 == item.staged.sha256:
             item.outcome = _success(DUPLICATE, facts)
             return
@@ -164,13 +214,12 @@ class IngestService:
         try:
             write_instance(session, facts, blob_key=blob_key_for(facts.sop_instance_uid),
                            size=item.staged.size, sha256=item.staged.sha256, cache=cache,
-                           replace=existing)
+                           replace=existing, rights=rights)
             savepoint.commit()
         except (IndexConflict, IntegrityError) as exc:
             savepoint.rollback()
             cache.forget(facts)
-            reason = str(exc) if isinstance(exc, IndexConflict) else "concurrent conflicting write"
-            item.outcome = _failure(facts, reason, CONFLICT)
+            item.outcome = _conflict(facts, exc, rights)
             return
         item.outcome = _success(STORED, facts)
         item.publish = True
@@ -212,6 +261,14 @@ class IngestService:
 
     def _blob_matches(self, row: InstanceRow) -> bool:
         return self.blobs.exists(row.blob_key) and _sha256(self.blobs.path(row.blob_key)) == row.sha256
+
+
+def _conflict(facts: InstanceFacts, exc: Exception, rights: WriteRights) -> IngestOutcome:
+    """A hospital source is told which UID clashes; anyone else gets the uniform refusal."""
+    if isinstance(exc, IndexConflict):
+        return not_addable_here(facts) if rights.screened \
+            else _failure(facts, str(exc), CONFLICT)
+    return _failure(facts, "concurrent conflicting write", CONFLICT)
 
 
 def _sha256(path: Path) -> str:

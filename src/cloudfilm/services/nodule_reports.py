@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from cloudfilm.domain.fhir_observation import bundle, nodule_observation
 from cloudfilm.domain.nodule import Method
+from cloudfilm.services.ingest import DERIVED
 from cloudfilm.services.nodule_sr import (
     ImportedMeasurement, SrNodule, build_nodule_sr, centre_from_points, read_nodule_sr,
 )
@@ -84,7 +85,7 @@ def _store(service: "NoduleService", ds: pydicom.Dataset) -> None:
     buffer.seek(0)
     archive = service.archive
     staged = archive.blobs.stage_reader(buffer)
-    outcome = archive.ingest.ingest_staged([staged])[0]
+    outcome = archive.ingest.ingest_staged([staged], admission=DERIVED)[0]
     if not outcome.ok:
         raise RuntimeError(f"the nodule SR was not stored: {outcome}")
 

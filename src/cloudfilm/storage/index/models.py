@@ -51,6 +51,26 @@ class PatientRow(Base):
     studies: Mapped[list[StudyRow]] = relationship(back_populates="patient")
 
 
+class PatientHistoryRow(Base):
+    """A record's demographics as they were before a hospital source changed them (issue 11)."""
+
+    __tablename__ = "patient_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"),
+                                            index=True)
+    patient_id: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(64), default="")
+    name_alphabetic: Mapped[str] = mapped_column(String(200), default="")
+    name_ideographic: Mapped[str] = mapped_column(String(200), default="")
+    name_phonetic: Mapped[str] = mapped_column(String(200), default="")
+    birth_date: Mapped[str] = mapped_column(String(16), default="")
+    sex: Mapped[str] = mapped_column(String(16), default="")
+    attrs: Mapped[str] = mapped_column(Text, default="{}")
+    changed_by: Mapped[str] = mapped_column(String(200), default="")
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class StudyRow(Base):
     __tablename__ = "studies"
     __table_args__ = (Index("ix_studies_date_time", "study_date", "study_time"),)
