@@ -92,7 +92,9 @@ def open_page(chromium: Any, demo_site: DemoSite) -> Iterator[OpenPage]:
         page = context.new_page()
         watch = Watch(demo_site.server.url)
         watch.attach(page)
-        page.goto(f"{demo_site.server.url}{next_path}")
+        opened = page.goto(f"{demo_site.server.url}{next_path}")
+        # OHIF runs under its Content-Security-Policy: a violation is a console error.
+        assert opened is not None and "script-src" in opened.headers["content-security-policy"]
         return page, watch
 
     yield login

@@ -96,8 +96,8 @@ def frames(client: httpx.Client, ds: pydicom.Dataset, accept: str,
     assert response.status_code == 200, response.text
     if "image/jphc" in response.headers["content-type"]:  # the viewer's transcoded frames
         assert response.headers["cache-control"] == "no-store"
-    else:  # raw frames keep the default: OHIF aborts its frame requests under no-store
-        assert "cache-control" not in response.headers
+    else:  # raw frames are private but cacheable: OHIF aborts its frame requests under no-store
+        assert response.headers["cache-control"] == "private"
     return parse_multipart(response)
 
 

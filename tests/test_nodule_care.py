@@ -2,8 +2,9 @@
 
 A real server (SQLite and PostgreSQL) over `cloudfilm demo` data; the demo patient's
 three CTs come from two hospitals whose table positions differ by ~255 mm, so tracking
-must register the scans. Who may do what follows the access rules: physicians (with a
-grant) measure, patients read, a physician without a grant gets 404.
+must register the scans. Who may do what follows the access rules: physicians whose grant
+allows writing measure, a view-only grant reads, patients read, a physician without a
+grant gets 404.
 """
 
 from __future__ import annotations
@@ -43,14 +44,29 @@ def site(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     truth = json.loads((data_dir / "demo-truth.json").read_text())
     tokens = {name: admin_token(url, name, role) for name, role in
               (("demo-patient", "patient"), ("demo-physician", "physician"),
-               ("other-physician", "physician"))}
+               ("other-physician", "physician"), ("viewing-physician", "physician"))}
     server = Server(data_dir, url).start()
     try:
-        yield Site(server, truth, tokens)
+        site = Site(server, truth, tokens)
+        _share_with_physicians(site)
+        yield site
     finally:
         server.stop()
         if schema:
             schema.drop()
+
+
+def _share_with_physicians(site: Site) -> None:
+    """The patient lets the demo physician measure (writing needs a grant that allows it)
+    and another physician only look."""
+    with site.http("demo-patient") as http:
+        person = http.get("/api/me").json()["person_id"]
+        for physician, permissions in (("demo-physician", ["view", "download", "upload"]),
+                                       ("viewing-physician", ["view"])):
+            shared = http.post("/api/shares", json={
+                "scope": {"patient": person, "include_future": True},
+                "audience": {"physician": physician}, "permissions": permissions})
+            assert shared.status_code == 201, shared.text
 
 
 def _manual(study: dict[str, Any], nodule: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -159,7 +175,20 @@ def test_who_may_measure_and_read(site: Site) -> None:
     with site.http("other-physician") as http:
         assert http.get(path).status_code == 404  # no grant: as if it did not exist
         assert http.post(path, json=_manual(study, nodule)).status_code == 404
+    with site.http("viewing-physician") as http:
+        assert http.get(path).status_code == 200  # a view-only grant reads
+        assert http.post(path, json=_manual(study, nodule)).status_code == 403
+        assert http.post(f"{path}/assess", json={}).status_code == 403
+        form = http.post(f"/studies/{study['study_uid']}/nodules/assess",
+                         data={"guideline": "fleischner-2017"}, follow_redirects=False)
+        assert form.status_code == 403  # the study page's form: the same rule
+        shown = http.get(f"/studies/{study['study_uid']}", params={"lang": "en"})
+        page = shown.text
+        assert shown.status_code == 200 and 'id="nodules"' in page  # reads the panel...
+        assert "?tool=nodule" not in page and "/nodules/assess" not in page  # ...no forms
     with site.http("demo-physician") as http:
+        page = http.get(f"/studies/{study['study_uid']}", params={"lang": "en"}).text
+        assert "?tool=nodule" in page  # a grant that allows writing: offered the tool
         bad = http.post(path, json=_manual(study, nodule, long_axis_mm=3.0, short_axis_mm=5.0))
         assert bad.status_code == 422 and "short axis" in bad.json()["error"]
         for field, value in (("spiculated", "yes"), ("lobe", 5), ("nodule_type", "cystic")):

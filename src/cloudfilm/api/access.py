@@ -4,7 +4,8 @@ Why one module: DICOMweb, WADO-URI, exports and uploads must deny the same way a
 audit the same way. A denied study answers exactly like a missing one (404 with the
 same message), so a caller can't learn that a study exists from the difference.
 Views (metadata, frames, rendered images) are audited once per session and study per
-hour (``AuditLog.record_view``); downloads and uploads once per request.
+hour (``AuditLog.record_view``); downloads (any route that hands out the original Part-10
+objects) and uploads once per request.
 """
 
 from __future__ import annotations
@@ -97,13 +98,16 @@ async def download_study(conn: HTTPConnection, study: str, series: str | None = 
     return decision
 
 
-async def require_upload(conn: HTTPConnection, study: str) -> Decision:
-    """Adding to an existing study: 404 if the caller can't see it, 403 if they can't add."""
+async def require_upload(conn: HTTPConnection, study: str, *,
+                         action: str = "upload") -> Decision:
+    """Writing into an existing study (images, documents, measurements, their SR): 404 if
+    the caller can't see it, 403 if they can't add (``Permission.UPLOAD``). ``action``
+    names the refused attempt in the audit."""
     visible = await require_study(conn, Permission.VIEW, study)
     decision = await run_in_threadpool(Policy(archive_of(conn)).check_upload, principal(conn),
                                        study, visible.person_id)
     if not decision.allowed:
-        await audit(conn, "upload", decision, study, outcome="failure")
+        await audit(conn, action, decision, study, outcome="failure")
         raise HTTPException(403, f"you may not add to study {study}: {decision.reason}")
     return decision
 

@@ -26,7 +26,6 @@ from cloudfilm.services.export import (
     ExportPlan,
     UnknownPatient,
     UnknownStudies,
-    patient_studies,
     stream_export,
     studies_for,
 )
@@ -37,7 +36,8 @@ def _zip_response(archive: Archive, plan: ExportPlan, name: str) -> Response:
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100]
     return StreamingResponse(
         in_thread_batches(stream_export(plan, archive.blobs)), media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{safe}.zip"'})
+        headers={"Content-Disposition": f'attachment; filename="{safe}.zip"',
+                 "Cache-Control": "private, no-store"})
 
 
 async def _plan(archive: Archive, studies: list[str], patient: str | None,
@@ -59,24 +59,25 @@ async def export_study(request: Request) -> Response:
 
 
 async def export_patient(request: Request) -> Response:
-    """Every study of the PatientID that the caller may download (404 if none)."""
+    """Every study of the PatientID that the caller may download: policy first, so a caller
+    who may download none gets the 404 of an unknown patient, never a 409 that names the
+    hospitals holding that PatientID."""
     archive: Archive = request.app.state.archive
     patient_id = request.path_params["patient_id"]
     issuer = request.query_params.get("issuer")
-    try:
-        uids = await run_in_threadpool(patient_studies, archive.index, patient_id, issuer)
-    except UnknownPatient as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except AmbiguousPatient as exc:
-        raise HTTPException(409, str(exc)) from exc
-    decisions = await run_in_threadpool(Policy(archive).check_many, principal(request),
-                                        Permission.DOWNLOAD, uids)
-    allowed = [uid for uid in uids if decisions[uid].allowed]
+    by_issuer = await run_in_threadpool(Policy(archive).check_patient, principal(request),
+                                        Permission.DOWNLOAD, patient_id, issuer)
+    allowed = {held: {uid: d for uid, d in decisions.items() if d.allowed}
+               for held, decisions in by_issuer.items()}
+    allowed = {held: decisions for held, decisions in allowed.items() if decisions}
     if not allowed:
         raise HTTPException(404, str(UnknownPatient(patient_id, issuer)))
-    plan = await _plan(archive, allowed, None, None)
-    for uid in allowed:
-        await audit(request, "download", decisions[uid], uid, detail={"format": "pdi"})
+    if len(allowed) > 1:
+        raise HTTPException(409, str(AmbiguousPatient(patient_id, sorted(allowed))))
+    decisions = next(iter(allowed.values()))
+    plan = await _plan(archive, list(decisions), None, None)
+    for uid, decision in decisions.items():
+        await audit(request, "download", decision, uid, detail={"format": "pdi"})
     return _zip_response(archive, plan, f"patient-{patient_id}")
 
 

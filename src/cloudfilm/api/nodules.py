@@ -2,7 +2,8 @@
 
 Reading needs VIEW on the study (a hidden study answers 404 like a missing one);
 changing measurements, links and the guideline needs a physician (or operator/admin)
-who may view the study: patients and caregivers read, clinicians measure.
+who may write into the study (UPLOAD: a physician's grant must allow it; 403 otherwise):
+patients and caregivers read, clinicians measure.
 
 GET    /api/studies/{study}/nodules                  measurements, assessment, explanation data
 POST   /api/studies/{study}/nodules/measure          {series_uid, instance_uid, x, y}: segment
@@ -27,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cloudfilm.api.access import archive_of, audit, require_study, view_study
+from cloudfilm.api.access import archive_of, audit, require_study, require_upload, view_study
 from cloudfilm.api.authn import principal, require_user
 from cloudfilm.api.people import int_param, json_body, respond
 from cloudfilm.domain.access import Decision, Permission, Role
@@ -52,8 +53,10 @@ async def _run(function: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 async def _clinician_on(request: Request, study: str) -> Decision:
+    """A clinician who may write into the study: measurements become an SR in it, so a
+    physician needs a grant with the upload permission (view-only is read-only)."""
     require_user(request, CLINICIANS)
-    return await require_study(request, Permission.VIEW, study)
+    return await require_upload(request, study, action="measure")
 
 
 def _number(body: dict[str, Any], key: str, *, required: bool = True) -> float | None:
@@ -159,7 +162,7 @@ async def _measurement_study(request: Request) -> tuple[int, str, Decision]:
         row, _ = await run_in_threadpool(_nodules(request).get, measurement_id)
     except service.NotFound:
         raise HTTPException(404, f"measurement {measurement_id} not found") from None
-    decision = await require_study(request, Permission.VIEW, row.study_uid)
+    decision = await require_upload(request, row.study_uid, action="measure")
     return measurement_id, row.study_uid, decision
 
 

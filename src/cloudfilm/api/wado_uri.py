@@ -3,7 +3,8 @@
 ``contentType`` application/dicom returns the file (``transferSyntax`` as in
 WADO-RS; default as stored, which is what XDS-I consumers expect); image/jpeg
 (the default for images) and image/png render one frame with ``frameNumber``,
-``windowCenter``/``windowWidth``, ``rows``/``columns`` and ``imageQuality``.
+``windowCenter``/``windowWidth``, ``rows``/``columns`` and ``imageQuality``. The file
+needs the download permission, a rendered frame the view permission.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from cloudfilm.api.access import view_study
+from cloudfilm.api.access import audit, audit_view, download_study, require_study
 from cloudfilm.api.errors import BadParameter, NotFound
+from cloudfilm.domain.access import Permission
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE
 from cloudfilm.services import pixels
 from cloudfilm.services.archive import Archive
@@ -22,6 +24,8 @@ from cloudfilm.services.rendering import RenderOptions, render_frame
 from cloudfilm.services.retrieve import NotStored, StoredInstance
 
 REQUIRED = ("studyUID", "seriesUID", "objectUID")
+DICOM = "application/dicom"
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif")
 
 
 def _number(request: Request, name: str, default: float | None = None) -> float | None:
@@ -49,16 +53,37 @@ def _render_options(request: Request, media_type: str) -> RenderOptions:
                          viewport=viewport, quality=int(quality) if quality else None)
 
 
-async def _find(request: Request) -> StoredInstance:
+def _content_type(request: Request) -> str | None:
+    """The first ``contentType`` asked for, or None when the caller left it to us."""
+    asked = [c.split(";")[0].strip() for c in request.query_params.get("contentType", "").split(",")]
+    return next((c for c in asked if c), None)
+
+
+async def _find(request: Request, asked: str | None) -> tuple[StoredInstance, str]:
+    """The instance and what it is sent as, once the caller may have it.
+
+    The file itself (application/dicom) needs DOWNLOAD and is audited as a download; a
+    rendered frame needs VIEW. Without a ``contentType`` an image is rendered and any other
+    object (a report, a document) is the file, so the permission follows the instance.
+    """
     archive: Archive = request.app.state.archive
     q = request.query_params
-    await view_study(request, q["studyUID"], q["seriesUID"], q["objectUID"])
+    study, series, sop = q["studyUID"], q["seriesUID"], q["objectUID"]
+    checked = Permission.DOWNLOAD if asked == DICOM else Permission.VIEW
+    decision = await require_study(request, checked, study, series, sop)
     try:
-        items = await run_in_threadpool(archive.retrieve.instances, q["studyUID"], q["seriesUID"],
-                                        q["objectUID"])
+        items = await run_in_threadpool(archive.retrieve.instances, study, series, sop)
     except NotStored as exc:
         raise NotFound(str(exc)) from exc
-    return items[0]
+    wanted = asked or ("image/jpeg" if items[0].number_of_frames else DICOM)
+    if wanted != DICOM:
+        if wanted in IMAGE_TYPES:
+            await audit_view(request, decision, study)
+    elif checked is Permission.DOWNLOAD:
+        await audit(request, "download", decision, study)
+    else:
+        await download_study(request, study, series, sop)
+    return items[0], wanted
 
 
 async def wado(request: Request) -> Response:
@@ -69,19 +94,16 @@ async def wado(request: Request) -> Response:
         if not q.get(name):
             raise BadParameter(name, "is required")
     archive: Archive = request.app.state.archive
-    item = await _find(request)
-    content_types = [c.strip().split(";")[0] for c in q.get("contentType", "").split(",") if c.strip()]
-    wanted = content_types[0] if content_types else ("image/jpeg" if item.number_of_frames else
-                                                    "application/dicom")
-    if wanted == "application/dicom":
+    item, wanted = await _find(request, _content_type(request))
+    if wanted == DICOM:
         ts = q.get("transferSyntax", "*")
         if ts in ("*", item.transfer_syntax_uid):
-            return StreamingResponse(archive.retrieve.file_chunks(item), media_type="application/dicom")
+            return StreamingResponse(archive.retrieve.file_chunks(item), media_type=DICOM)
         if ts != EXPLICIT_LE:
             raise HTTPException(406, f"transcoding to {ts} is not supported")
         data = await run_in_threadpool(pixels.to_explicit_little_endian, archive.retrieve.path(item))
-        return Response(data, media_type="application/dicom")
-    if wanted not in ("image/jpeg", "image/png", "image/gif"):
+        return Response(data, media_type=DICOM)
+    if wanted not in IMAGE_TYPES:
         raise BadParameter("contentType", f"{wanted!r} is not offered (application/dicom, image/jpeg, image/png)")
     if not item.number_of_frames:
         raise HTTPException(406, f"instance {item.sop_uid} has no pixel data to render")

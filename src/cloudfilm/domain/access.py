@@ -3,8 +3,8 @@
 Access is data, as in KHEOPS' capability tokens: a Grant gives an audience
 (a link, a link plus PIN, or a named physician) a scope (some studies, or a
 person's whole timeline, optionally including future studies) with permissions
-(view, download, upload) and a validity window. A patient's own access and a
-caregiver's access on their behalf never expire. Everything here is pure: the
+(view, download, upload: see `Permission`) and a validity window. A patient's own
+access and a caregiver's access on their behalf never expire. Everything here is pure: the
 callers (DICOMweb, DIMSE, JSON API, pages) load the rows and ask.
 """
 
@@ -25,6 +25,14 @@ class Role(StrEnum):
 
 
 class Permission(StrEnum):
+    """What a grant allows (KHEOPS' read / download / write flags).
+
+    VIEW: see the images and their metadata (frames, renderings, thumbnails, DICOM JSON).
+    DOWNLOAD: take the original Part-10 objects away (WADO-RS and WADO-URI
+    application/dicom at every level, exports). UPLOAD: write into the patient's record:
+    new images, documents, measurements and their reports (SR), by any route.
+    """
+
     VIEW = "view"
     DOWNLOAD = "download"
     UPLOAD = "upload"

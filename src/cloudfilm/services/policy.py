@@ -234,6 +234,25 @@ class Policy:
         return {uid: _decided(principal, permission, ref, grants, moment) if ref
                 else Decision(False, "no such study") for uid, ref in refs.items()}
 
+    def check_patient(self, principal: Principal, permission: Permission, patient_id: str,
+                      issuer: str | None = None,
+                      now: datetime | None = None) -> dict[str, dict[str, Decision]]:
+        """``check`` for every study of a PatientID (within ``issuer`` when given), grouped
+        by IssuerOfPatientID. Callers answer from the allowed ones only, so nothing about
+        the hidden ones (not even which hospitals hold that PatientID) leaks."""
+        statement = select(PatientRow.issuer, StudyRow.study_uid).join(
+            StudyRow, StudyRow.patient_pk == PatientRow.id).where(
+            PatientRow.patient_id == patient_id)
+        if issuer is not None:
+            statement = statement.where(PatientRow.issuer == issuer)
+        with self.index.session() as session:
+            rows = session.execute(statement.order_by(StudyRow.id)).all()
+        decisions = self.check_many(principal, permission, [r.study_uid for r in rows], now)
+        grouped: dict[str, dict[str, Decision]] = defaultdict(dict)
+        for row in rows:
+            grouped[row.issuer or ""][row.study_uid] = decisions[row.study_uid]
+        return dict(grouped)
+
     def scope(self, principal: Principal, permission: Permission = Permission.VIEW,
               now: datetime | None = None) -> Scope:
         """``visible_scope`` over the principal's grants as stored now."""

@@ -1,4 +1,4 @@
-"""Form posts of the study page's "Nodules" panel (physicians only).
+"""Form posts of the study page's "Nodules" panel (clinicians who may write into the study).
 
 Why forms and not only the JSON API: the portal works without JavaScript; each form
 posts here, the change goes through `NoduleService` (which refreshes the guideline
@@ -16,32 +16,39 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from cloudfilm.api.access import audit, require_study
+from cloudfilm.api.access import audit, require_upload
 from cloudfilm.api.authn import principal
-from cloudfilm.domain.access import Permission
+from cloudfilm.domain.access import Decision
 from cloudfilm.services.nodules import NoduleError, NoduleService, NotFound
 from cloudfilm.web.nodule_views import is_clinician
-from cloudfilm.web.pages import archive_of, bad_request, not_found
+from cloudfilm.web.i18n import localizer
+from cloudfilm.web.pages import archive_of, bad_request, message_page, not_found
 
 
 def _back(study: str) -> RedirectResponse:
     return RedirectResponse(f"/studies/{quote(study)}#nodules", status_code=303)
 
 
-async def _allowed(request: Request, study: str) -> Any:
-    """A clinician who may view the study, else the page a missing study gets."""
+async def _allowed(request: Request, study: str) -> Decision | Response:
+    """A clinician who may write into the study (the JSON API's rule), else the page a
+    missing study gets, or "may not do this" when they may only look at it."""
     if not is_clinician(principal(request)):
-        return None
+        return not_found(request)
     try:
-        return await require_study(request, Permission.VIEW, study)
-    except HTTPException:
-        return None
+        return await require_upload(request, study, action="measure")
+    except HTTPException as refused:
+        if refused.status_code != 403:
+            return not_found(request)
+    loc = localizer(request)
+    return message_page(request, 403, loc.gettext("This request cannot be answered"),
+                        loc.gettext("Your account may not do this."),
+                        ("/", loc.gettext("Back to the start page")))
 
 
 async def _apply(request: Request, study: str, function: Any, *args: Any) -> Response:
     decision = await _allowed(request, study)
-    if decision is None:
-        return not_found(request)
+    if isinstance(decision, Response):
+        return decision
     try:
         await run_in_threadpool(function, *args)
     except NoduleError as error:

@@ -14,6 +14,7 @@ from typing import Any
 from cloudfilm.domain.access import Principal, Role
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.nodules import NoduleService
+from cloudfilm.services.policy import Policy
 from cloudfilm.web import explanations, growth_chart
 from cloudfilm.web.i18n import N_, Localizer
 
@@ -30,6 +31,11 @@ LOBES = ("RUL", "RML", "RLL", "LUL", "LLL")
 
 def is_clinician(who: Principal) -> bool:
     return who.kind == "user" and who.role in (Role.PHYSICIAN, Role.OPERATOR, Role.ADMIN)
+
+
+def may_write(archive: Archive, who: Principal, study_uid: str, person_id: int | None) -> bool:
+    """Show the nodule forms only to a clinician whose grant allows writing (else they 403)."""
+    return is_clinician(who) and Policy(archive).check_upload(who, study_uid, person_id).allowed
 
 
 def _size_text(loc: Localizer, m: dict[str, Any]) -> str:
@@ -83,6 +89,7 @@ def study_panel(archive: Archive, loc: Localizer, who: Principal, study_uid: str
         if next_scan and next_scan["earliest"] != next_scan["latest"]
         else loc.date(next_scan["earliest"]) if next_scan else "",
         "clinician": is_clinician(who), "nodule_choices": others,
+        "may_write": may_write(archive, who, study_uid, person_id),
         "guidelines": [(k, loc.gettext(v)) for k, v in GUIDELINE_LABELS.items()],
         "types": [(k, loc.gettext(v)) for k, v in TYPE_LABELS.items()],
         "calcifications": CALCIFICATIONS, "lobes": LOBES,

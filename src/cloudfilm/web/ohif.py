@@ -13,7 +13,8 @@ The OHIF route matches only a path naming a file of the build (or a page under /
 it never shadows another route, and it is mounted last. The login middleware guards it
 like everything else: anonymous page requests go to /login, asset requests get a 401.
 The same-origin HttpOnly session cookie then authenticates OHIF's DICOMweb calls to
-``/dicomweb`` (see web/ohif/app-config.js); no token is ever put in a URL.
+``/dicomweb`` (see web/ohif/app-config.js); no token is ever put in a URL. Its pages
+carry a Content-Security-Policy made for the build (:func:`page_csp`).
 
 ``web/ohif/build.sh`` (``make web``) fills the build directory and gzips the big text and
 WASM files beside themselves (``X.gz``), which are sent to clients that accept gzip.
@@ -21,11 +22,15 @@ WASM files beside themselves (``X.gz``), which are sent to clients that accept g
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import stat
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import lru_cache
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -36,7 +41,7 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["BASENAME", "BUILD_DIR", "ohif_url", "routes"]
+__all__ = ["BASENAME", "BUILD_DIR", "ohif_url", "page_csp", "routes"]
 
 BUILD_DIR = Path(__file__).resolve().parent / "static" / "build" / "ohif"
 BASENAME = "/ohif"                     # routerBasename in web/ohif/app-config.js
@@ -174,13 +179,65 @@ class _OhifFiles(BaseRoute):
         await response(scope, receive, send)
 
 
+class _InlineScripts(HTMLParser):
+    """The text of each ``<script>`` without ``src``: what a CSP hash-source is taken over
+    (CSP Level 3 §6.7.3.3, the element's text as UTF-8)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.texts: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self._inside = not any(name == "src" for name, _ in attrs)
+            if self._inside:
+                self.texts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.texts[-1] += data
+
+
+@lru_cache(maxsize=4)
+def page_csp(index_html: bytes) -> str:
+    """The Content-Security-Policy of OHIF's pages: what its prebuilt bundles need and no more.
+
+    - its two small inline scripts (``window.PUBLIC_URL``...) by hash, never 'unsafe-inline';
+    - 'wasm-unsafe-eval' for its WASM codecs, and 'unsafe-eval': OHIF 3.13's codecs and
+      tools are Emscripten builds whose Embind glue makes functions with ``new Function``
+      at start-up (cornerstonejs/codecs#85 removes that in later codec builds);
+    - workers from its files or from blob: URLs it builds (fflate, onnxruntime), images and
+      PDFs from data:/blob: URLs, React's inline styles;
+    - everything else from this origin only: no third-party script, frame or connection.
+    """
+    parser = _InlineScripts()
+    parser.feed(index_html.decode("utf-8", errors="replace"))
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+        for text in parser.texts)
+    return ("default-src 'self'; "
+            f"script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval' {hashes}; "
+            "worker-src 'self' blob:; connect-src 'self' blob: data:; "
+            "img-src 'self' data: blob:; font-src 'self' data:; media-src 'self' blob:; "
+            "style-src 'self' 'unsafe-inline'; object-src 'self' blob:; frame-src 'self' blob:; "
+            "base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
+
+
 async def _index(request: Request) -> Response:
     """OHIF's index.html for every page under /ohif (its router takes it from there)."""
-    found = await anyio.to_thread.run_sync(_regular_file, BUILD_DIR / "index.html")
-    if found is None:
+    index = BUILD_DIR / "index.html"
+    try:
+        content = await anyio.to_thread.run_sync(index.read_bytes)
+    except OSError:
         return _missing_build()
-    return FileResponse(found.path, media_type="text/html; charset=utf-8", headers={
-        "Cache-Control": "no-cache", "X-Frame-Options": "SAMEORIGIN", **_SECURITY_HEADERS})
+    return Response(content, media_type="text/html; charset=utf-8", headers={
+        "Cache-Control": "no-cache", "X-Frame-Options": "SAMEORIGIN",
+        "Content-Security-Policy": page_csp(content), **_SECURITY_HEADERS})
 
 
 async def _viewer_redirect(request: Request) -> Response:

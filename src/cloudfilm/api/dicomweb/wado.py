@@ -43,12 +43,10 @@ def _uids(request: Request) -> tuple[str, str | None, str | None]:
 
 
 async def _lookup(request: Request) -> list[StoredInstance]:
-    """The instances in scope; a whole study or series is a download, one instance a view."""
+    """The instances in scope. Original Part-10 objects are a download at every level, one
+    instance included: a view-only grant shows the images but never hands out the files."""
     study, series, sop = _uids(request)
-    if sop is None:
-        await download_study(request, study, series)
-    else:
-        await view_study(request, study, series, sop)
+    await download_study(request, study, series, sop)
     try:
         return await run_in_threadpool(_service(request).instances, *_uids(request))
     except NotStored as exc:
@@ -170,8 +168,9 @@ async def retrieve_frames(request: Request) -> Response:
 
 # HTJ2K pixels for cloudfilm's viewer are not kept in browser caches: not on shared
 # devices, and a series' worth of frames (tens of MB) would push the viewer's own bundle out
-# of a small cache. Other frame requests keep the default: OHIF 3.13 aborts its own frame
-# requests when told not to store them (every frame then reads as a failed request).
+# of a small cache. Other frame requests keep the default, ``private`` (no shared caches;
+# api/security_headers.py): OHIF 3.13 aborts its own frame requests when told not to store
+# them (every frame then reads as a failed request).
 PIXEL_HEADERS = {"Cache-Control": "no-store"}
 UNCACHED_PART_TYPES = frozenset({"image/jphc"})
 
