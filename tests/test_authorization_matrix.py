@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
+import pydicom
 import pytest
 from pydicom import Dataset
 from pynetdicom import AE, build_role
@@ -29,47 +30,75 @@ from factory import make_instance, multipart_related, to_bytes
 
 Y, N = True, False  # allowed / denied
 
-# Studies: "own" and "unrelated" are relative to the patient; the physician's grant and the
-# share link each cover one study of patient 1, and one study belongs to nobody.
+# Studies: "own" and "unrelated" are relative to the patient; the physicians' grants and the
+# share links each cover one study of patient 1, and two studies belong to nobody (one under
+# patient 2's PatientID at another hospital).
 STUDIES = {
     "p1_granted": dict(patient_id="P1", issuer="HOSP_A", patient_name="Wang^Fang"),
     "p1_linked": dict(patient_id="P1-B", issuer="HOSP_B", patient_name="Wang^Fang"),
     "p2": dict(patient_id="P2", issuer="HOSP_A", patient_name="Li^Lei"),
     "nobody": dict(patient_id="P9", issuer="HOSP_B", patient_name="Zhao^Qi"),
+    "p2_elsewhere": dict(patient_id="P2", issuer="HOSP_B", patient_name="Sun^Mei"),
 }
 
-# who × study → (qido, metadata, thumbnail, wado-uri, retrieve, export, timeline)
-# retrieve and export need "download"; the physician's grant and the link are view-only.
-ENDPOINTS = ("qido", "metadata", "thumbnail", "wado_uri", "retrieve", "export", "timeline")
+# Grants on p1_granted (physicians) and p1_linked (links), by their permissions.
+PHYSICIAN_GRANTS = {"physician": ("doc-one", ["view"]),
+                    "physician_dl": ("doc-two", ["view", "download"]),
+                    "physician_rw": ("doc-three", ["view", "upload"])}
+LINK_GRANTS = {"link": ["view"], "link_dl": ["view", "download"]}
+
+# who × study → (qido, metadata, frames, thumbnail, wado-uri image/jpeg, wado-uri
+# application/dicom, instance retrieve, study retrieve, export, timeline). The original
+# Part-10 objects (uri_dicom, instance, retrieve, export) need "download"; the images and
+# their metadata need "view".
+ENDPOINTS = ("qido", "metadata", "frames", "thumbnail", "uri_jpeg", "uri_dicom", "instance",
+             "retrieve", "export", "timeline")
 MATRIX: list[tuple[str, str, tuple[bool, ...]]] = [
-    # who         study         qido meta thumb uri  retr export timeline
-    ("patient",   "p1_granted", (Y,  Y,   Y,    Y,   Y,   Y,     Y)),   # own, hospital A
-    ("patient",   "p1_linked",  (Y,  Y,   Y,    Y,   Y,   Y,     Y)),   # own, hospital B
-    ("patient",   "p2",         (N,  N,   N,    N,   N,   N,     N)),   # unrelated
-    ("patient",   "nobody",     (N,  N,   N,    N,   N,   N,     N)),
-    ("caregiver", "p1_granted", (Y,  Y,   Y,    Y,   Y,   Y,     Y)),   # acts for patient 1
-    ("caregiver", "p1_linked",  (Y,  Y,   Y,    Y,   Y,   Y,     Y)),
-    ("caregiver", "p2",         (N,  N,   N,    N,   N,   N,     N)),
-    ("physician", "p1_granted", (Y,  Y,   Y,    Y,   N,   N,     Y)),   # shared, view only
-    ("physician", "p1_linked",  (N,  N,   N,    N,   N,   N,     N)),   # same patient, not shared
-    ("physician", "p2",         (N,  N,   N,    N,   N,   N,     N)),
-    ("link",      "p1_linked",  (Y,  Y,   Y,    Y,   N,   N,     Y)),   # the link's one study
-    ("link",      "p1_granted", (N,  N,   N,    N,   N,   N,     N)),   # same patient, not shared
-    ("link",      "p2",         (N,  N,   N,    N,   N,   N,     N)),
-    ("operator",  "p2",         (Y,  Y,   Y,    Y,   Y,   Y,     Y)),   # hospital IT: everything
-    ("operator",  "nobody",     (Y,  Y,   Y,    Y,   Y,   Y,     N)),   # no person: no timeline
-    ("admin",     "p1_granted", (Y,  Y,   Y,    Y,   Y,   Y,     Y)),
-    ("admin",     "nobody",     (Y,  Y,   Y,    Y,   Y,   Y,     N)),
-    ("anonymous", "p1_granted", (N,  N,   N,    N,   N,   N,     N)),
-    ("anonymous", "nobody",     (N,  N,   N,    N,   N,   N,     N)),
+    # who            study         qido meta frame thumb jpeg dicom inst retr export timeline
+    ("patient",      "p1_granted", (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     Y)),  # own, A
+    ("patient",      "p1_linked",  (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     Y)),  # own, B
+    ("patient",      "p2",         (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),  # unrelated
+    ("patient",      "nobody",     (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
+    ("caregiver",    "p1_granted", (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     Y)),  # acts for 1
+    ("caregiver",    "p1_linked",  (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     Y)),
+    ("caregiver",    "p2",         (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
+    ("physician",    "p1_granted", (Y,  Y,   Y,    Y,    Y,   N,    N,   N,   N,     Y)),  # view only
+    ("physician",    "p1_linked",  (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),  # not shared
+    ("physician",    "p2",         (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
+    ("physician_dl", "p1_granted", (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     Y)),  # download
+    ("physician_dl", "p1_linked",  (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
+    ("physician_rw", "p1_granted", (Y,  Y,   Y,    Y,    Y,   N,    N,   N,   N,     Y)),  # may write
+    ("link",         "p1_linked",  (Y,  Y,   Y,    Y,    Y,   N,    N,   N,   N,     Y)),  # view only
+    ("link",         "p1_granted", (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),  # not shared
+    ("link",         "p2",         (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
+    ("link_dl",      "p1_linked",  (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     Y)),  # download
+    ("link_dl",      "p1_granted", (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
+    ("operator",     "p2",         (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     Y)),  # hospital IT
+    ("operator",     "nobody",     (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     N)),  # no person
+    ("admin",        "p1_granted", (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     Y)),
+    ("admin",        "nobody",     (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     N)),
+    ("anonymous",    "p1_granted", (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
+    ("anonymous",    "nobody",     (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
 ]
 
 # who × study → may STOW a new instance into that study (the upload permission)
 UPLOADS: list[tuple[str, str, bool]] = [
     ("patient", "p1_granted", Y), ("patient", "p2", N),
     ("caregiver", "p1_linked", Y), ("caregiver", "p2", N),
-    ("physician", "p1_granted", N), ("link", "p1_linked", N),
+    ("physician", "p1_granted", N), ("physician_dl", "p1_granted", N),
+    ("physician_rw", "p1_granted", Y), ("physician_rw", "p1_linked", N),
+    ("link", "p1_linked", N),
     ("operator", "p2", Y), ("admin", "nobody", Y), ("anonymous", "p1_granted", N),
+]
+
+# who × study → HTTP status of writing a nodule measurement (which becomes an SR in the
+# study): a hospital role, or a physician whose grant allows writing; 403 for a caller who
+# may see the study but not write, 404 for one who may not see it, 401 for a link.
+WRITES: list[tuple[str, str, int]] = [
+    ("physician", "p1_granted", 403), ("physician_dl", "p1_granted", 403),
+    ("physician_rw", "p1_granted", 201), ("physician_rw", "p1_linked", 404),
+    ("physician", "p2", 404), ("patient", "p1_granted", 403), ("link", "p1_linked", 401),
+    ("operator", "p2", 201), ("admin", "nobody", 201),
 ]
 
 # calling AE × study → visible to C-FIND (and retrievable by C-GET)
@@ -131,7 +160,8 @@ def _build(server: Server) -> World:
     world.clients["patient"] = _token_client(server, "pat-one", "patient")
     world.clients["patient2"] = _token_client(server, "pat-two", "patient")
     world.clients["caregiver"] = _token_client(server, "care-one", "caregiver")
-    world.clients["physician"] = _token_client(server, "doc-one", "physician")
+    for who, (username, _permissions) in PHYSICIAN_GRANTS.items():
+        world.clients[who] = _token_client(server, username, "physician")
     world.clients["operator"] = _token_client(server, "op-one", "operator")
     world.clients["anonymous"] = httpx.Client(base_url=server.url, timeout=60)
     for key, client, records in (("p1", "patient", [("P1", "HOSP_A"), ("P1-B", "HOSP_B")]),
@@ -145,15 +175,17 @@ def _build(server: Server) -> World:
                        json={"username": "care-one"})
     assert cared.status_code == 201, cared.text
     patient = world.clients["patient"]
-    granted = patient.post("/api/shares", json={
-        "scope": {"studies": [world.studies["p1_granted"]]}, "audience": {"physician": "doc-one"},
-        "permissions": ["view"]})
-    assert granted.status_code == 201, granted.text
-    link = patient.post("/api/shares", json={
-        "scope": {"studies": [world.studies["p1_linked"]]}, "audience": "link",
-        "permissions": ["view"]})
-    assert link.status_code == 201, link.text
-    world.clients["link"] = _link_session(server, link.json()["url"])
+    for username, permissions in PHYSICIAN_GRANTS.values():
+        granted = patient.post("/api/shares", json={
+            "scope": {"studies": [world.studies["p1_granted"]]},
+            "audience": {"physician": username}, "permissions": permissions})
+        assert granted.status_code == 201, granted.text
+    for who, permissions in LINK_GRANTS.items():
+        link = patient.post("/api/shares", json={
+            "scope": {"studies": [world.studies["p1_linked"]]}, "audience": "link",
+            "permissions": permissions})
+        assert link.status_code == 201, link.text
+        world.clients[who] = _link_session(server, link.json()["url"])
     return world
 
 
@@ -184,21 +216,28 @@ def _seen(world: World, who: str, endpoint: str, study: str) -> bool:
     client, uid = world.clients[who], world.studies[study]
     series, sop = world.series[study], world.sops[study]
     instance = f"/dicomweb/studies/{uid}/series/{series}/instances/{sop}"
+    wado_uri = {"requestType": "WADO", "studyUID": uid, "seriesUID": series, "objectUID": sop}
+    as_dicom = {"Accept": 'multipart/related; type="application/dicom"'}
     if endpoint == "qido":
         found = client.get("/dicomweb/studies", params={"StudyInstanceUID": uid})
         return _ok(found, who) and len(found.json()) == 1
     if endpoint == "metadata":
         return _ok(client.get(f"/dicomweb/studies/{uid}/metadata"), who)
+    if endpoint == "frames":
+        return _ok(client.get(f"{instance}/frames/1", headers={
+            "Accept": 'multipart/related; type="application/octet-stream"'}), who)
     if endpoint == "thumbnail":
         return _ok(client.get(f"{instance}/thumbnail", headers={"Accept": "image/png"}), who)
-    if endpoint == "wado_uri":
-        return _ok(client.get("/wado", params={"requestType": "WADO", "studyUID": uid,
-                                              "seriesUID": series, "objectUID": sop,
-                                              "contentType": "application/dicom"}), who)
+    if endpoint == "uri_jpeg":
+        got = client.get("/wado", params=wado_uri | {"contentType": "image/jpeg"})
+        return _ok(got, who) and got.content[:2] == b"\xff\xd8"
+    if endpoint == "uri_dicom":
+        got = client.get("/wado", params=wado_uri | {"contentType": "application/dicom"})
+        return _ok(got, who) and got.content[128:132] == b"DICM"
+    if endpoint == "instance":
+        return _ok(client.get(instance, headers=as_dicom), who)
     if endpoint == "retrieve":
-        return _ok(client.get(f"/dicomweb/studies/{uid}",
-                              headers={"Accept": 'multipart/related; type="application/dicom"'}),
-                   who)
+        return _ok(client.get(f"/dicomweb/studies/{uid}", headers=as_dicom), who)
     if endpoint == "export":
         exported = client.get(f"/api/studies/{uid}/export.zip")
         if not _ok(exported, who):
@@ -373,3 +412,137 @@ def test_c_store_is_audited_once_per_association_and_study(world: World) -> None
                                                                 "limit": 10_000}).json()
     stores = [e for e in entries if e["action"] == "store" and e["study"] == study]
     assert [(e["who"], e["outcome"]) for e in stores] == [("aet:ALLNODE", "success")]
+
+
+def _audit_count(world: World, who: str, study: str, action: str, outcome: str) -> int:
+    entries = world.clients["admin"].get("/api/audit", params={"format": "json",
+                                                                "limit": 10_000}).json()
+    return sum(1 for e in entries if (e["who"], e["study"], e["action"], e["outcome"])
+               == (who, world.studies[study], action, outcome))
+
+
+def test_an_original_is_audited_as_a_download_and_refused_to_view_only(world: World) -> None:
+    """One instance as application/dicom (WADO-RS and WADO-URI) is a download: recorded as
+    one, and refused, with a refusal on record, to a physician who may only view."""
+    uid, series, sop = (world.studies["p1_granted"], world.series["p1_granted"],
+                        world.sops["p1_granted"])
+    instance = f"/dicomweb/studies/{uid}/series/{series}/instances/{sop}"
+    wado_uri = {"requestType": "WADO", "studyUID": uid, "seriesUID": series, "objectUID": sop,
+                "contentType": "application/dicom"}
+    as_dicom = {"Accept": 'multipart/related; type="application/dicom"'}
+    downloads = _audit_count(world, "doc-two", "p1_granted", "download", "success")
+    assert world.clients["physician_dl"].get(instance, headers=as_dicom).status_code == 200
+    assert world.clients["physician_dl"].get("/wado", params=wado_uri).status_code == 200
+    assert _audit_count(world, "doc-two", "p1_granted", "download", "success") == downloads + 2
+    refusals = _audit_count(world, "doc-one", "p1_granted", "download", "failure")
+    assert world.clients["physician"].get(instance, headers=as_dicom).status_code == 404
+    assert world.clients["physician"].get("/wado", params=wado_uri).status_code == 404
+    assert _audit_count(world, "doc-one", "p1_granted", "download", "failure") == refusals + 2
+
+
+def test_wado_uri_sends_a_report_as_its_file_only_to_who_may_download(world: World) -> None:
+    """Without a contentType, WADO-URI sends an object without images (a report) as its
+    file: that is a download, not a view."""
+    report = make_instance(study=world.studies["p1_granted"], **STUDIES["p1_granted"],
+                           Modality="SR", SOPClassUID="1.2.840.10008.5.1.4.1.1.88.11")
+    report.file_meta.MediaStorageSOPClassUID = report.SOPClassUID
+    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+                    "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
+        delattr(report, keyword)
+    assert _stow(world.clients["admin"], [to_bytes(report)]).status_code == 200
+    params = {"requestType": "WADO", "studyUID": report.StudyInstanceUID,
+              "seriesUID": report.SeriesInstanceUID, "objectUID": report.SOPInstanceUID}
+    assert world.clients["physician"].get("/wado", params=params).status_code == 404
+    got = world.clients["physician_dl"].get("/wado", params=params)
+    assert got.status_code == 200 and got.content[128:132] == b"DICM"
+
+
+def test_patient_export_answers_by_policy_first(world: World) -> None:
+    """PatientID P2 exists at two hospitals. A caller who may download none of its studies
+    gets the 404 of an unknown patient (not a 409 naming the hospitals); a caller who may
+    download one hospital's studies gets those; only a caller who may download both is
+    asked to choose."""
+    missing = world.clients["patient"].get("/api/patients/P404/export.zip")
+    assert missing.status_code == 404
+    for who in ("patient", "physician_dl", "link_dl"):
+        hidden = world.clients[who].get("/api/patients/P2/export.zip")
+        assert hidden.status_code == 404, (who, hidden.text)
+        assert hidden.json() == {k: v.replace("P404", "P2") if isinstance(v, str) else v
+                                 for k, v in missing.json().items()}
+        assert "HOSP" not in hidden.text
+    own = world.clients["patient2"].get("/api/patients/P2/export.zip")
+    assert own.status_code == 200, own.text
+    exported = zipfile.ZipFile(io.BytesIO(own.content))
+    files = [pydicom.dcmread(io.BytesIO(exported.read(name))) for name in exported.namelist()
+             if name.startswith("DICOM/")]
+    assert files and {(ds.StudyInstanceUID, ds.IssuerOfPatientID) for ds in files} == \
+        {(world.studies["p2"], "HOSP_A")}  # patient 2's own study, not P2 at HOSP_B
+    both = world.clients["admin"].get("/api/patients/P2/export.zip")
+    assert both.status_code == 409 and "HOSP_A" in both.text and "HOSP_B" in both.text
+
+
+def _measurement(world: World, study: str) -> dict[str, object]:
+    return {"series_uid": world.series[study], "instance_uid": world.sops[study],
+            "center_patient_mm": [11.2, 11.2, 1.25], "long_axis_mm": 6.0, "short_axis_mm": 5.0,
+            "nodule_type": "solid", "lobe": "RUL"}
+
+
+def _report_series(world: World, study: str) -> int:
+    """cloudfilm's nodule report series in the study (other SRs do not count)."""
+    found = world.clients["admin"].get(f"/dicomweb/studies/{world.studies[study]}/series",
+                                       params={"Modality": "SR"})
+    return sum(1 for s in found.json() if s.get("0008103E", {}).get("Value")
+               == ["cloudfilm nodule measurements"])
+
+
+@pytest.mark.parametrize(("who", "study", "status"), WRITES,
+                         ids=[f"{w}-{s}" for w, s, _ in WRITES])
+def test_write_matrix(world: World, who: str, study: str, status: int) -> None:
+    """A nodule measurement (stored as an SR series in the study) needs a grant that allows
+    writing, or a hospital role; a refused one leaves the study as it was."""
+    path = f"/api/studies/{world.studies[study]}/nodules"
+    before = world.clients["admin"].get(path).json()["measurements"]
+    written = world.clients[who].post(path, json=_measurement(world, study))
+    assert written.status_code == status, written.text
+    after = world.clients["admin"].get(path).json()["measurements"]
+    assert len(after) == len(before) + (1 if status == 201 else 0)
+    assert (_report_series(world, study) > 0) is (len(after) > 0)
+
+
+# Caregiver invitations (issue 11): who may make one, and who may accept one. A fresh
+# invitation of a throwaway patient per cell, accepted by a throwaway account of that role,
+# so accepting never changes what the rows above see.
+INVITES: list[tuple[str, int]] = [
+    ("patient", 201), ("caregiver", 403), ("physician", 403), ("operator", 403),
+    ("admin", 403), ("link", 401), ("anonymous", 401),
+]
+JOINS: list[tuple[str, int]] = [
+    ("patient", 200), ("caregiver", 200), ("physician", 403), ("operator", 403),
+    ("admin", 403), ("link", 401), ("anonymous", 401),
+]
+
+
+def _fresh(world: World, role: str, tag: str) -> httpx.Client:
+    """The role's client for the cell: a new account for roles, the shared link and nobody."""
+    if role in ("link", "anonymous"):
+        return world.clients[role]
+    client = _token_client(world.server, f"{tag}-{role}", role)
+    world.clients[f"{tag}-{role}"] = client
+    return client
+
+
+@pytest.mark.parametrize(("who", "status"), INVITES, ids=[w for w, _ in INVITES])
+def test_invitation_matrix(world: World, who: str, status: int) -> None:
+    made = _fresh(world, who, "inviter").post("/api/me/caregivers", json={})
+    assert made.status_code == status, made.text
+
+
+@pytest.mark.parametrize(("who", "status"), JOINS, ids=[w for w, _ in JOINS])
+def test_join_matrix(world: World, who: str, status: int) -> None:
+    inviter = _fresh(world, "patient", f"host-{who}")
+    invitation = inviter.post("/api/me/caregivers", json={}).json()["url"].rsplit("/", 1)[1]
+    joined = _fresh(world, who, "joiner").post("/api/caregiving/join",
+                                                json={"invitation": invitation})
+    assert joined.status_code == status, joined.text
+    helpers = inviter.get("/api/me/caregivers").json()
+    assert any(h.get("status") != "invited" for h in helpers) == (status == 200), helpers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,10 +25,11 @@ from sqlalchemy import select, update
 
 from conftest import Server, run_cli
 from factory import make_instance, stow, to_bytes
-from cloudfilm.storage.index.access_models import AuditEventRow, ClaimCodeRow
+from cloudfilm.storage.index.access_models import AuditEventRow, ClaimCodeRow, OutboxRow, UserRow
 from cloudfilm.services.accounts import AccountService
 from cloudfilm.services.people import CLAIM_ALPHABET, new_claim_code, normalise_claim_code
 from cloudfilm.storage.index.db import Index
+from cloudfilm.web.i18n import translations
 
 PASSWORD = "correct horse battery staple"
 PDF_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -358,16 +360,21 @@ def test_caregiver_invitation_acceptance_and_acting_on_behalf(server: Server,
     pid = unique("A")
     study = store_study(server, operator, HOSPITAL_A, pid)
     assert link(operator, patient.person_id, pid, HOSPITAL_A.issuer).status_code == 201
-    invited = patient.http.post("/api/me/caregivers", json={"username": carer.name})
+    invited = patient.http.post("/api/me/caregivers", json={})
     assert invited.status_code == 201 and invited.json()["status"] == "invited"
-    invite_id = invited.json()["invite_id"]
+    secret = invited.json()["url"].rsplit("/caregivers/join/", 1)[1]
     mine = f"/api/me/timeline?person={patient.person_id}"
     assert carer.http.get(mine).status_code == 404  # not before accepting
-    assert [c["invite_id"] for c in carer.http.get("/api/caregiving").json()] == [invite_id]
-    assert stranger.http.post(f"/api/caregiving/{invite_id}/accept").status_code == 404
-    accepted = carer.http.post(f"/api/caregiving/{invite_id}/accept")
+    pending = patient.http.get("/api/me/caregivers").json()
+    assert [(c["user_id"], c["status"]) for c in pending] == [(None, "invited")]
+    wrong = stranger.http.post("/api/caregiving/join", json={"invitation": secret[:-2] + "xx"})
+    assert wrong.status_code == 404
+    accepted = carer.http.post("/api/caregiving/join", json={"invitation": secret})
     assert accepted.status_code == 200 and accepted.json()["status"] == "active"
     assert uid_list(carer.http.get(mine)) == [study]
+    used = stranger.http.post("/api/caregiving/join", json={"invitation": secret})
+    assert used.status_code == 404  # single use
+    assert stranger.http.get(mine).status_code == 404
     share = carer.http.post("/api/shares", json={"scope": {"studies": [study]}, "audience": "link"})
     assert share.status_code == 201, share.text
     created = audit_rows(server, "share-create", patient.person_id)
@@ -406,3 +413,95 @@ def test_claim_codes_are_50_bits_from_an_unambiguous_alphabet() -> None:
     assert len(CLAIM_ALPHABET) ** 10 >= 2 ** 50 and not set("ILOU") & set(CLAIM_ALPHABET)
     assert normalise_claim_code(" abcde-fghjk ") == "ABCDEFGHJK"
     assert normalise_claim_code("o-i l") == "011"  # read as the digits they look like
+
+
+def test_invitations_name_nobody_and_staff_cannot_become_caregivers(
+        server: Server, staff: dict[str, Account]) -> None:
+    """Issue 11: an invite by name told "no user named x" apart from a real account, and
+    could make a physician a caregiver."""
+    patient = make_account(server, "patient")
+    carer = make_account(server, "caregiver")
+    answers = [patient.http.post("/api/me/caregivers", json={"username": name})
+               for name in (carer.name, f"nobody-{secrets.token_hex(4)}", staff["physician"].name)]
+    assert len({(a.status_code, a.text) for a in answers}) == 1, [a.text for a in answers]
+    assert answers[0].status_code == 400 and "by link" in answers[0].json()["error"]
+    assert patient.http.get("/api/me/caregivers").json() == []  # nothing was invited
+    invited = patient.http.post("/api/me/caregivers", json={})
+    secret = invited.json()["url"].rsplit("/caregivers/join/", 1)[1]
+    for who in (staff["physician"], staff["operator"]):
+        refused = who.http.post("/api/caregiving/join", json={"invitation": secret})
+        assert refused.status_code == 403 and "staff" in refused.json()["error"]
+    assert staff["physician"].http.get(
+        f"/api/me/timeline?person={patient.person_id}").status_code == 404
+    assert patient.http.post(f"/api/persons/{patient.person_id}/caregivers",
+                             json={"username": carer.name}).status_code == 403
+    direct = staff["operator"].http.post(f"/api/persons/{patient.person_id}/caregivers",
+                                         json={"username": staff["physician"].name})
+    assert direct.status_code == 400 and "staff" in direct.json()["error"]
+    assert carer.http.post("/api/caregiving/join", json={"invitation": secret}).status_code == 200
+    withdrawn = patient.http.post("/api/me/caregivers", json={}).json()
+    assert patient.http.delete(
+        f"/api/me/caregivers/invitations/{withdrawn['invite_id']}").status_code == 204
+    late = make_account(server, "caregiver").http.post(
+        "/api/caregiving/join", json={"invitation": withdrawn["url"].rsplit("/", 1)[1]})
+    assert late.status_code == 404
+
+
+def test_removing_a_caregiver_revokes_the_links_they_made(server: Server,
+                                                          staff: dict[str, Account]) -> None:
+    """Issue 11, finding 4: a whole-timeline link made by a removed caregiver still opened."""
+    operator, patient = staff["operator"], make_account(server, "patient")
+    carer = make_account(server, "caregiver")
+    pid = unique("C")
+    study = store_study(server, operator, HOSPITAL_A, pid)
+    assert link(operator, patient.person_id, pid, HOSPITAL_A.issuer).status_code == 201
+    assert operator.http.post(f"/api/persons/{patient.person_id}/caregivers",
+                              json={"username": carer.name}).status_code == 201
+    timeline = carer.http.post("/api/shares", json={
+        "scope": {"patient": patient.person_id, "include_future": True}, "audience": "link"})
+    own = patient.http.post("/api/shares", json={"scope": {"studies": [study]},
+                                                 "audience": "link"})
+    assert timeline.status_code == 201 and own.status_code == 201
+    visitor = httpx.Client(base_url=server.url, timeout=60)
+    path = "/s/" + timeline.json()["url"].rsplit("/s/", 1)[1]
+    assert visitor.get(path).status_code == 303  # opens, and starts a link session
+    assert study in visitor.get("/shared").text
+    carer_id = [c["user_id"] for c in patient.http.get("/api/me/caregivers").json()]
+    assert patient.http.delete(f"/api/me/caregivers/{carer_id[0]}").status_code == 204
+    assert visitor.get("/shared").status_code in (401, 404)  # the open session ended too
+    assert httpx.get(server.url + path).status_code == 404
+    own_path = "/s/" + own.json()["url"].rsplit("/s/", 1)[1]
+    assert httpx.get(server.url + own_path).status_code == 303  # the patient's own link stays
+    statuses = {s["id"]: s["status"] for s in patient.http.get("/api/shares").json()}
+    assert statuses[timeline.json()["id"]] == "revoked" and statuses[own.json()["id"]] == "active"
+    (me,) = fetch(server, select(UserRow.id).where(UserRow.username == patient.name))
+    told = fetch(server, select(OutboxRow).where(OutboxRow.recipient_user_id == me,
+                                                 OutboxRow.kind == "caregiver-removed"))
+    assert [(m.channel, m.subject) for m in told] == [("in-app", "A family helper was removed")]
+    zh = translations("zh")
+    assert zh.gettext(told[0].subject) != told[0].subject and zh.gettext(told[0].body) != told[0].body
+    revoked = [json.loads(r.detail) for r in audit_rows(server, "share-revoke", patient.person_id)]
+    assert {"share": timeline.json()["id"], "reason": "caregiver removed"} in revoked
+    visitor.close()
+
+
+def test_the_invitation_page_makes_a_link_a_family_member_accepts(
+        server: Server, staff: dict[str, Account]) -> None:
+    patient, carer = make_account(server, "patient", "王芳"), make_account(server, "caregiver")
+    made = patient.http.post("/caregivers/invite")
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+    found = re.search(r'value="https?://[^/"]+(/caregivers/join/[A-Za-z0-9_-]+)"', made.text)
+    assert found, made.text[-3000:]
+    path = found.group(1)
+    shown = carer.http.get(path)
+    assert shown.status_code == 200 and "王芳 asks you to be their family helper." in shown.text
+    assert f'action="{path}"' in shown.text
+    assert "王芳 邀请您成为其家属代理人。" in carer.http.get(path, headers={
+        "Accept-Language": "zh-CN"}).text
+    staff_page = staff["physician"].http.get(path)
+    assert staff_page.status_code == 403 and "Staff accounts cannot be family helpers" in \
+        staff_page.text
+    accepted = carer.http.post(path)
+    assert accepted.status_code == 303 and accepted.headers["location"].endswith("done=accepted")
+    assert carer.http.get(path).status_code == 404  # used
+    assert carer.name in patient.http.get("/caregivers").text

@@ -393,19 +393,17 @@ def test_share_form_mistakes_are_explained_in_the_visitors_language(site: Site) 
 
 
 def test_invite_accept_act_for_and_remove_a_family_helper(site: Site) -> None:
+    """Invitations are links that name nobody (issue 11); staff accounts cannot accept."""
     helper = make_account(site.server, "caregiver")
-    invited = site.stranger.http.post("/caregivers/invite", data={"username": helper.name})
-    assert invited.status_code == 303 and invited.headers["location"].endswith("done=invited")
-    mine = page(site.stranger, "/caregivers").text
-    assert helper.name in mine and "Invitation sent" in mine
-    unknown = site.stranger.http.post("/caregivers/invite", data={"username": "nobody-x"})
-    assert unknown.status_code == 400 and "There is no account with the username" in unknown.text
-    waiting = page(helper, "/caregivers").text
-    invite = re.search(r'action="(/caregivers/invitations/\d+/accept)"', waiting)
-    assert invite, waiting
+    made = site.stranger.http.post("/caregivers/invite")
+    assert made.status_code == 200 and "Invitation link" in made.text
+    join = re.search(r'value="https?://[^/"]+(/caregivers/join/[A-Za-z0-9_-]+)"', made.text)
+    assert join, made.text
+    assert "Invitation link, not used yet" in page(site.stranger, "/caregivers").text
+    assert page(site.physician, join.group(1)).status_code == 403  # staff: never a helper
     assert page(helper, "/timeline").headers["location"] == "/caregivers"  # nobody to act for yet
-    assert helper.http.post(invite.group(1)).status_code == 303
-    assert site.caregiver.http.post(invite.group(1)).status_code == 404  # not their invitation
+    assert helper.http.post(join.group(1)).status_code == 303
+    assert site.caregiver.http.post(join.group(1)).status_code == 404  # used once
     chosen = helper.http.post("/caregivers/act", data={"person": site.stranger.person_id})
     assert chosen.status_code == 303
     assert chosen.headers["location"] == f"/timeline?person={site.stranger.person_id}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import secrets
 import zlib
@@ -28,7 +29,9 @@ from test_people import (
     HOSPITAL_A, HOSPITAL_B, Account, audit_rows, execute, fetch, link, make_account, store_study,
     uid_list, unique,
 )
+from cloudfilm.services.accounts import AccountService
 from cloudfilm.services.share_card import mask_name
+from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.access_models import GrantRow, OutboxRow, RateLimitRow, UserRow
 from cloudfilm.storage.index.models import StudyRow
 
@@ -198,9 +201,10 @@ def test_pin_form_and_lockout_after_five_wrong_pins(server: Server, folder: Fold
     ok = browser.post(target, data={"pin": "246810"}, follow_redirects=False)
     assert ok.status_code == 303 and ok.headers["location"] == "/shared"
     assert folder.first in browser.get("/shared").text
-    failures = [r for r in audit_rows(server, "share-open", folder.patient.person_id)
+    failures = [json.loads(r.detail)["reason"]
+                for r in audit_rows(server, "share-open", folder.patient.person_id)
                 if r.outcome == "failure"]
-    assert len(failures) == 5
+    assert failures == ["wrong PIN"] * 5 + ["locked"]  # every refusal is audited
 
 
 def test_pin_rules(folder: Folder) -> None:
@@ -214,6 +218,50 @@ def test_pin_rules(folder: Folder) -> None:
     given = folder.patient.http.post("/api/shares", json={"scope": scope, "audience": "link",
                                                           "pin": "555555"})
     assert given.status_code == 201 and given.json()["has_pin"] is True
+
+
+# -- a link never replaces a login (issue 11) ----------------------------------------------
+
+
+def signed_in_browser(server: Server, role: str = "physician") -> tuple[str, httpx.Client]:
+    """A browser signed in through the login form (a cookie session, not a bearer token)."""
+    name, password = f"signed-{secrets.token_hex(4)}", "a long enough passphrase"
+    index = Index(server.database_url)
+    try:
+        AccountService(index).add_user(name, role, password)
+    finally:
+        index.dispose()
+    browser = visitor(server)
+    token = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text)
+    assert token
+    signed = browser.post("/login", data={"username": name, "password": password,
+                                          "csrf": token.group(1)})
+    assert signed.status_code == 303
+    return name, browser
+
+
+def test_opening_a_link_while_signed_in_keeps_the_login(server: Server, folder: Folder) -> None:
+    plain = share(folder.patient, {"scope": {"studies": [folder.first]}})
+    protected = share(folder.patient, {"scope": {"studies": [folder.first]},
+                                       "audience": "link+pin", "pin": "135790"})
+    name, browser = signed_in_browser(server)
+    session = browser.cookies["cf_session"]
+    opened = open_link(browser, plain["url"])
+    pin = browser.post(path_of(protected["url"]), data={"pin": "135790"})
+    for answer in (opened, pin):
+        assert answer.status_code == 409 and "signed in as" in answer.text
+        assert "cf_session" not in answer.headers.get("set-cookie", "")
+    assert browser.cookies["cf_session"] == session
+    me = browser.get("/api/me")
+    assert me.status_code == 200 and (me.json()["kind"], me.json()["username"]) == ("user", name)
+    listed = {s["id"]: s for s in folder.patient.http.get("/api/shares").json()}
+    assert listed[plain["id"]]["open_count"] == 0  # nothing was opened
+    zh = browser.get(path_of(plain["url"]), headers={"Accept-Language": "zh-CN"})
+    assert "无痕" in zh.text
+    browser.close()
+    anonymous = visitor(server)  # the same link still opens for a browser without a login
+    assert open_link(anonymous, plain["url"]).status_code == 303
+    anonymous.close()
 
 
 # -- scope -------------------------------------------------------------------------------

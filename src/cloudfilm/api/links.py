@@ -8,6 +8,9 @@ Issue "People, access and sharing" (link opening):
 - otherwise the secret is exchanged for a share session (cookie ``cf_session``,
   HttpOnly, SameSite=Lax) and the browser is sent (303) to ``/shared``, a URL
   without the secret; the policy re-checks the grant on every later request;
+- a link session never replaces a login (issue 11): a browser signed in to an account
+  gets a page that says to open the link in a private window (or sign out first),
+  its session is left alone, and the link is neither counted nor its PIN evaluated;
 - ``/shared`` is the portal's page for what the grant covers: the study itself when it
   names one, else the timeline (web/pages.py); other studies are "not found".
 Secrets are never logged; responses carry ``Referrer-Policy: no-referrer`` so the
@@ -45,6 +48,9 @@ HEADERS = {
 }
 LOCKED = N_("This link is locked for 15 minutes after 5 wrong PINs. Please wait, then try "
             "again, or ask the person who shared it to check the PIN.")
+SIGNED_IN = N_("This link is for looking without an account, so it does not open while "
+               "you are signed in as %(name)s. Open it in a private window, or sign out and "
+               "open it again.")
 NOT_AVAILABLE = N_("The link may be mistyped, or it has expired or been withdrawn. Ask the "
                    "person who shared it for a new one.")
 
@@ -81,6 +87,17 @@ def _cross_site(request: Request) -> bool:
     return urlsplit(origin).netloc not in ours
 
 
+def signed_in(request: Request) -> bool:
+    """Is this browser signed in to an account (a session a link must not replace)?"""
+    return principal(request).kind == "user"
+
+
+def signed_in_page(request: Request) -> HTMLResponse:
+    loc = localizer(request)
+    return page(request, loc.gettext("You are signed in"),
+                loc.gettext(SIGNED_IN, name=principal(request).username), 409)
+
+
 def locked_page(request: Request) -> HTMLResponse:
     loc = localizer(request)
     response = page(request, loc.gettext("Too many wrong PINs"), loc.gettext(LOCKED), 429)
@@ -107,7 +124,7 @@ async def _start_share_session(request: Request, sharing: SharingService,
         return not_available(request)
     accounts = accounts_of(archive_of(request))
     old = request.cookies.get(SESSION_COOKIE)
-    if old and principal(request).kind == "share":
+    if old and principal(request).kind == "share":  # another link's session, never a login
         await run_in_threadpool(accounts.revoke_session, old)
     session_id, csrf = await run_in_threadpool(
         lambda: accounts.create_session(grant_id=row.id, source=source))
@@ -122,6 +139,8 @@ async def open_link(request: Request) -> Response:
     row = await run_in_threadpool(sharing.find_link, request.path_params["secret"])
     if row is None:
         return not_available(request)
+    if signed_in(request):
+        return signed_in_page(request)
     if row.pin_hash:
         if await run_in_threadpool(sharing.pin_locked, row):
             return locked_page(request)
@@ -137,6 +156,8 @@ async def submit_pin(request: Request) -> Response:
         return not_available(request)
     if _cross_site(request):
         return pin_page(request, localizer(request).gettext("Please open the link again."), 403)
+    if signed_in(request):
+        return signed_in_page(request)
     if row.pin_hash:
         pin = str((await request.form()).get("pin", ""))
         try:

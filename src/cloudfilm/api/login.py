@@ -24,7 +24,9 @@ from cloudfilm.api.authn import (
 )
 from cloudfilm.domain.access import ANONYMOUS
 from cloudfilm.services import credentials
-from cloudfilm.services.accounts import AccountService, LockedOut, LoginFailed, User, accounts_of
+from cloudfilm.services.accounts import (
+    DEVICE_COOKIE_AGE, AccountService, LockedOut, LoginFailed, User, accounts_of,
+)
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.oidc import OidcConfig, OidcError, OidcLogin
 from cloudfilm.web.guides import guide
@@ -33,6 +35,7 @@ from cloudfilm.web.templating import render
 
 PRESESSION_COOKIE = "cf_presession"
 OIDC_COOKIE = "cf_oidc"
+DEVICE_COOKIE = "cf_device"  # this browser signed in before (services/accounts.py)
 PRESESSION_MAX_AGE = 2 * 3600
 
 
@@ -132,7 +135,7 @@ async def login_submit(request: Request) -> Response:
                               "This sign-in form expired. Please sign in again."))
     try:
         user = await run_in_threadpool(_accounts(request).authenticate, username, password,
-                                       client_ip(request))
+                                       client_ip(request), request.cookies.get(DEVICE_COOKIE, ""))
     except LockedOut as exc:
         response = _form_page(request, 429, username=username, next_path=next_path,
                               message=_lockout_message(request, exc.until))
@@ -142,7 +145,18 @@ async def login_submit(request: Request) -> Response:
     except LoginFailed:
         return _form_page(request, 401, username=username, next_path=next_path,
                           message=localizer(request).gettext("Wrong username or password."))
-    return await _start_session(request, user, next_path)
+    response = await _start_session(request, user, next_path)
+    _remember_device(response, request, user)
+    return response
+
+
+def _remember_device(response: Response, conn: HTTPConnection, user: User) -> None:
+    """A signed device cookie: this browser's later tries skip the account's shared back-off."""
+    cookie = _accounts(conn).device_cookie(user.username)
+    if cookie:
+        response.set_cookie(DEVICE_COOKIE, cookie, max_age=int(DEVICE_COOKIE_AGE.total_seconds()),
+                            path="/login", httponly=True, samesite="lax",
+                            secure=wants_secure_cookies(conn))
 
 
 async def _start_session(request: Request, user: User, next_path: str) -> Response:

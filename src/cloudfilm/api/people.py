@@ -6,7 +6,11 @@ Issue "People, access and sharing" (one person across hospitals; caregivers):
 - the timeline: ``GET /api/me/timeline`` (own, or ``?person=`` for a caregiver) and
   ``GET /api/patients/{id}/timeline`` (physicians with a grant, operators, admins,
   caregivers), always filtered by the policy;
-- caregivers: ``/api/me/caregivers``, ``/api/caregiving/{invite_id}/accept``,
+- caregivers: ``/api/me/caregivers`` (list; ``POST`` makes an invitation link, which
+  names nobody: a ``username`` gets the same refusal whether or not it exists),
+  ``DELETE /api/me/caregivers/invitations/{invite_id}`` (withdraw an unused link),
+  ``POST /api/caregiving/join`` with ``{"invitation": SECRET}`` (accept a link; staff
+  accounts are refused), ``/api/caregiving/{invite_id}/accept`` (older invitations),
   ``/api/persons/{id}/caregivers`` (operators).
 """
 
@@ -23,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cloudfilm.api.authn import client_ip, require_user
+from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Principal, Role, may_act_for
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.people import (
@@ -181,11 +186,32 @@ async def my_caregivers(request: Request) -> Response:
 
 
 async def invite_caregiver(request: Request) -> Response:
+    """A single-use invitation link (shown once); no account is named or looked up."""
     who = require_user(request)
     body = await json_body(request)
-    link = await call(CaregiverService(archive_of(request)).invite, who,
-                      str(body.get("username", "")))
-    return respond(link.as_dict(), 201)
+    if "username" in body:
+        raise HTTPException(400, "caregivers are invited by link: send {} and pass the link "
+                                 "on; usernames are not looked up")
+    invitation = await call(CaregiverService(archive_of(request)).invite, who)
+    return respond({"invite_id": invitation.invite_id, "status": "invited",
+                    "url": f"{site_base(request)}{invitation.path}",
+                    "expires_at": invitation.expires_at.isoformat()}, 201)
+
+
+async def withdraw_invitation(request: Request) -> Response:
+    who = require_user(request)
+    await call(CaregiverService(archive_of(request)).withdraw, who,
+               int_param(request.path_params["invite_id"], "invite id"))
+    return Response(status_code=204)
+
+
+async def join_as_caregiver(request: Request) -> Response:
+    """Accept an invitation link: the caller becomes the patient's caregiver."""
+    who = require_user(request)
+    body = await json_body(request)
+    link = await call(CaregiverService(archive_of(request)).join, who,
+                      str(body.get("invitation") or ""))
+    return respond(link.as_dict())
 
 
 async def remove_caregiver(request: Request) -> Response:
@@ -230,7 +256,9 @@ routes = [
     Route("/patients/{id}/timeline", patient_timeline, methods=["GET"]),
     Route("/me/caregivers", my_caregivers, methods=["GET"]),
     Route("/me/caregivers", invite_caregiver, methods=["POST"]),
+    Route("/me/caregivers/invitations/{invite_id}", withdraw_invitation, methods=["DELETE"]),
     Route("/me/caregivers/{user_id}", remove_caregiver, methods=["DELETE"]),
     Route("/caregiving", caring_for, methods=["GET"]),
+    Route("/caregiving/join", join_as_caregiver, methods=["POST"]),
     Route("/caregiving/{invite_id}/accept", accept_invite, methods=["POST"]),
 ]

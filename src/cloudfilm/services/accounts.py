@@ -5,8 +5,25 @@ sessions) must hash, rate-limit and audit the same way. Secrets (passwords, toke
 session ids, CSRF tokens) are never stored or logged in clear: passwords as argon2id,
 the rest as SHA-256, looked up by hash and compared in constant time.
 
-Failed logins count against ``login-user:NAME`` and ``login-ip:ADDR`` (5 failures → 15
-minutes locked); every login and failed login is audited.
+Password tries (issue 11, "lock-outs that hold"). Each try is reserved on its keys
+before the slow hash is evaluated (services/ratelimit.py), so parallel requests cannot
+exceed a limit:
+- ``login:NAME@ADDR``: 5 failures in 15 minutes lock that account *from that address*
+  for 15 minutes. This is the only lock a stranger's guesses cause, and it falls on the
+  stranger's own address.
+- ``login-ip:ADDR``: 30 failures from one address, whatever the names, lock that address
+  (guessing many accounts from one place).
+- ``login-user:NAME``: from every address together, after 20 failures in a day each
+  further try waits 1, 2, 4 ... up to 15 minutes. A back-off, not a lock: it bounds a
+  distributed guesser to about a hundred tries a day, never shuts the account longer.
+- A browser that signed in to the account before carries a signed device cookie
+  (services/credentials.py). It is counted on its own key, ``login-device:NAME:ID``, and
+  none of the above, so however many addresses guess, the owner still signs in from
+  their own phone or computer at once (OWASP, "Slow Down Online Guessing Attacks with
+  Device Cookies"). After 5 failures in a day on that device, each further try waits
+  15 minutes, doubling up to a day: a stolen device gets only a few guesses a day.
+A success clears the account-and-address (or device) key and gives back the try it
+reserved on the others. Every login and failed login is audited.
 """
 
 from __future__ import annotations
@@ -28,7 +45,7 @@ from cloudfilm.domain.access import Principal, Role
 from cloudfilm.domain.audit import AuditEntry
 from cloudfilm.services import credentials
 from cloudfilm.services.audit import AuditLog
-from cloudfilm.services.ratelimit import LockedOut, RateLimiter
+from cloudfilm.services.ratelimit import Limit, LockedOut, RateLimiter
 from cloudfilm.storage.index.access_models import (
     ApiTokenRow, CaregiverRow, GrantRow, PersonRow, UserRow, WebSessionRow,
 )
@@ -144,18 +161,41 @@ def _token_info(row: ApiTokenRow, username: str) -> TokenInfo:
                      _aware(row.revoked_at), _aware(row.last_used_at))
 
 
-def _login_keys(username: str, source: str) -> tuple[str, ...]:
-    return (f"login-user:{username}",) + ((f"login-ip:{source}",) if source else ())
+ACCOUNT_AT_ADDRESS = Limit(max_failures=5)
+ADDRESS = Limit(max_failures=30)
+ACCOUNT_BACKOFF = Limit(max_failures=20, window=timedelta(days=1),
+                        lockout=timedelta(minutes=1), grows_to=timedelta(minutes=15))
+DEVICE = Limit(max_failures=5, window=timedelta(days=1), lockout=timedelta(minutes=15),
+               grows_to=timedelta(days=1))
+DEVICE_COOKIE_AGE = timedelta(days=180)
+
+
+@dataclass(frozen=True)
+class LoginKeys:
+    """The rate-limiter keys one password try is counted on (see the module docstring)."""
+
+    own: tuple[str, Limit]  # cleared by a success
+    shared: tuple[tuple[str, Limit], ...] = ()  # refunded by a success
+
+    @classmethod
+    def of(cls, username: str, source: str, device: str | None) -> "LoginKeys":
+        if device is not None:
+            return cls((f"login-device:{username}:{device}", DEVICE))
+        shared = ((f"login-user:{username}", ACCOUNT_BACKOFF),)
+        if source:
+            shared += ((f"login-ip:{source}", ADDRESS),)
+        return cls((f"login:{username}@{source}", ACCOUNT_AT_ADDRESS), shared)
 
 
 class AccountService:
     """Users, tokens and sessions over the index."""
 
     def __init__(self, index: Index, *, rate_limiter: RateLimiter | None = None,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, server_key: bytes | None = None) -> None:
         self.index = index
         self.rate_limiter = rate_limiter or RateLimiter(index)
         self.audit = audit or AuditLog(index)
+        self.server_key = server_key  # signs device cookies; without it none is trusted
 
     # --- users -------------------------------------------------------------------------
 
@@ -232,16 +272,17 @@ class AccountService:
 
     # --- password login ----------------------------------------------------------------
 
-    def authenticate(self, username: str, password: str, source: str = "") -> User:
-        """Check a password under the per-account and per-address limits; audit either way.
+    def authenticate(self, username: str, password: str, source: str = "",
+                     device_cookie: str = "") -> User:
+        """Check a password under the limits of the module docstring; audit either way.
 
-        Raises LockedOut when a limit is reached (also by this very failure) and
-        LoginFailed otherwise; an unknown name costs the same hash as a known one.
+        Raises LockedOut when a limit refuses the try (or this very failure reached
+        one) and LoginFailed otherwise; an unknown name costs the same hash as a known one.
         """
         name = username.strip().lower()[:64]
-        keys = _login_keys(name, source)
+        keys = LoginKeys.of(name, source, self.trusted_device(name, device_cookie))
         try:
-            self.rate_limiter.check(*keys)
+            counts = self.rate_limiter.reserve(keys.own, *keys.shared)
         except LockedOut:
             self._audit_login(name, None, False, source, {"method": "password", "reason": "locked"})
             raise
@@ -250,14 +291,29 @@ class AccountService:
             user = _user(row) if row else None
             stored = row.password_hash if row and not row.disabled else None
         if not credentials.verify_password(stored, password):
-            self.rate_limiter.failure(*keys)
             self._audit_login(name, user, False, source, {"method": "password"})
-            self.rate_limiter.check(*keys)  # raises LockedOut if this failure locked a key
+            key, limit = keys.own
+            if counts[key] >= limit.max_failures:
+                raise LockedOut(_now() + limit.delay(counts[key]))
             raise LoginFailed()
         assert user is not None
-        self.rate_limiter.success(keys[0])
+        self.rate_limiter.clear(keys.own[0])
+        self.rate_limiter.refund(*(key for key, _ in keys.shared))
         self._audit_login(name, user, True, source, {"method": "password"})
         return user
+
+    def trusted_device(self, username: str, cookie: str) -> str | None:
+        """The id of a device that signed in to ``username`` before (a genuine cookie)."""
+        if not cookie or self.server_key is None:
+            return None
+        return credentials.device_id(self.server_key, username, cookie,
+                                     int(DEVICE_COOKIE_AGE.total_seconds()))
+
+    def device_cookie(self, username: str) -> str | None:
+        """A new device cookie for a browser that just signed in with the password."""
+        if self.server_key is None:
+            return None
+        return credentials.device_cookie(self.server_key, username)
 
     def _audit_login(self, name: str, user: User | None, ok: bool, source: str,
                      detail: dict[str, str]) -> None:
@@ -419,7 +475,8 @@ def accounts_of(archive: "Archive") -> AccountService:
     existing = getattr(archive, "accounts", None)
     if isinstance(existing, AccountService):
         return existing
-    service = AccountService(archive.index, rate_limiter=archive.rate_limiter, audit=archive.audit)
+    service = AccountService(archive.index, rate_limiter=archive.rate_limiter, audit=archive.audit,
+                             server_key=archive.server_key)
     archive.accounts = service  # type: ignore[attr-defined]  # until Archive has the field
     return service
 

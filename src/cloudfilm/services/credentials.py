@@ -8,6 +8,10 @@
   index holds the nonce and SHA-256(secret); the server key lives outside the index
   (``<data>/server.key``, mode 0600, or CLOUDFILM_SECRET_KEY), so a copy of the
   database alone reveals no link.
+- Device cookies (a browser that signed in to an account before): a random id, the
+  issue time and HMAC-SHA256(server key, account, id, time); nothing is stored. They
+  exempt that browser from an account's shared back-off (OWASP "Slow Down Online
+  Guessing Attacks with Device Cookies"); see services/accounts.py.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -27,8 +32,13 @@ KEY_FILE = "server.key"
 
 
 def new_token() -> str:
-    """A bearer token, session id or claim secret: 256 random bits, URL-safe."""
-    return secrets.token_urlsafe(32)
+    """A bearer token, session id or claim secret: 256 random bits, URL-safe.
+
+    Never starting with "-", so ``cloudfilm token revoke TOKEN`` cannot read it as an option.
+    """
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
 
 
 def token_hash(token: str) -> str:
@@ -78,4 +88,28 @@ def new_nonce() -> str:
 def share_secret(server_key: bytes, nonce: str) -> str:
     """The link secret for a grant: reproducible by the server, never stored."""
     digest = hmac.new(server_key, f"share-link:{nonce}".encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def device_cookie(server_key: bytes, username: str, now: float | None = None) -> str:
+    """``<id>.<issued>.<mac>``: proof that this browser signed in to ``username``."""
+    device_id, issued = secrets.token_hex(16), int(time.time() if now is None else now)
+    return f"{device_id}.{issued}.{_device_mac(server_key, username, device_id, issued)}"
+
+
+def device_id(server_key: bytes, username: str, cookie: str, max_age: int) -> str | None:
+    """The device id of a genuine, unexpired cookie for ``username``; else None."""
+    parts = cookie.split(".")
+    if len(parts) != 3 or not parts[1].isdigit() or len(parts[0]) != 32:
+        return None
+    device, issued, mac = parts[0], int(parts[1]), parts[2]
+    if not 0 <= time.time() - issued <= max_age:
+        return None
+    expected = _device_mac(server_key, username, device, issued)
+    return device if hmac.compare_digest(expected.encode(), mac.encode()) else None
+
+
+def _device_mac(server_key: bytes, username: str, device: str, issued: int) -> str:
+    message = f"login-device:{username}:{device}:{issued}".encode("utf-8")
+    digest = hmac.new(server_key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

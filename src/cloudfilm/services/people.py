@@ -10,8 +10,10 @@ Issue "People, access and sharing":
   Wrong codes count against the claimant (rate limiter key ``claim:<user id>``).
 - The timeline lists every study of the person's records, newest first, always
   filtered through the policy (services/policy.py).
-- Caregivers: invited by the patient and accepted by the caregiver, or set up by an
-  operator; the patient removes them at any time.
+- Caregivers: invited by the patient with a single-use link that a patient or caregiver
+  account accepts (never a staff account; no account name is looked up), or set up by
+  an operator; the patient removes them at any time, which also withdraws every share
+  the caregiver made for them, and the patient is told in-app.
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ from sqlalchemy.orm import Session, aliased
 from cloudfilm.domain.access import Permission, Principal, Role, may_act_for
 from cloudfilm.domain.audit import AuditEntry
 from cloudfilm.domain.identity import Profile, mismatch
-from cloudfilm.services.credentials import token_hash
+from cloudfilm.services.credentials import new_token, token_hash
 from cloudfilm.services.outbox import Message
 from cloudfilm.services.policy import Policy, aware, utcnow
 from cloudfilm.services.ratelimit import LockedOut
 from cloudfilm.storage.index import queries
 from cloudfilm.storage.index.access_models import (
-    CaregiverRow, ClaimCodeRow, PersonRecordRow, PersonRow, UserRow,
+    CaregiverRow, ClaimCodeRow, GrantRow, PersonRecordRow, PersonRow, UserRow, WebSessionRow,
 )
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
@@ -389,12 +391,11 @@ class PeopleService:
         if person_id is None or not may_act_for(principal, person_id):
             raise Forbidden("only a patient (or their caregiver) can claim records")
         key = f"claim:{principal.user_id}"
-        self._check_attempts(key)
+        self._reserve_attempt(key)
         study_uid = self._valid_code(normalise_claim_code(code))
         if study_uid is None:
-            self.archive.rate_limiter.failure(key)
             raise NotFound("this code is unknown, expired or already used")
-        self.archive.rate_limiter.success(key)
+        self.archive.rate_limiter.clear(key)
         patient_id, issuer = self._patient_of(study_uid)
         with self.index.write_session() as session:
             self._insert_link(session, principal, person_id, patient_id, issuer, "claim-code")
@@ -425,9 +426,10 @@ class PeopleService:
                 study_uid=study_uid, detail={"method": "upload", "patient_id": patient_id,
                                              "issuer": issuer}))
 
-    def _check_attempts(self, key: str) -> None:
+    def _reserve_attempt(self, key: str) -> None:
+        """Count the try before looking the code up (parallel guesses share the limit)."""
         try:
-            self.archive.rate_limiter.check(key)
+            self.archive.rate_limiter.reserve(key)
         except LockedOut as exc:
             raise TooManyAttempts(str(exc)) from exc
 
@@ -526,12 +528,36 @@ class PeopleService:
 
 # -- caregivers --------------------------------------------------------------------------
 
+# In-app message texts: stored in English, shown in the reader's language (the same
+# ids are marked for the catalogue in web/pages.py, where messages are shown).
+INVITE_DAYS = 14
+CAREGIVER_ROLES = frozenset({Role.PATIENT, Role.CAREGIVER})  # never staff
+CAREGIVER_REMOVED_SUBJECT = "A family helper was removed"
+CAREGIVER_REMOVED_BODY = ("They can no longer see or share your images. The links and shares "
+                          "they made for you no longer open.")
+
+
+def _revoke_shares_made_by(session: Session, user_id: int, person_id: int) -> list[int]:
+    """Revoke the live grants ``user_id`` created for ``person_id`` and their link sessions."""
+    now = utcnow()
+    grant_ids = list(session.scalars(select(GrantRow.id).where(
+        GrantRow.owner_user_id == user_id, GrantRow.person_id == person_id,
+        GrantRow.revoked_at.is_(None))))
+    if grant_ids:
+        session.execute(update(GrantRow).where(GrantRow.id.in_(grant_ids))
+                        .values(revoked_at=now))
+        session.execute(update(WebSessionRow).where(WebSessionRow.grant_id.in_(grant_ids),
+                                                    WebSessionRow.revoked_at.is_(None))
+                        .values(revoked_at=now))
+    return grant_ids
+
+
 
 @dataclass(frozen=True)
 class CaregiverLink:
     invite_id: int
     person_id: int
-    user_id: int
+    user_id: int | None  # None: an invitation link nobody has opened yet
     username: str
     status: str  # invited | active | removed
     person_name: str = ""
@@ -540,26 +566,109 @@ class CaregiverLink:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Invitation:
+    """A new invitation link: the secret is shown once, only its hash is kept."""
+
+    invite_id: int
+    secret: str
+    expires_at: datetime
+
+    @property
+    def path(self) -> str:
+        return f"/caregivers/join/{self.secret}"
+
+
 class CaregiverService:
     """Who may act for a patient: invited by the patient, accepted by the caregiver, or set up
-    by an operator; the patient removes them at any time (issue: "Caregivers")."""
+    by an operator; the patient removes them at any time (issue: "Caregivers").
+
+    Invitations are links (issue 11): the patient makes one and passes it on however they
+    like (message, e-mail, in person); whoever opens it signed in to a patient or caregiver
+    account becomes the helper. No account name is ever looked up for a patient, so
+    invitations reveal nothing about who has an account, and staff accounts (physician,
+    operator, admin) can never become caregivers.
+    """
 
     def __init__(self, archive: "Archive") -> None:
         self.archive = archive
         self.index = archive.index
 
-    def invite(self, principal: Principal, username: str) -> CaregiverLink:
-        """The patient invites a user; the link is ``invited`` until that user accepts."""
+    def invite(self, principal: Principal) -> Invitation:
+        """The patient makes an invitation link (single use, valid for INVITE_DAYS)."""
         person_id = principal.own_person_id
         if principal.role is not Role.PATIENT or person_id is None:
             raise Forbidden("only a patient can invite their caregivers")
-        link = self._set(person_id, username, "invited", principal)
-        self.archive.outbox.enqueue(Message(
-            channel="in-app", kind="caregiver-invite", recipient_user_id=link.user_id,
-            subject="You were invited as a caregiver",
-            body=f"{principal.username} asks you to act as their caregiver. "
-                 f"Accept invitation {link.invite_id} to see and share their images."))
+        secret = new_token()
+        with self.index.write_session() as session:
+            row = CaregiverRow(person_id=person_id, caregiver_user_id=None, status="invited",
+                               invite_hash=token_hash(secret), invited_by=principal.user_id,
+                               created_at=utcnow())
+            session.add(row)
+            session.commit()
+            invitation = Invitation(row.id, secret, utcnow() + timedelta(days=INVITE_DAYS))
+        self._audit(principal, person_id, "caregiver-invite", f"invitation:{row.id}")
+        return invitation
+
+    def join(self, principal: Principal, secret: str) -> CaregiverLink:
+        """The signed-in user who opened an invitation link becomes the patient's caregiver."""
+        with self.index.write_session() as session:
+            row = self._open_invitation(session, secret)
+            user = session.get(UserRow, principal.user_id) if principal.user_id else None
+            if user is None or Role(user.role) not in CAREGIVER_ROLES:
+                raise Forbidden("staff accounts cannot be family helpers")
+            if user.person_id == row.person_id:
+                raise Invalid("a patient cannot be their own caregiver")
+            row = self._bind(session, row, user.id)
+            session.commit()
+            link = CaregiverLink(row.id, row.person_id, user.id, user.username, row.status)
+        self._audit(principal, link.person_id, "caregiver-accept", principal.username)
         return link
+
+    def invitation_person(self, secret: str) -> str:
+        """The display name of whoever sent a live invitation (for the accept page)."""
+        with self.index.session() as session:
+            row = self._open_invitation(session, secret)
+            person = session.get(PersonRow, row.person_id)
+            return person.display_name if person else ""
+
+    @staticmethod
+    def _open_invitation(session: Session, secret: str) -> CaregiverRow:
+        row = session.scalars(select(CaregiverRow).where(
+            CaregiverRow.invite_hash == token_hash(secret))).first() if secret else None
+        created = aware(row.created_at) if row else None
+        if row is None or row.status != "invited" or row.caregiver_user_id is not None \
+                or created is None or created + timedelta(days=INVITE_DAYS) <= utcnow():
+            raise NotFound("this invitation is unknown, used or expired")
+        return row
+
+    @staticmethod
+    def _bind(session: Session, invitation: CaregiverRow, user_id: int) -> CaregiverRow:
+        """The invitation's user is now known: reuse an earlier row of the pair, if any."""
+        earlier = session.scalars(select(CaregiverRow).where(
+            CaregiverRow.person_id == invitation.person_id,
+            CaregiverRow.caregiver_user_id == user_id)).first()
+        if earlier is not None and earlier.status == "active":
+            raise Conflict("you are already this patient's family helper")
+        row = invitation
+        if earlier is not None:
+            session.delete(invitation)
+            session.flush()
+            row = earlier
+        row.caregiver_user_id, row.status, row.invite_hash = user_id, "active", None
+        row.accepted_at, row.removed_at = utcnow(), None
+        return row
+
+    def withdraw(self, principal: Principal, invite_id: int) -> None:
+        """The patient withdraws an invitation link nobody has used yet."""
+        with self.index.write_session() as session:
+            row = session.get(CaregiverRow, invite_id)
+            if row is None or row.person_id != principal.own_person_id \
+                    or row.status != "invited" or principal.own_person_id is None:
+                raise NotFound("no such invitation")
+            row.status, row.removed_at, row.invite_hash = "removed", utcnow(), None
+            session.commit()
+        self._audit(principal, row.person_id, "caregiver-withdraw", f"invitation:{invite_id}")
 
     def add_direct(self, actor: Principal, person_id: int, username: str) -> CaregiverLink:
         """An operator sets a caregiver up directly (e.g. after checking papers at the desk)."""
@@ -573,6 +682,8 @@ class CaregiverService:
         now = utcnow()
         with self.index.write_session() as session:
             user = PeopleService._user_in(session, username)
+            if Role(user.role) not in CAREGIVER_ROLES:
+                raise Invalid("staff accounts cannot be family helpers")
             if user.person_id == person_id:
                 raise Invalid("a patient cannot be their own caregiver")
             row = session.scalars(select(CaregiverRow).where(
@@ -596,17 +707,23 @@ class CaregiverService:
         """The invited user accepts; only they can, and only while the invitation stands."""
         with self.index.write_session() as session:
             row = session.get(CaregiverRow, invite_id)
-            if row is None or row.caregiver_user_id != principal.user_id or row.status != "invited":
+            if row is None or row.caregiver_user_id is None \
+                    or row.caregiver_user_id != principal.user_id or row.status != "invited":
                 raise NotFound("no such invitation for you")
             row.status, row.accepted_at = "active", utcnow()
             session.commit()
-            link = CaregiverLink(row.id, row.person_id, row.caregiver_user_id, principal.username,
+            link = CaregiverLink(row.id, row.person_id, principal.user_id, principal.username,
                                  row.status)
         self._audit(principal, link.person_id, "caregiver-accept", principal.username)
         return link
 
     def remove(self, principal: Principal, user_id: int, person_id: int | None = None) -> None:
-        """The patient (or an admin, naming the person) ends a caregiver's access at once."""
+        """The patient (or an admin, naming the person) ends a caregiver's access at once.
+
+        Removing a caregiver also withdraws every share they made for this patient (links,
+        whole-timeline links, physician shares) and ends those links' open sessions, in the
+        same transaction (issue 11, finding 4); the patient gets an in-app message.
+        """
         person_id = principal.own_person_id if person_id is None else person_id
         if person_id is None or not (principal.own_person_id == person_id
                                      or principal.role in (Role.ADMIN, Role.OPERATOR)):
@@ -618,8 +735,19 @@ class CaregiverService:
             if row is None:
                 raise NotFound("this user is not a caregiver of this patient")
             row.status, row.removed_at = "removed", utcnow()
+            revoked = _revoke_shares_made_by(session, user_id, person_id)
+            patients = list(session.scalars(select(UserRow.id).where(
+                UserRow.person_id == person_id, UserRow.role == Role.PATIENT.value)))
             session.commit()
         self._audit(principal, person_id, "caregiver-remove", str(user_id))
+        for grant_id in revoked:
+            self.archive.audit.record(audit_entry(principal, "share-revoke", person_id=person_id,
+                                                  detail={"share": grant_id,
+                                                          "reason": "caregiver removed"}))
+        for patient in patients:
+            self.archive.outbox.enqueue(Message(
+                channel="in-app", kind="caregiver-removed", recipient_user_id=patient,
+                subject=CAREGIVER_REMOVED_SUBJECT, body=CAREGIVER_REMOVED_BODY))
 
     def for_person(self, person_id: int) -> list[CaregiverLink]:
         """A patient's caregivers and pending invitations (removed ones are not listed)."""
@@ -635,12 +763,12 @@ class CaregiverService:
         with self.index.session() as session:
             rows = session.execute(
                 select(CaregiverRow, UserRow.username, PersonRow.display_name)
-                .join(UserRow, UserRow.id == CaregiverRow.caregiver_user_id)
+                .outerjoin(UserRow, UserRow.id == CaregiverRow.caregiver_user_id)
                 .join(PersonRow, PersonRow.id == CaregiverRow.person_id)
                 .where(condition, CaregiverRow.status != "removed")
                 .order_by(CaregiverRow.id)).all()
-        return [CaregiverLink(r.id, r.person_id, r.caregiver_user_id, username, r.status, name)
-                for r, username, name in rows]
+        return [CaregiverLink(r.id, r.person_id, r.caregiver_user_id, username or "", r.status,
+                              name) for r, username, name in rows]
 
     def _audit(self, actor: Principal, person_id: int, event: str, who: str) -> None:
         self.archive.audit.record(audit_entry(actor, "admin", person_id=person_id,

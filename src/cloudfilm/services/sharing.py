@@ -8,9 +8,10 @@
 - A link's secret is HMAC(server key, nonce) (credentials.share_secret): the index keeps
   the nonce and SHA-256(secret), so renewal shows the same URL and QR code again.
 - Unknown, expired, revoked, malformed and used-up secrets are indistinguishable (None).
-- PINs are 6 to 12 digits, stored as argon2id. A wrong PIN is a counted failure (rate
-  limiter key ``pin:<grant id>``): 5 lock the link for 15 minutes (so guessing a 6-digit
-  PIN takes years, where a 4-digit one would fall within weeks).
+- PINs are 6 to 12 digits, stored as argon2id. Each try is reserved on the rate limiter
+  key ``pin:<grant id>`` before the PIN is hashed, so parallel requests share the count:
+  5 wrong PINs lock the link for 15 minutes (guessing a 6-digit PIN takes years, where
+  a 4-digit one would fall within weeks).
 - Opens are counted, optionally capped (``max_opens``), audited, and the owner is
   notified in-app unless ``notify_on_open`` is off.
 - Create, renew, revoke and open are audited.
@@ -40,9 +41,7 @@ from cloudfilm.services.policy import (
     Policy, aware, grant_from_row, grant_scope, utcnow, visible_instances_clause,
 )
 from cloudfilm.services.ratelimit import LockedOut
-from cloudfilm.storage.index.access_models import (
-    GrantRow, PersonRow, RateLimitRow, UserRow, WebSessionRow,
-)
+from cloudfilm.storage.index.access_models import GrantRow, PersonRow, UserRow, WebSessionRow
 from cloudfilm.storage.index.models import PatientRow, StudyRow
 
 if TYPE_CHECKING:
@@ -385,31 +384,31 @@ class SharingService:
         return False
 
     def check_pin(self, row: GrantRow, pin: str) -> None:
-        """Raise TooManyAttempts while locked, WrongPin on a mismatch (counted)."""
+        """Raise TooManyAttempts while locked, WrongPin on a mismatch (counted).
+
+        The try is reserved before the slow hash (services/ratelimit.py), so at most
+        five PINs are ever evaluated per lock-out window, however many arrive at once.
+        """
         key = f"pin:{row.id}"
         limiter = self.archive.rate_limiter
         try:
-            limiter.check(key)
+            used = limiter.reserve(key)[key]
         except LockedOut as exc:
+            self._audit_pin(row, "locked")
             raise TooManyAttempts(str(exc)) from exc
         if verify_password(row.pin_hash, pin):
-            limiter.success(key)
+            limiter.clear(key)
             return
-        limiter.failure(key)
+        self._audit_pin(row, "wrong PIN")
+        remaining = limiter.limit.max_failures - used
+        if remaining <= 0:
+            raise TooManyAttempts("too many wrong PINs; the link is locked for 15 minutes")
+        raise WrongPin(remaining)
+
+    def _audit_pin(self, row: GrantRow, reason: str) -> None:
         self.archive.audit.record(audit_entry(self._link_principal(row), "share-open",
                                               person_id=row.person_id, outcome="failure",
-                                              detail={"share": row.id, "reason": "wrong PIN"}))
-        try:
-            limiter.check(key)
-        except LockedOut as exc:
-            raise TooManyAttempts(str(exc)) from exc
-        raise WrongPin(self._remaining(key))
-
-    def _remaining(self, key: str) -> int:
-        with self.index.session() as session:
-            row = session.get(RateLimitRow, key)
-        used = row.failures if row else 0
-        return max(0, self.archive.rate_limiter.limit.max_failures - used)
+                                              detail={"share": row.id, "reason": reason}))
 
     def record_open(self, row: GrantRow, source: str = "") -> bool:
         """Count one open (atomically, within ``max_opens``), audit it, notify the owner."""
@@ -478,5 +477,5 @@ def ensure_demo_physician_share(archive: "Archive", patient: Principal, physicia
     sharing.create(patient, ShareRequest(
         person_id=patient.own_person_id, study_uids=None, include_future=True,
         audience=Audience.PHYSICIAN, physician=physician,
-        permissions=frozenset({Permission.VIEW, Permission.DOWNLOAD}),
+        permissions=frozenset({Permission.VIEW, Permission.DOWNLOAD, Permission.UPLOAD}),
         valid_until=date.today() + timedelta(days=DEFAULT_DAYS)))

@@ -32,7 +32,7 @@ from babel.support import Translations
 from starlette.requests import HTTPConnection
 
 WEB_DIR = Path(__file__).resolve().parent
-API_PAGES = [WEB_DIR.parent / "api" / "login.py", WEB_DIR.parent / "api" / "links.py"]
+API_PAGES = [WEB_DIR.parent / "api" / name for name in ("login.py", "links.py", "uploads.py")]
 LOCALES_DIR = WEB_DIR / "locales"
 LANGUAGES = ("en", "zh")
 DEFAULT_LANGUAGE = "en"

@@ -44,6 +44,12 @@ ACTIONS = {
     "link": N_("added a hospital record"), "unlink": N_("removed a hospital record"),
     "admin": N_("changed settings"), "login": N_("signed in"),
     "login-failed": N_("failed to sign in"), "logout": N_("signed out"),
+    "access-denied": N_("was refused access"),
+    "caregiver-invite": N_("invited a family helper"),
+    "caregiver-add": N_("added a family helper"),
+    "caregiver-accept": N_("became a family helper"),
+    "caregiver-withdraw": N_("took back an invitation"),
+    "caregiver-remove": N_("removed a family helper"),
 }
 
 ROLES = {

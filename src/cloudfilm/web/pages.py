@@ -30,8 +30,8 @@ from cloudfilm.domain.access import Permission, Principal, Role, may_act_for
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.notifications import list_in_app, mark_read
 from cloudfilm.services.people import (
-    CaregiverService, Conflict, Forbidden, Invalid, NotFound, PeopleService, ServiceError,
-    TimelineStudy, audit_entry,
+    CAREGIVER_ROLES, CaregiverService, Conflict, Forbidden, Invalid, NotFound, PeopleService,
+    ServiceError, TimelineStudy, audit_entry,
 )
 from cloudfilm.services.policy import Policy, utcnow
 from cloudfilm.services.sharing import ShareInfo, SharingService, parse_share_request
@@ -49,9 +49,16 @@ DONE_MESSAGES = {
     "renewed": N_("The share was renewed. The link and QR code stay the same."),
     "revoked": N_("The share was stopped. The link no longer works."),
     "invited": N_("The invitation was sent. It works once they accept it."),
+    "withdrawn": N_("The invitation link was withdrawn and no longer works."),
     "removed": N_("The family helper was removed and can no longer see your images."),
     "accepted": N_("You accepted the invitation. You can now see their images."),
 }
+# In-app messages the services queue in English (services/people.py), shown translated.
+IN_APP_MESSAGES = (
+    N_("A family helper was removed"),
+    N_("They can no longer see or share your images. The links and shares they made for you "
+       "no longer open."),
+)
 
 
 def archive_of(request: Request) -> Archive:
@@ -417,7 +424,8 @@ def _share_view(loc: Localizer, info: ShareInfo, studies: dict[str, TimelineStud
         "until": loc.date(info.valid_until) if info.valid_until else loc.gettext("No end date"),
         "opens": loc.ngettext("Opened %(num)s time", "Opened %(num)s times", info.open_count),
         "url": f"{base}{info.link_path}" if info.link_path else None,
-        "download": "download" in info.permissions, "new": info.id == highlight,
+        "download": "download" in info.permissions, "write": "upload" in info.permissions,
+        "new": info.id == highlight,
         "active": info.status == "active", "revoked": info.status == "revoked",
     }
 
@@ -501,7 +509,8 @@ def _share_body(form: Any, person_id: int, today: date) -> tuple[dict[str, Any] 
     body: dict[str, Any] = {
         "scope": {"studies": uids, "patient": person_id} if scope == "studies"
         else {"patient": person_id, "include_future": True},
-        "permissions": ["view", "download"] if form.get("download") else ["view"],
+        "permissions": ["view"] + (["download"] if form.get("download") else [])
+        + (["upload"] if form.get("write") else []),
     }
     if audience == "link+pin":
         if not (pin.isdigit() and 6 <= len(pin) <= 12):
@@ -530,6 +539,8 @@ def _service_message(loc: Localizer, exc: ServiceError, **names: str) -> str:
     if isinstance(exc, NotFound) and "no user named" in text:
         return loc.gettext("There is no account with the username %(name)s.",
                            name=names.get("user", ""))
+    if isinstance(exc, Conflict) and "already this patient's family helper" in text:
+        return loc.gettext("You are already their family helper.")
     if isinstance(exc, Conflict) and "already a caregiver" in text:
         return loc.gettext("%(name)s is already your family helper.", name=names.get("user", ""))
     if isinstance(exc, Invalid) and "own caregiver" in text:
@@ -548,7 +559,8 @@ async def share_create(request: Request) -> Response:
     loc = localizer(request)
     kept = {"scope": form.get("scope"), "audience": form.get("audience"),
             "valid": form.get("valid"), "studies": form.getlist("study"),
-            "physician": form.get("physician", ""), "download": bool(form.get("download"))}
+            "physician": form.get("physician", ""), "download": bool(form.get("download")),
+            "write": bool(form.get("write"))}
     body, problem = _share_body(form, person_id, utcnow().date())
     if body is None:
         return await render_share(request, who, person_id, status=400,
@@ -609,7 +621,7 @@ async def share_revoke(request: Request) -> Response:
 
 
 async def caregivers_page(request: Request, *, status: int = 200, error: str = "",
-                          username: str = "") -> Response:
+                          invite_url: str = "") -> Response:
     """A patient's family helpers (invite, remove); a helper's invitations and patients."""
     who = principal(request)
     if not is_user(who, Role.PATIENT, Role.CAREGIVER):
@@ -630,26 +642,76 @@ async def caregivers_page(request: Request, *, status: int = 200, error: str = "
         "patients": [{"link": c, "name": names[c.person_id], "current": c.person_id == current}
                      for c in caring if c.status == "active"],
         "done": loc.gettext(DONE_MESSAGES[done]) if done in DONE_MESSAGES else "",
-        "error": error, "username": username, "guide": guide("caregivers", loc),
+        "error": error, "invite_url": invite_url, "guide": guide("caregivers", loc),
     }, status=status, active="caregivers")
 
 
 async def caregiver_invite(request: Request) -> Response:
+    """A new invitation link, shown once on the page (it names nobody; issue 11)."""
     who = principal(request)
     if not is_user(who, Role.PATIENT):
         return not_found(request)
-    username = str((await request.form()).get("username", "")).strip().lower()
-    loc = localizer(request)
-    if not username:
-        return await caregivers_page(request, status=400,
-                                     error=loc.gettext("Type the username of your family "
-                                                       "member."))
     try:
-        await thread(CaregiverService(archive_of(request)).invite, who, username)
+        invitation = await thread(CaregiverService(archive_of(request)).invite, who)
     except ServiceError as exc:
-        return await caregivers_page(request, status=400, username=username,
-                                     error=_service_message(loc, exc, user=username))
-    return redirect("/caregivers?done=invited")
+        return await caregivers_page(request, status=400,
+                                     error=_service_message(localizer(request), exc))
+    response = await caregivers_page(request, invite_url=site_base(request) + invitation.path)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def caregiver_withdraw(request: Request) -> Response:
+    who = principal(request)
+    invite_id = parse_id(request.path_params["invite_id"])
+    if not is_user(who, Role.PATIENT) or invite_id is None:
+        return not_found(request)
+    try:
+        await thread(CaregiverService(archive_of(request)).withdraw, who, invite_id)
+    except ServiceError:
+        return not_found(request)
+    return redirect("/caregivers?done=withdrawn")
+
+
+async def caregiver_join(request: Request) -> Response:
+    """An invitation link: who asks, and a button to accept (POST to the same URL)."""
+    who, loc = principal(request), localizer(request)
+    secret = request.path_params["secret"]
+    if not is_user(who):
+        return not_found(request)
+    if who.role not in CAREGIVER_ROLES:
+        return message_page(request, 403, loc.gettext("Staff accounts cannot be family helpers"),
+                            loc.gettext("Open this link signed in to your own personal account."))
+    try:
+        name = await thread(CaregiverService(archive_of(request)).invitation_person, secret)
+    except ServiceError:
+        return message_page(request, 404, loc.gettext("This invitation is not available"),
+                            loc.gettext("It may have been used, withdrawn or be older than 14 "
+                                        "days. Ask for a new one."))
+    response = render(request, "caregiver_join.html", {
+        "title": loc.gettext("Become a family helper"), "name": name or loc.gettext("A patient"),
+        "action": f"/caregivers/join/{quote(secret)}"}, active="caregivers")
+    response.headers.update({"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    return response
+
+
+async def caregiver_join_accept(request: Request) -> Response:
+    who = principal(request)
+    if not is_user(who):
+        return not_found(request)
+    try:
+        link = await thread(CaregiverService(archive_of(request)).join, who,
+                            request.path_params["secret"])
+    except ServiceError as exc:
+        loc = localizer(request)
+        return message_page(request, exc.status, loc.gettext("The invitation was not accepted"),
+                            _service_message(loc, exc),
+                            ("/caregivers", loc.gettext("Back to family helpers")))
+    response = redirect("/caregivers?done=accepted")
+    if len(who.acting_for) == 0:
+        response.set_cookie(PERSON_COOKIE, str(link.person_id), path="/", samesite="lax",
+                            httponly=True)
+    return response
 
 
 async def caregiver_remove(request: Request) -> Response:
@@ -772,9 +834,17 @@ async def messages_page(request: Request) -> Response:
     if who.kind != "user" or who.user_id is None:
         return not_found(request)
     loc = localizer(request)
-    items = await thread(list_in_app, archive_of(request).index, who.user_id)
+    items = [_in_reader_language(loc, item)
+             for item in await thread(list_in_app, archive_of(request).index, who.user_id)]
     return render(request, "messages.html", {"title": loc.gettext("Messages"), "items": items},
                   active="messages")
+
+
+def _in_reader_language(loc: Localizer, item: dict[str, Any]) -> dict[str, Any]:
+    """A queued message's texts translated when they are catalogue ids (IN_APP_MESSAGES)."""
+    subject, body = item["subject"], item["body"]  # "" would give the catalogue's header
+    return item | {"subject": loc.gettext(subject) if subject else "",
+                   "body": loc.gettext(body) if body else ""}
 
 
 async def message_read(request: Request) -> Response:
@@ -842,6 +912,9 @@ routes: list[BaseRoute] = [
     Route("/caregivers/act", caregiver_act, methods=["POST"]),
     Route("/caregivers/{user_id}/remove", caregiver_remove, methods=["POST"]),
     Route("/caregivers/invitations/{invite_id}/accept", caregiver_accept, methods=["POST"]),
+    Route("/caregivers/invitations/{invite_id}/withdraw", caregiver_withdraw, methods=["POST"]),
+    Route("/caregivers/join/{secret}", caregiver_join, methods=["GET"]),
+    Route("/caregivers/join/{secret}", caregiver_join_accept, methods=["POST"]),
     Route("/upload", upload_page, methods=["GET"]),
     Route("/shared-with-me", shared_with_me, methods=["GET"]),
     Route("/admin", admin_home, methods=["GET"]),
