@@ -3,7 +3,7 @@
 ``GET /api/audit?format=fhir|dicom|json&since=&until=&person=&limit=``
     FHIR R4 Bundle of AuditEvents (IHE BALP), DICOM PS3.15 A.5 XML (one AuditMessage
     per record inside ``AuditMessages``), or the readable JSON of the access log;
-    oldest first. Admin only (the check is added by the authentication layer).
+    oldest first. Admin only; a refusal is audited by the authentication layer.
 ``GET /api/me/access-log?limit=&person=``
     Records about the caller's own person, and the persons they act for, newest first.
 """
@@ -39,7 +39,7 @@ ACTION_TEXT = {
     "share-create": "shared images", "share-renew": "renewed a share",
     "share-revoke": "revoked a share", "share-open": "opened a shared link",
     "link": "linked a hospital record", "unlink": "unlinked a hospital record",
-    "admin": "changed settings",
+    "admin": "changed settings", "access-denied": "was refused access",
 }
 
 

@@ -9,13 +9,20 @@ request to anything but the login page, link opening, sign-on and the health che
 unsafe request authenticated by the session cookie without the session's CSRF token
 (403; the token comes in the ``X-CSRF-Token`` header or a ``csrf`` form field — in
 multipart forms put that field first).
+
+It is also where refusals are audited, once for every route: whatever answers 401 or
+403 -- this middleware, ``require_user``, a handler -- leaves an ``access-denied``
+failure record (``audit_refusal``), unless the route recorded its own failure. Policy
+refusals answer 404 and are audited per study in ``api/access.py``.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import parse_qs, urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -29,12 +36,16 @@ from cloudfilm.services import credentials
 from cloudfilm.services.accounts import (
     AccountService, ResolvedSession, accounts_of, principal_for_user,
 )
+from cloudfilm.services.audit import failures_recorded
+from cloudfilm.services.people import audit_entry
 
 __all__ = [
     "AuthenticationMiddleware", "CSRF_EXEMPT_PATHS", "SESSION_COOKIE", "CSRF_COOKIE",
     "clear_session_cookies", "client_ip", "principal", "principal_for_user", "require_user",
     "set_session_cookies", "wants_secure_cookies",
 ]
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "cf_session"
 CSRF_COOKIE = "cf_csrf"          # readable by page scripts, to echo in X-CSRF-Token
@@ -52,6 +63,9 @@ PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/s/", "/oidc/", "/static/portal/")  # the portal's CSS, scripts, pictures
 MACHINE_PREFIXES = ("/api/", "/dicomweb", "/wado")  # answer 401, not a login redirect
 FORM_PREFIX_LIMIT = 64 * 1024
+REFUSALS = frozenset({401, 403})
+REASON_BYTES = 1024
+_TOKENISH = re.compile(r"(?=[^/]*[A-Za-z])[A-Za-z0-9_-]{32,}")  # not a DICOM UID (digits, dots)
 _MULTIPART_CSRF = re.compile(rb'name="csrf"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n')
 
 
@@ -124,6 +138,20 @@ class AuthenticationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        with failures_recorded() as recorded:
+
+            async def audit_unless_recorded(status: int, reason: str) -> None:
+                if recorded:
+                    return
+                try:
+                    await run_in_threadpool(audit_refusal, scope, status, reason)
+                except Exception:  # answering the refusal goes on; keep the trace
+                    log.exception("could not audit the refusal of %s %s", scope["method"],
+                                  route_of(scope["path"]))
+
+            await self._identify(scope, receive, _WatchedResponse(send, audit_unless_recorded))
+
+    async def _identify(self, scope: Scope, receive: Receive, send: Send) -> None:
         conn = HTTPConnection(scope)
         accounts = accounts_of(scope["app"].state.archive)
         scope.setdefault("state", {})
@@ -172,6 +200,58 @@ class AuthenticationMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class _WatchedResponse:
+    """Passes the response on; a 401 or 403 is audited before its last byte is sent, so
+    the record exists by the time the caller has the answer."""
+
+    def __init__(self, send: Send, on_refusal: Callable[[int, str], Awaitable[None]]) -> None:
+        self.send, self.on_refusal, self.status, self.body = send, on_refusal, 0, b""
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif message["type"] == "http.response.body" and self.status in REFUSALS:
+            if len(self.body) < REASON_BYTES:
+                self.body += message.get("body", b"")[:REASON_BYTES]
+            if not message.get("more_body", False):
+                await self.on_refusal(self.status, self.reason())
+        await self.send(message)
+
+    def reason(self) -> str:
+        """The JSON error's words (never a credential), else the bare status."""
+        try:
+            return _TOKENISH.sub("…", str(json.loads(self.body)["error"]))[:200]
+        except (ValueError, KeyError, TypeError):
+            return f"HTTP {self.status}"
+
+
+def route_of(path: str) -> str:
+    """The path with secrets blanked: a link's secret, or any token-like segment."""
+    if path.startswith("/s/"):
+        return "/s/…"
+    return "/".join("…" if _TOKENISH.fullmatch(part) else part for part in path.split("/"))
+
+
+def audit_refusal(scope: Scope, status: int, reason: str) -> None:
+    """One ``access-denied`` failure record for a 401 or 403 on any route (PS3.15 A.5.3.11
+    Security Alert): who, route, method, reason and address. Refusals the route audited
+    itself (a failed login, a wrong PIN) are not recorded twice. A caller nobody could
+    identify leaves one record per address, method and route per hour (as views are
+    aggregated), so an anonymous flood cannot grow the log without bound.
+    """
+    conn = HTTPConnection(scope)
+    who = principal(conn)
+    route = route_of(scope["path"])
+    entry = audit_entry(who, "access-denied", outcome="failure", source=client_ip(conn),
+                        detail={"route": route, "method": scope["method"], "status": status,
+                                "reason": reason})
+    audit = scope["app"].state.archive.audit
+    if who.kind == "anonymous":
+        audit.record_once(entry, f"{entry.source} {scope['method']} {route}")
+    else:
+        audit.record(entry)
 
 
 def is_public(path: str) -> bool:

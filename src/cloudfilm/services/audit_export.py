@@ -49,6 +49,7 @@ ACTION_DETAILS: dict[str, tuple[str, str | None, tuple[str, str] | None]] = {
     "link": ("U", "update", SECURITY_CHANGED),
     "unlink": ("U", "update", SECURITY_CHANGED),
     "admin": ("E", None, ("110129", "Security Configuration")),
+    "access-denied": ("E", None, ("110132", "Use of Restricted Function")),
 }
 
 

@@ -7,7 +7,9 @@ datagram per message) or ``tcp://host:port`` (RFC 6587 octet-counting framing).
 
 Forwarding is best effort and never blocks an audited request: records are queued
 and sent by a daemon thread; a full queue or a send error is logged and the
-message dropped (the database chain stays the record of truth). ``AuditLog`` attaches
+message dropped (the database chain stays the record of truth). Audit checkpoints
+(``services.audit``) are sent too, MSGID ``CHECKPOINT``, so truncating both the index
+and the anchor file still shows against the collector's copy. ``AuditLog`` attaches
 a forwarder itself when ``CLOUDFILM_SYSLOG`` is set, so every process that appends
 (server, DIMSE, CLI) forwards; what is queued is flushed at exit.
 """
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "cloudfilm"
 MSGID = "ATNALOG"
+CHECKPOINT_MSGID = "CHECKPOINT"
 PRI = 10 * 8 + 5  # facility 10 (security/authorization), severity 5 (notice)
 BOM = b"\xef\xbb\xbf"
 QUEUE_MAX = 10_000
@@ -93,6 +96,17 @@ class SyslogForwarder:
             self._queue.put_nowait(message)
         except queue.Full:
             log.warning("syslog queue full; audit record %s not forwarded", record.id)
+
+    def send_checkpoint(self, line: str) -> None:
+        """An audit checkpoint (signed count and head hash) as its own message, MSGID
+        ``CHECKPOINT``: a copy of the anchor that lives off this machine."""
+        message = format_message(line.encode("ascii"), datetime.now(timezone.utc),
+                                 hostname=self.hostname, procid=str(os.getpid()),
+                                 msgid=CHECKPOINT_MSGID)
+        try:
+            self._queue.put_nowait(message)
+        except queue.Full:
+            log.warning("syslog queue full; audit checkpoint not forwarded")
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (up to ``timeout``), then stop."""

@@ -63,7 +63,9 @@ class CaregiverRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
-    caregiver_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # null while an invitation link waits for whoever opens it (migration 0007)
+    caregiver_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True,
+                                                          index=True)
     status: Mapped[str] = mapped_column(String(16))  # invited | active | removed
     invite_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     invited_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
@@ -145,7 +147,7 @@ class ClaimCodeRow(Base):
 
 
 class AuditEventRow(Base):
-    """Append-only; each row holds the SHA-256 of the previous one (a hash chain)."""
+    """Append-only; each row holds the keyed hash of the previous one (a hash chain)."""
 
     __tablename__ = "audit_events"
 
@@ -163,6 +165,8 @@ class AuditEventRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # 1: plain SHA-256 (rows before issue 11), 2: HMAC-SHA256 under the audit key
+    chain_version: Mapped[int] = mapped_column(Integer, default=2, server_default="1")
 
 
 class OutboxRow(Base):
