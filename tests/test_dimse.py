@@ -5,7 +5,8 @@ GET (Annex C), checked through DICOMweb where the stored result matters, plus th
 failure paths: unsupported contexts, a failing C-STORE, an unknown move destination
 and the calling-AE policy (``CLOUDFILM_DIMSE_ALLOW``). Query and retrieve callers see
 what their known node's ``sees`` allows: the dcmtk and pynetdicom callers below are
-registered with ``sees: all``; an unregistered caller sees nothing.
+registered with ``sees: all``; an unregistered caller sees nothing. storescu's AE is
+registered too, as only registered nodes may C-STORE (see tests/test_dimse_trust.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk 
 HOST = "127.0.0.1"
 # The calling AE titles of dcmtk's findscu, movescu and getscu and of our pynetdicom SCU.
 QUERY_CALLERS = ("FINDSCU", "MOVESCU", "GETSCU", "PYSCU")
+STORE_CALLER = "STORESCU"  # dcmtk storescu's calling AE title
 # storescu proposes each SOP class with the stored file's own transfer syntax.
 STORESCU_CONFIG = r"""
 [[TransferSyntaxes]]
@@ -132,6 +134,7 @@ def dimse(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         srv.start()
         for ae_title in QUERY_CALLERS:  # the query/retrieve callers below may see everything
             add_node(srv, ae_title.lower(), ae_title, sees="all")
+        add_node(srv, STORE_CALLER.lower(), STORE_CALLER)  # a modality on this machine
         yield srv
     finally:
         srv.stop()

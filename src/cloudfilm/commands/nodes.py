@@ -16,12 +16,16 @@ def run_add(args: argparse.Namespace) -> int:
                     sees=args.sees, issuer=args.issuer)
         with opened(args) as archive:
             archive.nodes.add(node)
+            resolves = bool(archive.nodes.resolver.addresses(node.host))
     except InvalidNode as exc:
         print(f"cannot add node: {exc}")
         return 2
     print(f"added {node.name}: {node.ae_title}@{node.host}:{node.port}"
           + (f" {node.dicomweb_url}" if node.dicomweb_url else "")
           + f" (sees {node.sees}{' ' + node.issuer if node.sees == 'own' else ''})")
+    if not resolves:
+        print(f"warning: host {node.host!r} does not resolve here; associations from "
+              f"{node.ae_title} are refused until it does")
     return 0
 
 
@@ -52,7 +56,9 @@ def register(commands: Any) -> None:
     add_data_arg(add)
     add.add_argument("name")
     add.add_argument("--aet", required=True)
-    add.add_argument("--host", required=True)
+    add.add_argument("--host", required=True,
+                     help="host name or IP address: where we call the node, and the only "
+                          "addresses it may call us from (a name is resolved)")
     add.add_argument("--port", type=int, required=True)
     add.add_argument("--dicomweb", help="DICOMweb root URL, e.g. http://pacs:8042/dicom-web")
     add.add_argument("--sees", choices=NODE_SEES, default="own",

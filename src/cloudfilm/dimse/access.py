@@ -1,24 +1,32 @@
-"""Who may associate, and the association log.
+"""Who may associate, who may store, and the association log.
 
 pynetdicom's ``AE.require_calling_aet`` is a fixed list that can't look at the peer's
 address or at the node registry, so the decision is made in an ``EVT_REQUESTED``
 handler instead: it runs after the A-ASSOCIATE-RQ arrives and before negotiation,
 and may answer with an A-ASSOCIATE-RJ itself (pynetdicom then skips negotiation).
 
-The log names the calling AE, its address and the outcome, never patient data.
+A calling AE title that is a registered node's is accepted only from an address its
+host names, under every policy; an AE that is no node is admitted by the policy, and
+may C-STORE only under ``any``. Every refusal is audited (``access-denied`` for an
+association, ``store`` for a C-STORE) and logged with the calling AE, its address and
+the reason, never patient data.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from pydicom import Dataset
 from pynetdicom.events import Event
 
+from cloudfilm.dimse import caller
+from cloudfilm.dimse.caller import Caller
+from cloudfilm.domain.audit import AuditEntry
 from cloudfilm.services.archive import Archive
+from cloudfilm.services.nodes import CallingNode
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +34,7 @@ log = logging.getLogger(__name__)
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # permanent, service user: calling AE not recognised
 REJECT_NO_REASON = (0x01, 0x01, 0x01)  # permanent, service user: no reason given
 REJECT_TRANSIENT = (0x02, 0x01, 0x01)  # transient, service user: no reason given
+NOT_AUTHORIZED = 0x0124  # "Refused: Not Authorized" (PS3.7 Annex C, failure statuses)
 
 
 class CallerPolicy(str, Enum):
@@ -55,22 +64,57 @@ def is_loopback(host: str) -> bool:
     return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
-def caller_allowed(policy: CallerPolicy, calling_aet: str, host: str,
-                   is_known: Callable[[str], bool]) -> bool:
-    """The policy decision alone, so it can be tested without a network."""
+def identify(policy: CallerPolicy, calling_aet: str, host: str,
+             nodes: CallingNode) -> Caller | str:
+    """The association decision alone: who the caller is, or why it is refused.
+
+    A registered AE title from an address its nodes' hosts do not name is refused under
+    every policy: the title is only a claim, and the caller would otherwise pass as the
+    hospital (PS3.8 §9.3.4, calling AE title not recognised).
+    """
+    if nodes.matched is not None:
+        return Caller(calling_aet, host, nodes.matched, "node")
+    if nodes.impersonated:
+        hosts = ", ".join(sorted({node.host for node in nodes.registered}))
+        return f"calling AE {calling_aet} is a registered node at {hosts}, not at {host}"
     if policy is CallerPolicy.ANY:
-        return True
+        return Caller(calling_aet, host, None, "any")
     if policy is CallerPolicy.LOOPBACK and is_loopback(host):
-        return True
-    return is_known(calling_aet)
+        return Caller(calling_aet, host, None, "loopback")
+    return f"calling AE {calling_aet!r} is not a registered node (policy {policy.value})"
 
 
-def _reject(event: Event, rsd: tuple[int, int, int], why: str) -> None:
+def _reject(event: Event, archive: Archive, rsd: tuple[int, int, int], why: str) -> None:
     """Send A-ASSOCIATE-RJ from EVT_REQUESTED, as pynetdicom's own ACSE rejection does."""
     assoc = event.assoc
     log.warning("association from %s at %s rejected: %s", _calling(event), _address(event), why)
     assoc.acse.send_reject(*rsd)
     assoc.kill()
+    audit_refusal(archive, _calling(event), str(assoc.requestor.address), why)
+
+
+def _refusal_entry(calling_aet: str, address: str, why: str) -> AuditEntry:
+    return AuditEntry(actor=f"aet:{calling_aet}" if calling_aet else f"peer:{address}",
+                      action="access-denied", outcome="failure", actor_role="node",
+                      source=address, detail={"protocol": "DICOM", "reason": why})
+
+
+def audit_refusal(archive: Archive, calling_aet: str, address: str, why: str) -> None:
+    """An association refused: one audit record (a failing audit never lets anyone in)."""
+    try:
+        archive.audit.record(_refusal_entry(calling_aet, address, why))
+    except Exception:
+        log.exception("could not audit the refused association from %s", address)
+
+
+def audit_refusal_once(archive: Archive, calling_aet: str, address: str, why: str) -> None:
+    """A refusal repeated in a flood (connections over the cap, a full server): one record
+    per address, reason and hour, so refusing stays cheap."""
+    try:
+        archive.audit.record_once(_refusal_entry(calling_aet, address, why),
+                                  f"flood:{address}:{why}")
+    except Exception:
+        log.exception("could not audit the refused connection from %s", address)
 
 
 def _calling(event: Event) -> str:
@@ -115,7 +159,7 @@ def prefer_requestor_order(event: Event) -> None:
 
 
 def on_requested(event: Event, archive: Archive, policy: CallerPolicy) -> None:
-    """EVT_REQUESTED: reject disallowed callers and hopeless proposals, else tune the order.
+    """EVT_REQUESTED: identify the caller, reject the refused and hopeless, else tune the order.
 
     An association whose every proposed context would be rejected is refused outright
     (as dcmtk's SCPs do) rather than accepted with nothing usable. A registry lookup
@@ -123,19 +167,36 @@ def on_requested(event: Event, archive: Archive, policy: CallerPolicy) -> None:
     """
     calling, host = _calling(event), str(event.assoc.requestor.address)
     try:
-        allowed = caller_allowed(policy, calling, host,
-                                 lambda aet: bool(archive.nodes.by_ae_title(aet)))
+        decided = identify(policy, calling, host, archive.nodes.calling_node(calling, host))
     except Exception:
         log.exception("could not check calling AE %s against the node registry", calling)
-        _reject(event, REJECT_TRANSIENT, "node registry unavailable")
+        _reject(event, archive, REJECT_TRANSIENT, "node registry unavailable")
         return
-    if not allowed:
-        _reject(event, REJECT_CALLING_AE, f"calling AE not allowed (policy {policy.value})")
+    if isinstance(decided, str):
+        _reject(event, archive, REJECT_CALLING_AE, decided)
         return
     if not _any_supported(event):
-        _reject(event, REJECT_NO_REASON, "no proposed presentation context is supported")
+        _reject(event, archive, REJECT_NO_REASON, "no proposed presentation context is supported")
         return
+    caller.remember(event, decided)
     prefer_requestor_order(event)
+
+
+def store_refusal(event: Event, archive: Archive) -> Dataset | None:
+    """Why this association may not C-STORE, as a Refused status; None when it may.
+
+    An AE that is no registered node stores only under ``CLOUDFILM_DIMSE_ALLOW=any``:
+    otherwise any program on the machine could write into patients' records.
+    """
+    who = caller.caller_of(event)
+    if who.may_store:
+        return None
+    reason = f"{who.ae_title or 'this AE'} is not a registered node"
+    caller.audit_refused_once(event, archive, "store", reason)
+    status = Dataset()
+    status.Status = NOT_AUTHORIZED
+    status.ErrorComment = reason[:64]  # Error Comment (0000,0902) is an LO
+    return status
 
 
 def on_accepted(event: Event) -> None:
@@ -145,10 +206,12 @@ def on_accepted(event: Event) -> None:
              event.assoc.requestor.ae_title, _address(event), accepted, rejected)
 
 
-def on_rejected(event: Event) -> None:
-    """pynetdicom's own rejections (e.g. too many associations)."""
+def on_rejected(event: Event, archive: Archive) -> None:
+    """pynetdicom's own rejections (e.g. too many associations), audited once per address."""
     log.warning("association from %s at %s rejected by the DICOM stack",
                 _calling(event), _address(event))
+    audit_refusal_once(archive, _calling(event), str(event.assoc.requestor.address),
+                       "rejected by the DICOM stack (e.g. too many associations)")
 
 
 def on_released(event: Event) -> None:

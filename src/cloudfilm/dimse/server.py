@@ -5,19 +5,32 @@ class pynetdicom knows (PS3.4 Annex B) and Query/Retrieve FIND, MOVE and GET in 
 Patient and Study Root models (PS3.4 Annex C). The handlers (`dimse/handlers.py`)
 are thin: they call the same services as DICOMweb, so matching, ingest durability
 and retrieval have one implementation each.
+
+Idle or slow connections cannot starve the node: a connected peer has
+`ASSOCIATION_REQUEST_TIMEOUT` seconds to send its A-ASSOCIATE-RQ (the ARTIM timer,
+PS3.8 §9.1.5) before it is closed, and one address holds at most
+``CLOUDFILM_DIMSE_MAX_PER_ADDRESS`` open connections; more are closed at once, so
+other addresses keep getting associations.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom import uid
 from pynetdicom import AE, AllStoragePresentationContexts, _config
 from pynetdicom.transport import ThreadedAssociationServer
 
-from cloudfilm.dimse.access import CallerPolicy
+from cloudfilm.dimse.access import CallerPolicy, audit_refusal_once
 from cloudfilm.dimse.handlers import handlers_for
 from cloudfilm.dimse.identifiers import QUERY_RETRIEVE_MODELS, VERIFICATION
 from cloudfilm.services.archive import Archive
@@ -46,6 +59,11 @@ STORAGE_TRANSFER_SYNTAXES: tuple[str, ...] = (
     uid.HTJ2K,
 )
 MAX_PDU = 256 * 1024  # what we ask peers to send per PDU; fewer, larger PDUs cost less CPU
+# Seconds a connected peer has to send a whole A-ASSOCIATE-RQ (and to answer an A-RELEASE);
+# a peer sends it right after connecting, so an idle connection is closed soon.
+ASSOCIATION_REQUEST_TIMEOUT = 5
+MAX_ASSOCIATIONS = 32
+DEFAULT_MAX_PER_ADDRESS = 10
 
 
 def storage_classes() -> list[str]:
@@ -62,8 +80,8 @@ def build_ae(ae_title: str) -> AE:
     """
     ae = AE(ae_title=ae_title)
     ae.maximum_pdu_size = MAX_PDU
-    ae.maximum_associations = 32
-    ae.acse_timeout = 30
+    ae.maximum_associations = MAX_ASSOCIATIONS
+    ae.acse_timeout = ASSOCIATION_REQUEST_TIMEOUT
     ae.dimse_timeout = 120
     ae.network_timeout = 120
     ae.add_supported_context(VERIFICATION)
@@ -85,6 +103,84 @@ def _quiet_pynetdicom() -> None:
         ours.setLevel(logging.INFO)
 
 
+def max_per_address(value: str | None) -> int:
+    """``CLOUDFILM_DIMSE_MAX_PER_ADDRESS``: open connections one address may hold."""
+    if value is None or not value.strip():
+        return DEFAULT_MAX_PER_ADDRESS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ValueError(f"CLOUDFILM_DIMSE_MAX_PER_ADDRESS={value!r}: use a whole number >= 1")
+    return limit
+
+
+class PerAddressCappedServer(ThreadedAssociationServer):
+    """pynetdicom's threaded acceptor, refusing a connection at once when its address
+    already holds `max_per_address` open ones, and giving the rest a read timeout.
+
+    The count is of accepted sockets still open (held weakly, so a socket closed or
+    collected leaves the count by itself): nothing to keep in step with the association
+    threads. A refusal closes the TCP connection before any PDU (no A-ASSOCIATE-RJ can
+    precede the peer's request, PS3.8 §9.2).
+    """
+
+    request_queue_size = 64  # the listen backlog: a burst of connects is accepted, then judged
+
+    def __init__(self, *args: Any, max_per_address: int = DEFAULT_MAX_PER_ADDRESS,
+                 on_refused: Callable[[str], None] | None = None, **kwargs: Any) -> None:
+        self.max_per_address, self.on_refused = max_per_address, on_refused
+        self._open: dict[str, weakref.WeakSet[socket.socket]] = {}
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        address = str(client_address[0] if isinstance(client_address, tuple) else client_address)
+        with self._open_lock:
+            held = self._still_open(address)
+            admitted = len(held) < self.max_per_address
+            if admitted:
+                held.add(request)
+                self._open[address] = held
+        if admitted:
+            # recv must not wait forever inside a half-sent A-ASSOCIATE-RQ: pynetdicom's
+            # ARTIM timer can't end a read in progress (handlers.settle_socket lengthens it)
+            request.settimeout(ASSOCIATION_REQUEST_TIMEOUT)
+        elif self.on_refused is not None:
+            self.on_refused(address)
+        return admitted
+
+    def _still_open(self, address: str) -> weakref.WeakSet[socket.socket]:
+        """This address's open sockets; forgets addresses whose sockets are all closed."""
+        for known in [a for a, held in self._open.items()
+                      if not any(s.fileno() != -1 for s in held)]:
+            del self._open[known]
+        return weakref.WeakSet(s for s in self._open.get(address, ()) if s.fileno() != -1)
+
+
+class RefusalAuditor:
+    """Logs and audits connections refused over the cap, off the accept thread: an address
+    at most once a minute here (and once an hour in the audit log), so a flood costs little."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dimse-refusals")
+        self.last: dict[str, float] = {}
+
+    def __call__(self, address: str) -> None:
+        now = time.monotonic()
+        if now - self.last.get(address, -60.0) < 60.0:
+            return
+        if len(self.last) > 4096:
+            self.last.clear()
+        self.last[address] = now
+        log.warning("connections from %s refused: it holds the most open connections allowed",
+                    address)
+        self.worker.submit(audit_refusal_once, self.archive, "", address,
+                           "too many open connections from this address")
+
+
 @dataclass
 class DimseServer:
     """A running acceptor; `stop()` aborts open associations and closes the port."""
@@ -104,16 +200,20 @@ def start_dimse(archive: Archive, *, ae_title: str, host: str, port: int,
     """Start the acceptor without blocking; the caller's thread goes on to serve HTTP.
 
     ``allow`` (default: env ``CLOUDFILM_DIMSE_ALLOW``, else ``loopback``) says which
-    calling AEs may associate; see `dimse.access.CallerPolicy`.
+    calling AEs may associate; see `dimse.access.CallerPolicy`. The per-address cap
+    is env ``CLOUDFILM_DIMSE_MAX_PER_ADDRESS`` (default 10).
     """
     _quiet_pynetdicom()
     policy = CallerPolicy.parse(allow if allow is not None
                                 else os.environ.get("CLOUDFILM_DIMSE_ALLOW", ""))
+    cap = max_per_address(os.environ.get("CLOUDFILM_DIMSE_MAX_PER_ADDRESS"))
     ae = build_ae(ae_title)
-    server = ae.start_server((host, port), block=False,
-                             evt_handlers=handlers_for(archive, ae_title, policy))
-    assert server is not None  # block=False always returns the server
+    server = ae.make_server((host, port), evt_handlers=handlers_for(archive, ae_title, policy),
+                            server_class=PerAddressCappedServer, max_per_address=cap,
+                            on_refused=RefusalAuditor(archive))
+    ae._servers.append(server)  # as AE.start_server does, so ae.shutdown() stops it
+    threading.Thread(target=server.serve_forever, name="DimseAcceptor", daemon=True).start()
     address = (str(server.server_address[0]), int(server.server_address[1]))
-    log.info("DIMSE %s listening on %s:%s (callers: %s)", ae_title, *address, policy.value)
+    log.info("DIMSE %s listening on %s:%s (callers: %s, at most %d connections per address)",
+             ae_title, *address, policy.value, cap)
     return DimseServer(ae, server, ae_title, address)
-

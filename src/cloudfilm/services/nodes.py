@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from cloudfilm.domain.nodes import InvalidNode, Node
+from cloudfilm.domain.nodes import InvalidNode, Node, ip_of, peer_matches
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import NodeRow
 
@@ -19,9 +24,50 @@ def _node(row: NodeRow) -> Node:
                 sees=row.sees, issuer=row.issuer)
 
 
+class HostResolver:
+    """Host names to addresses, kept for a minute so an association does not wait on DNS
+    each time; a name that does not resolve has no addresses (and so matches no peer)."""
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def addresses(self, host: str) -> frozenset[str]:
+        if ip_of(host) is not None:
+            return frozenset({host})
+        now = time.monotonic()
+        with self._lock:
+            cached = self._known.get(host)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            found = frozenset(str(info[4][0]) for info in
+                              socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError):
+            found = frozenset()
+        with self._lock:
+            self._known[host] = (now, found)
+        return found
+
+
+@dataclass(frozen=True)
+class CallingNode:
+    """The nodes registered under a calling AE title, and the one whose host is the peer's."""
+
+    registered: tuple[Node, ...]
+    matched: Node | None
+
+    @property
+    def impersonated(self) -> bool:
+        """A registered AE title calling from an address none of its nodes' hosts names."""
+        return bool(self.registered) and self.matched is None
+
+
 class NodeService:
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, resolver: HostResolver | None = None) -> None:
         self.index = index
+        self.resolver = resolver or HostResolver()
 
     def add(self, node: Node) -> Node:
         with self.index.write_session() as session:
@@ -49,6 +95,17 @@ class NodeService:
         with self.index.session() as session:
             rows = session.scalars(select(NodeRow).where(NodeRow.ae_title == ae_title.strip()))
             return [_node(r) for r in rows]
+
+    def calling_node(self, ae_title: str, peer_address: str) -> CallingNode:
+        """Which registered node an association's caller is: its AE title *and* its address.
+
+        An AE title is sent in clear by whoever connects (PS3.8 §9.3.2), so alone it proves
+        nothing; the node's host (a name is resolved) must name the peer's address too.
+        """
+        registered = tuple(self.by_ae_title(ae_title)) if ae_title.strip() else ()
+        matched = next((node for node in registered
+                        if peer_matches(peer_address, self.resolver.addresses(node.host))), None)
+        return CallingNode(registered, matched)
 
     def remove(self, name: str) -> None:
         with self.index.write_session() as session:
