@@ -7,7 +7,7 @@ DATA   ?= var/cloudfilm
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test bench install system-deps clean-data lock web
+.PHONY: run test fuzz bench install system-deps clean-data lock web
 
 install: $(STAMP)
 
@@ -45,6 +45,13 @@ run: $(STAMP) $(WEB_STAMP)
 
 test: $(STAMP) system-deps $(WEB_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+
+# The property-based fuzz tests for longer: `make test` runs each on a few derandomized
+# examples; here each gets FUZZ_EXAMPLES fresh random ones (hypothesis prints a failing case).
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP) system-deps
+	CLOUDFILM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
+	  tests/test_fuzz_parsers.py tests/test_fuzz_server.py
 
 bench: $(STAMP) system-deps
 	$(PY) benchmarks/run.py

@@ -95,6 +95,10 @@ def test_recovery_publishes_indexed_blobs_and_discards_unindexed(tmp_path: Path,
         fh.write(b"partial")
         fh.close()
         healthy = FileSystemBlobStore(tmp_path)
+        assert IngestService(index, healthy).recover() == {
+            "published": 0, "discarded": 0, "restored": 0, "purged": 0}, \
+            "files of a live store are not another store's to recover"
+        crashing.close()  # the crashed process is gone: its staging is now an orphan
         report = IngestService(index, healthy).recover()
         assert report["published"] == 1 and report["discarded"] == 1
         assert not orphan_path.exists()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -16,6 +20,7 @@ from cloudfilm.api import (
 from cloudfilm.api.authn import AuthenticationMiddleware
 from cloudfilm.api.dicomweb import delete, qido, rendered, stow, wado
 from cloudfilm.api.errors import http_exception_handler
+from cloudfilm.api.security_headers import SecurityHeadersMiddleware
 from cloudfilm.services.archive import Archive
 from cloudfilm.web import nodule_pages, ohif, pages, viewer
 
@@ -35,6 +40,14 @@ async def favicon(request: Request) -> Response:
     return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
 
 
+@asynccontextmanager
+async def anchored_at_shutdown(app: Starlette) -> AsyncIterator[None]:
+    """A clean shutdown checkpoints the audit log here: uvicorn re-raises SIGTERM once it
+    has stopped, so code after ``Server.run()`` may never run."""
+    yield
+    await run_in_threadpool(app.state.archive.audit.anchor_pending)
+
+
 def create_app(archive: Archive) -> Starlette:
     """Build the app around an opened archive (the caller owns its lifetime)."""
     dicomweb: list[BaseRoute] = [r for module in DICOMWEB_ROUTERS for r in module.routes]
@@ -51,7 +64,8 @@ def create_app(archive: Archive) -> Starlette:
             *[r for module in WEB_ROUTERS for r in module.routes],
         ],
         exception_handlers={HTTPException: http_exception_handler},
-        middleware=[Middleware(AuthenticationMiddleware)],
+        lifespan=anchored_at_shutdown,
+        middleware=[Middleware(SecurityHeadersMiddleware), Middleware(AuthenticationMiddleware)],
     )
     app.state.archive = archive
     return app

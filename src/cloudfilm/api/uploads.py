@@ -37,7 +37,8 @@ from cloudfilm.api.media import parse_media_type
 from cloudfilm.services.admission import FolderRefused, UploadAdmission
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.importer import ImportResult, Walker, count, import_paths, unsafe_name
-from cloudfilm.services.multipart_stream import MalformedMultipart, PartStream
+from cloudfilm.services.multipart_stream import MalformedMultipart, PartStream, boundary_problem
+from cloudfilm.web.i18n import N_, Localizer, localizer
 
 MAX_UPLOAD_BYTES = 16 << 30
 MAX_PARTS = 100_000
@@ -142,6 +143,8 @@ def form_boundary(request: Request) -> str:
     boundary = media.params.get("boundary")
     if not boundary:
         raise HTTPException(400, "malformed multipart/form-data body: the boundary is missing")
+    if reason := boundary_problem(boundary):
+        raise HTTPException(400, reason)
     return boundary
 
 
@@ -223,8 +226,15 @@ def _admission(request: Request) -> UploadAdmission:
         raise HTTPException(403, str(exc)) from exc
 
 
-def _result_json(result: ImportResult) -> dict[str, str]:
-    return {"name": result.name, "status": result.status, "reason": result.reason,
+# Reasons a patient reads on the upload page, in their language (the rest stay English).
+TRANSLATED_REASONS = (
+    N_("this hospital record cannot be added here; ask the hospital for its claim code"),
+)
+
+
+def _result_json(result: ImportResult, loc: Localizer) -> dict[str, str]:
+    reason = loc.gettext(result.reason) if result.reason in TRANSLATED_REASONS else result.reason
+    return {"name": result.name, "status": result.status, "reason": reason,
             "sop_instance_uid": result.sop_instance_uid}
 
 
@@ -242,7 +252,8 @@ async def upload(request: Request) -> Response:
     finally:
         await run_in_threadpool(shutil.rmtree, root, True)
     counts = count(results)
-    body: dict[str, Any] = {"results": [_result_json(r) for r in results], "counts": counts,
+    loc = localizer(request)
+    body: dict[str, Any] = {"results": [_result_json(r, loc) for r in results], "counts": counts,
                             "notes": notes}
     status = 200 if counts["stored"] + counts["duplicate"] else 422
     return JSONResponse(body, status_code=status)

@@ -7,6 +7,8 @@ bearer token, and DIMSE callers see what their node allows, so any host may be b
 from __future__ import annotations
 
 import argparse
+import signal
+from types import FrameType
 from typing import Any
 
 from cloudfilm.commands.common import add_data_arg
@@ -14,11 +16,15 @@ from cloudfilm.config import Settings
 from cloudfilm.services.archive import Archive
 
 
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from cloudfilm.api.app import create_app
-
+    from cloudfilm.api.http_timeouts import HttpTimeouts, guarded_protocol
     from cloudfilm.services.notifications import start_notification_worker
 
     archive = Archive.open(Settings.load(args.data))
@@ -32,9 +38,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"cloudfilm serving {archive.settings.data_dir} at http://{args.host}:{args.port}/dicomweb"
               + (f" and DIMSE {args.ae_title}@{args.host}:{args.dimse_port}" if dimse else ""),
               flush=True)
+        timeouts = HttpTimeouts.from_env()
         config = uvicorn.Config(create_app(archive), host=args.host, port=args.port, loop="uvloop",
-                                http="httptools", access_log=False, log_level="warning",
-                                timeout_keep_alive=30)
+                                http=guarded_protocol(timeouts), access_log=False,
+                                log_level="warning",
+                                timeout_keep_alive=int(timeouts.keep_alive_seconds))
+        # uvicorn re-raises SIGTERM once it has stopped; as SystemExit it lets the
+        # clean-up below run (final audit checkpoint, DIMSE and notifier stop).
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.Server(config).run()
     finally:
         notifier.stop()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 from pynetdicom.events import Event
 
+from cloudfilm.domain.dataset_limits import DatasetLimits, check_dataset, inflate
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query
 from cloudfilm.services.query import SearchResult
@@ -32,6 +35,9 @@ STUDY_ROOT_LEVELS = (Level.STUDY, Level.SERIES, Level.IMAGE)
 IDENTIFIER_MISMATCH = 0xA900  # PS3.4 C.4.1.1.4 / C.4.2.1.5: Identifier does not match SOP Class
 UNABLE_TO_PROCESS = 0xC000  # PS3.4 C.4.1.1.4: Failure, Unable to process (Cxxx)
 CANCELLED = 0xFE00
+# A query names a few dozen attributes; sequence matching (PS3.4 C.2.2.2.6) nests a level or two.
+IDENTIFIER_LIMITS = DatasetLimits(max_depth=16, max_elements=10_000, max_inline_bytes=1 << 20,
+                                  max_inflated_bytes=16 << 20)
 PENDING = 0xFF00
 
 
@@ -60,8 +66,21 @@ def model_levels(event: Event) -> tuple[Level, ...]:
 
 def read_identifier(event: Event) -> Dataset:
     """Decode the Identifier fully now, so a malformed one fails here with a reason."""
+    raw = getattr(event.request, "Identifier", None)  # C-FIND, C-MOVE and C-GET carry one
+    syntax = event.context.transfer_syntax
+    return decode_identifier(raw.getvalue() if raw is not None else b"", syntax.is_implicit_VR,
+                             syntax.is_little_endian, syntax.is_deflated)
+
+
+def decode_identifier(raw: bytes, implicit: bool, little: bool, deflated: bool = False) -> Dataset:
+    """The Identifier as a data set; its depth, size and lengths are bounded *before* pydicom
+    recurses into it (domain/dataset_limits.py), and any decoding error is a Refused."""
     try:
-        identifier = event.identifier
+        if deflated:
+            raw, implicit, little = inflate(raw, IDENTIFIER_LIMITS.max_inflated_bytes), False, True
+        check_dataset(io.BytesIO(raw), len(raw), implicit=implicit, little=little,
+                      limits=IDENTIFIER_LIMITS)
+        identifier = read_dataset(io.BytesIO(raw), implicit, little)
         for _ in identifier.iterall():
             pass
     except Exception as exc:  # pydicom raises many types for undecodable data

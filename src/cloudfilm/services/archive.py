@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloudfilm.config import Settings
+from cloudfilm.domain.audit import audit_key
 from cloudfilm.services.audit import AuditLog
 from cloudfilm.services.credentials import load_server_key
 from cloudfilm.services.deletion import DeletionService
@@ -14,7 +15,7 @@ from cloudfilm.services.outbox import Outbox
 from cloudfilm.services.query import QueryService
 from cloudfilm.services.ratelimit import RateLimiter
 from cloudfilm.services.retrieve import RetrieveService
-from cloudfilm.storage.blobs import FileSystemBlobStore
+from cloudfilm.storage.blobs import FileSystemBlobStore, secure_data_dir
 from cloudfilm.storage.index.db import Index
 
 
@@ -36,23 +37,27 @@ class Archive:
     @classmethod
     def open(cls, settings: Settings, *, recover: bool = True) -> "Archive":
         """Migrate the index, then finish any write a crash interrupted."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(settings.data_dir)
         index = Index(settings.database_url)
         index.migrate()
         blobs = FileSystemBlobStore(settings.data_dir)
+        server_key = load_server_key(settings.data_dir)
         archive = cls(settings, index, blobs,
                       ingest=IngestService(index, blobs, overwrite=settings.overwrite),
                       retrieve=RetrieveService(index, blobs),
                       deletion=DeletionService(index, blobs),
                       query=QueryService(index),
                       nodes=NodeService(index),
-                      audit=AuditLog(index),
+                      audit=AuditLog(index, key=audit_key(server_key),
+                                     anchor_dir=settings.data_dir),
                       outbox=Outbox(index),
                       rate_limiter=RateLimiter(index),
-                      server_key=load_server_key(settings.data_dir))
+                      server_key=server_key)
         if recover:
             archive.ingest.recover()
         return archive
 
     def close(self) -> None:
+        self.audit.close()  # the closing checkpoint needs the index
         self.index.dispose()
+        self.blobs.close()

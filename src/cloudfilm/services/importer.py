@@ -18,7 +18,9 @@ import io
 import os
 import re
 import stat
+import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,8 @@ from typing import BinaryIO, cast
 import pycdlib
 import pydicom
 
-from cloudfilm.services.ingest import FAILED, IngestOutcome, IngestService
+from cloudfilm.domain.dataset_limits import check_part10
+from cloudfilm.services.ingest import FAILED, Admission, IngestOutcome, IngestService
 from cloudfilm.storage.blobs import StagedBlob
 
 BATCH = 50
@@ -128,6 +131,10 @@ def _is_iso(path: Path) -> bool:
 def referenced_file_ids(data: BinaryIO, where: str) -> list[list[str]]:
     """ReferencedFileID of every record (PS3.3 F.3.2.2); ValueError when unusable."""
     try:
+        size = data.seek(0, io.SEEK_END)
+        data.seek(0)
+        check_part10(data, size)
+        data.seek(0)
         ds = pydicom.dcmread(data)
         records = ds.DirectoryRecordSequence
     except Exception as exc:
@@ -325,14 +332,14 @@ class Walker:
         label = self.label(archive)
         try:
             zf = zipfile.ZipFile(archive)
-        except (OSError, zipfile.BadZipFile) as exc:
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
             yield refused_item(label, f"cannot read zip archive: {exc}")
             return
         with zf:
             yield from self._zip_members(zf, label)
 
     def _zip_members(self, zf: zipfile.ZipFile, label: str) -> Iterator[ImportItem]:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
+        infos = [i for i in zf.infolist() if not i.filename.endswith("/")]  # folders
         if len(infos) > self.limits.max_files:
             yield refused_item(label, f"{len(infos)} entries, above the limit of "
                                       f"{self.limits.max_files} (zip bomb?)")
@@ -342,7 +349,9 @@ class Walker:
             if Path(info.filename).name.upper() == "DICOMDIR":
                 continue
             name = f"{label}!{info.filename}"
-            if reason := _member_refusal(info, self.limits):
+            if not info.filename:
+                yield refused_item(name, "a member without a name")
+            elif reason := _member_refusal(info, self.limits):
                 yield refused_item(name, reason)
             else:
                 yield ImportItem(name, self._member_opener(zf, info, budget), scanned=True)
@@ -457,7 +466,8 @@ def _stage(service: IngestService, item: ImportItem) -> StagedBlob | ImportResul
             return service.blobs.stage_reader(fh)
     except Refused as exc:
         return ImportResult(item.name, FAILED, f"refused: {exc}")
-    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError, zlib.error,
+            struct.error) as exc:
         return ImportResult(item.name, FAILED, f"cannot read: {exc}")
 
 
@@ -473,7 +483,12 @@ def import_paths(service: IngestService, paths: list[Path],
     batch: list[tuple[ImportItem, StagedBlob]] = []
 
     def flush() -> None:
-        outcomes = service.ingest_staged([staged for _, staged in batch], admission=admission)
+        try:
+            outcomes = service.ingest_staged([staged for _, staged in batch], admission=admission)
+        except BaseException:
+            for _, staged in batch:  # a failed run keeps nothing staged
+                service.blobs.discard(staged)
+            raise
         for (item, _), outcome in zip(batch, outcomes, strict=True):
             emit(_result(item, outcome))
         batch.clear()

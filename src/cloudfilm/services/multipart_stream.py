@@ -25,6 +25,20 @@ class MalformedMultipart(ValueError):
     """The body is not a well-formed multipart message; the text says what was wrong."""
 
 
+MAX_BOUNDARY = 70
+BOUNDARY_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? ")
+
+
+def boundary_problem(boundary: str) -> str:
+    """Why a boundary breaks RFC 2046 §5.1.1 (1 to 70 of its characters, no final space), or ""."""
+    if not 0 < len(boundary) <= MAX_BOUNDARY:
+        return (f"malformed multipart body: the boundary is {len(boundary)} characters long; "
+                f"RFC 2046 allows 1 to {MAX_BOUNDARY}")
+    if not BOUNDARY_CHARS.issuperset(boundary) or boundary.endswith(" "):
+        return "malformed multipart body: the boundary holds characters RFC 2046 does not allow"
+    return ""
+
+
 class PartStream:
     """A multipart body, fed chunk by chunk; subclasses receive parts through three hooks.
 
@@ -35,6 +49,8 @@ class PartStream:
     passthrough: tuple[type[BaseException], ...] = (OSError,)
 
     def __init__(self, boundary: str, what: str) -> None:
+        if reason := boundary_problem(boundary):
+            raise MalformedMultipart(reason)
         self.what = what
         self._name, self._value = bytearray(), bytearray()
         self._headers: dict[str, str] = {}

@@ -15,9 +15,9 @@ from typing import Any, BinaryIO
 import orjson
 import pydicom
 from pydicom.dataelem import RawDataElement
-from pydicom.errors import InvalidDicomError
 
 from cloudfilm.domain import levels, names
+from cloudfilm.domain.dataset_limits import DatasetTooComplex, check_part10
 from cloudfilm.domain.dicom_json import dataset_to_json
 from cloudfilm.domain.instance_facts import InstanceFacts, InvalidInstance
 
@@ -64,11 +64,21 @@ def read_dataset(path: Path) -> pydicom.Dataset:
     # group without the 128-byte preamble; accept that, but nothing less.
     if not has_preamble and head[:2] != b"\x02\x00":
         raise InvalidInstance("not a DICOM Part-10 file (no DICM prefix at byte 128)")
+    check_bounds(path)
     try:
         ds = pydicom.dcmread(path, defer_size=DEFER, force=not has_preamble)
-    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error) as exc:
+    except Exception as exc:  # pydicom raises many types for corrupt content
         raise InvalidInstance(f"unreadable DICOM file: {exc}") from exc
     return ds
+
+
+def check_bounds(path: Path) -> None:
+    """Depth, element count and lengths, checked before pydicom recurses (domain/dataset_limits.py)."""
+    try:
+        with open(path, "rb") as fh:
+            check_part10(fh, os.fstat(fh.fileno()).st_size)
+    except DatasetTooComplex as exc:
+        raise InvalidInstance(f"refused: {exc}") from exc
 
 
 def _required(ds: pydicom.Dataset) -> tuple[str, str, str, str, str]:
@@ -104,15 +114,19 @@ def _split_levels(full: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
 def parse_instance(path: Path) -> InstanceFacts:
     """Parse the staged file; raise InvalidInstance with a reason a person can act on."""
     ds = read_dataset(path)
-    sop_uid, sop_class, study_uid, series_uid, ts = _required(ds)
-    prefix = f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/bulkdata"
     try:
-        full = dataset_to_json(ds, prefix)
-        frames = frame_ranges(path, ds, ts)
+        return _facts(path, ds)
     except InvalidInstance:
         raise
     except Exception as exc:  # pydicom raises many types for corrupt content
         raise InvalidInstance(f"corrupt or wrongly encoded data set: {exc}") from exc
+
+
+def _facts(path: Path, ds: pydicom.Dataset) -> InstanceFacts:
+    sop_uid, sop_class, study_uid, series_uid, ts = _required(ds)
+    prefix = f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/bulkdata"
+    full = dataset_to_json(ds, prefix)
+    frames = frame_ranges(path, ds, ts)
     patient_attrs, study_attrs, series_attrs = _split_levels(full)
     return InstanceFacts(
         sop_instance_uid=sop_uid, sop_class_uid=sop_class, study_uid=study_uid,

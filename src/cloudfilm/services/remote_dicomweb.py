@@ -146,8 +146,11 @@ class DicomWebClient:
             if not content_type.lower().startswith("application/dicom"):
                 raise RemoteError(f"unexpected response type {content_type!r}")
             return [blobs.stage_reader(_ChunkReader(response.iter_bytes()))]  # type: ignore[arg-type]
-        receiver = StagingReceiver(boundary, "application/dicom", None, blobs,
-                                   what="multipart response")
+        try:
+            receiver = StagingReceiver(boundary, "application/dicom", None, blobs,
+                                       what="multipart response")
+        except MalformedMultipart as exc:  # e.g. a boundary RFC 2046 does not allow
+            raise RemoteError(str(exc)) from exc
         try:
             for chunk in response.iter_bytes():
                 receiver.feed(chunk)

@@ -10,6 +10,7 @@ into their own folder; a refused one fails alone (0124H) with the reason.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -27,8 +28,15 @@ from cloudfilm.api.urls import dicomweb_base, instance_url, study_url
 from cloudfilm.services.admission import UploadAdmission
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.ingest import IngestOutcome, PreparedInstance
-from cloudfilm.services.multipart_stream import MalformedMultipart, ReceivedPart, StagingReceiver
+from cloudfilm.services.multipart_stream import (
+    MalformedMultipart,
+    ReceivedPart,
+    StagingReceiver,
+    boundary_problem,
+)
+from cloudfilm.storage.blobs import StagedBlob
 
+log = logging.getLogger(__name__)
 DICOM = "application/dicom"
 CANNOT_UNDERSTAND = 0xC000
 REASON_CREATOR = {"00F10010": {"vr": "LO", "Value": ["CLOUDFILM"]}}
@@ -47,6 +55,8 @@ def _boundary(request: Request) -> tuple[str, str]:
     boundary = media.params.get("boundary")
     if not boundary:
         raise HTTPException(400, "malformed multipart body: the boundary parameter is missing")
+    if reason := boundary_problem(boundary):
+        raise HTTPException(400, reason)
     return boundary, part_type
 
 
@@ -56,9 +66,15 @@ _PREPARE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stow-prepare")
 
 
 def _prepare(archive: Archive, part: ReceivedPart, study: str | None) -> PreparedInstance:
+    """Seal and parse one part; an unexpected error fails this part alone (and drops its bytes)."""
     assert part.path is not None
-    staged = archive.blobs.seal(part.path, part.size, part.sha256)
-    return archive.ingest.prepare(staged, study)
+    staged = StagedBlob(part.path, part.size, part.sha256)
+    try:
+        return archive.ingest.prepare(archive.blobs.seal(part.path, part.size, part.sha256), study)
+    except Exception:
+        log.exception("STOW could not read a part")
+        return PreparedInstance(staged, outcome=IngestOutcome(
+            "failed", reason="this instance could not be read", code=CANNOT_UNDERSTAND))
 
 
 class _Preparing:

@@ -1,0 +1,121 @@
+"""Header, body and idle timeouts for uvicorn's httptools protocol.
+
+uvicorn times out only the idle gap *after* a response (``timeout_keep_alive``): a
+client that opens a socket and sends half a request line, or a header a byte every
+few seconds, holds the connection for ever (slowloris). This protocol adds what
+nginx and Apache have: the whole request head must arrive within ``header_seconds``
+of its first byte (or of the connection), the head may not pass ``max_header_bytes``
+(431, RFC 6585 §5), and a body may not stall for more than ``body_idle_seconds``
+while the application waits for it. A paused body (the application is busy with what
+it has) never counts against the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+@dataclass(frozen=True)
+class HttpTimeouts:
+    """Seconds and bytes; CLOUDFILM_HTTP_HEADER_TIMEOUT, _BODY_TIMEOUT and _KEEPALIVE override."""
+
+    header_seconds: float = 15.0
+    body_idle_seconds: float = 60.0
+    keep_alive_seconds: float = 30.0
+    max_header_bytes: int = 64 << 10
+
+    @classmethod
+    def from_env(cls) -> HttpTimeouts:
+        def seconds(name: str, default: float) -> float:
+            value = os.environ.get(f"CLOUDFILM_HTTP_{name}", "").strip()
+            return float(value) if value else default
+        base = cls()
+        return cls(header_seconds=seconds("HEADER_TIMEOUT", base.header_seconds),
+                   body_idle_seconds=seconds("BODY_TIMEOUT", base.body_idle_seconds),
+                   keep_alive_seconds=seconds("KEEPALIVE", base.keep_alive_seconds))
+
+
+def guarded_protocol(timeouts: HttpTimeouts) -> type[HttpToolsProtocol]:
+    """The protocol class to pass as uvicorn's ``http``, bound to ``timeouts``."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"timeouts": timeouts})
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's protocol with a request-head deadline, a head size cap and a body idle timer."""
+
+    timeouts = HttpTimeouts()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._in_head = True
+        self._in_body = False
+        self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.timeouts.header_seconds, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            if self._deadline is None:
+                self._arm(self.timeouts.header_seconds, self._head_timed_out)
+            self._head_bytes += len(data)
+        elif self._in_body:
+            self._arm(self.timeouts.body_idle_seconds, self._body_timed_out)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self.timeouts.max_header_bytes:
+            self._refuse(b"431 Request Header Fields Too Large")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._in_body, self._head_bytes = False, True, 0
+        self._arm(self.timeouts.body_idle_seconds, self._body_timed_out)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._in_body = True, False
+        self._disarm()
+        super().on_message_complete()
+
+    def _arm(self, seconds: float, handler: Any) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, handler)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._deadline = None
+        if self._head_bytes:
+            self._refuse(b"408 Request Timeout")
+        elif not self.transport.is_closing():
+            self.transport.close()
+
+    def _body_timed_out(self) -> None:
+        self._deadline = None
+        if self.flow is not None and self.flow.read_paused:
+            self._arm(self.timeouts.body_idle_seconds, self._body_timed_out)
+        elif self._in_body and not self.transport.is_closing():
+            self.transport.close()  # the application sees a disconnect and drops what it staged
+
+    def _refuse(self, status: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        self.transport.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\n"
+                             b"connection: close\r\n\r\n")
+        self.transport.close()
