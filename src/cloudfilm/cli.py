@@ -7,6 +7,7 @@ check   verify that the index and the stored blobs agree
 node    manage the known remote DICOM nodes
 measure segment and measure the nodule under a click on a CT slice (JSON)
 advise  guideline follow-up (Fleischner 2017, Lung-RADS v2022) for a nodule case on stdin
+film    issue or withdraw a hospital cloud film (a link, QR code and slip for one study)
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import os
 
 from cloudfilm.commands import advise, archive, audit, media, nodes, people, remote, retention, serve, users
 from cloudfilm.commands import measure
+from cloudfilm.commands import films
 
 COMMAND_MODULES = [serve, archive, nodes, remote, media, users, audit, retention, people, advise,
-                   measure]
+                   measure, films]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -112,7 +112,9 @@ class GrantRow(Base):
     __tablename__ = "grants"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # null for a cloud film issued from the console (migration 0009)
+    owner_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True,
+                                                      index=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
     study_uids: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list; null = timeline
     include_future: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -132,6 +134,23 @@ class GrantRow(Base):
     reminded_for: Mapped[date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     renewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class FilmRow(Base):
+    """A cloud film a hospital issued for one study (issue 12): a link grant on the study's
+    record, plus who issued it for which (PatientID, IssuerOfPatientID)."""
+
+    __tablename__ = "films"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id"), unique=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(64), default="")
+    issued_by: Mapped[str] = mapped_column(String(128), default="")
+    # SHA-256 of the short code printed on the slip (itself derived from the grant's nonce)
+    code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ClaimCodeRow(Base):
