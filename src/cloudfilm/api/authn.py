@@ -54,13 +54,16 @@ CSRF_FIELD = "csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Routes that check a pre-session CSRF token of their own (no session exists yet), and
 # link opening, which checks the Origin itself and is guarded by the link's secret.
-CSRF_EXEMPT_PATHS: set[str] = {"/login"}
+CSRF_EXEMPT_PATHS: set[str] = {"/login", "/signup", "/code"}
 CSRF_EXEMPT_PREFIXES = ("/s/",)
 # Everything else needs a principal: the login page, link opening, sign-on callbacks,
 # the health check and the portal's static files (no patient data) are all that an
 # anonymous caller may reach.
-PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/favicon.ico"})
-PUBLIC_PREFIXES = ("/s/", "/oidc/", "/static/portal/")  # the portal's CSS, scripts, pictures
+PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz", "/favicon.ico",
+                          "/signup", "/api/signup", "/keep", "/claim",
+                          "/code"})  # issue 12: sign-up, typing a film's code
+# The portal's CSS, scripts and pictures; a caregiver invitation, which a newcomer opens.
+PUBLIC_PREFIXES = ("/s/", "/oidc/", "/static/portal/", "/caregivers/join/")
 MACHINE_PREFIXES = ("/api/", "/dicomweb", "/wado")  # answer 401, not a login redirect
 FORM_PREFIX_LIMIT = 64 * 1024
 REFUSALS = frozenset({401, 403})

@@ -37,7 +37,8 @@ from cloudfilm.services.policy import Policy, aware, utcnow
 from cloudfilm.services.ratelimit import LockedOut
 from cloudfilm.storage.index import queries
 from cloudfilm.storage.index.access_models import (
-    CaregiverRow, ClaimCodeRow, GrantRow, PersonRecordRow, PersonRow, UserRow, WebSessionRow,
+    CaregiverRow, ClaimCodeRow, FilmRow, GrantRow, PersonRecordRow, PersonRow, UserRow,
+    WebSessionRow,
 )
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
@@ -121,6 +122,45 @@ def normalise_claim_code(text: str) -> str:
     """What a person typed → the canonical code (Crockford: O→0, I/L→1; no separators)."""
     cleaned = "".join(text.split()).replace("-", "").upper()
     return cleaned.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+
+
+# -- records the hospital handed over (issue 12) ------------------------------------------
+
+RECORD_HELD = "this hospital record is already in another person's account"
+
+
+def take_record(session: Session, actor_user_id: int | None, person_id: int, patient_id: str,
+                issuer: str, method: str) -> str:
+    """Link a record on the hospital's consent (its film or claim code): "created", "already",
+    or "adopted" when an account-less person an operator made held it (the link moves).
+    A record in another account's folder is refused (Conflict, naming nobody)."""
+    existing = session.scalars(select(PersonRecordRow).where(
+        PersonRecordRow.patient_id == patient_id, PersonRecordRow.issuer == issuer)
+        .with_for_update()).first()
+    if existing is None:
+        session.add(PersonRecordRow(person_id=person_id, patient_id=patient_id, issuer=issuer,
+                                    method=method, linked_by=actor_user_id))
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise Conflict(RECORD_HELD) from exc
+        return "created"
+    if existing.person_id == person_id:
+        return "already"
+    if person_has_account(session, existing.person_id):
+        raise Conflict(RECORD_HELD)
+    existing.person_id, existing.method, existing.linked_by = person_id, method, actor_user_id
+    films = select(FilmRow.grant_id).where(FilmRow.patient_id == patient_id,
+                                           FilmRow.issuer == issuer)
+    session.execute(update(GrantRow).where(GrantRow.id.in_(films))
+                    .values(person_id=person_id))  # the record's films keep opening
+    return "adopted"
+
+
+def person_has_account(session: Session, person_id: int) -> bool:
+    """Does any account sign in as this person (else an operator made them at the desk)?"""
+    return session.scalars(select(UserRow.id).where(UserRow.person_id == person_id)
+                           ).first() is not None
 
 
 # -- values ------------------------------------------------------------------------------
@@ -398,7 +438,7 @@ class PeopleService:
         self.archive.rate_limiter.clear(key)
         patient_id, issuer = self._patient_of(study_uid)
         with self.index.write_session() as session:
-            self._insert_link(session, principal, person_id, patient_id, issuer, "claim-code")
+            take_record(session, principal.user_id, person_id, patient_id, issuer, "claim-code")
             used = session.execute(update(ClaimCodeRow).where(
                 ClaimCodeRow.code_hash == token_hash(normalise_claim_code(code)),
                 ClaimCodeRow.used_at.is_(None))
