@@ -129,3 +129,27 @@ def test_a_patient_does_not_get_the_measure_nodule_tool(chromium: Any, demo_site
         assert not errors, errors
     finally:
         page.context.close()
+
+
+def test_the_measure_a_nodule_link_opens_the_viewer_with_the_nodule_tool(
+        chromium: Any, demo_site: DemoSite) -> None:
+    """The study page's ``?tool=nodule`` link: on for a physician, never for a patient."""
+    study = demo_site.truth["patients"][0]["studies"][-1]["study_uid"]
+    page, errors = open_study(chromium, demo_site, "demo-physician", f"{study}?tool=nodule")
+    try:
+        wait_for(page, "v.activeTool() === 'MeasureNodule'", 10)
+        tool = page.locator("[data-tool=nodule]")
+        assert tool.is_visible() and tool.get_attribute("aria-pressed") == "true"
+        assert page.locator("[data-tool=windowLevel]").get_attribute("aria-pressed") == "false"
+        screenshot(page, "viewer-nodule-03-opened-by-link")
+        assert not errors, errors
+    finally:
+        page.context.close()
+    page, errors = open_study(chromium, demo_site, "demo-patient", f"{study}?tool=nodule")
+    try:
+        page.wait_for_load_state("networkidle")
+        assert page.locator("[data-tool=nodule]").is_hidden()
+        assert hook(page, "v.activeTool()") == "WindowLevel"
+        assert not errors, errors
+    finally:
+        page.context.close()

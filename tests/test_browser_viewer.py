@@ -468,8 +468,9 @@ def test_phone_scrolls_and_windows_by_touch(chromium: Any, demo_site: DemoSite,
     scrolled = wait_for_pixels_to_change(page, before)
     screenshot(page, "viewer-10-phone-scrolled")
 
-    # Window with one finger (the default touch tool), then a preset button by tap.
+    # Window with one finger once the W/L mode is on, then a preset button by tap.
     voi = hook(page, "v.voi('left')")
+    page.locator("[data-tool=windowLevel]").tap()
     area = page.locator(".pane[data-side=left] .viewport").bounding_box()
     cx, cy = area["x"] + area["width"] / 2, area["y"] + area["height"] / 2
     _touch_drag(page, (cx - 60, cy), (cx + 60, cy + 80))

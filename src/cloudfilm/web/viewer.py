@@ -32,6 +32,7 @@ from cloudfilm.services.policy import Policy, study_ref_in
 from cloudfilm.storage.index import queries
 from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
 from cloudfilm.web.i18n import HTML_LANG, chosen_language
+from cloudfilm.web.nodule_views import may_write
 
 BUILD_DIR = Path(__file__).resolve().parent / "static" / "build" / "viewer"
 UID = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
@@ -254,9 +255,22 @@ async def prior(request: Request) -> Response:
     return JSONResponse({"study": study, "prior": found}, headers={"Cache-Control": "no-store"})
 
 
+async def tools(request: Request) -> Response:
+    """``{"measure_nodule": bool}``: the viewer offers (and ``?tool=nodule`` opens) the nodule
+    tool only to a clinician whose grant on this study allows writing, as the measure API
+    demands; a view-only grant would only meet its 403."""
+    study = _uid(request, "study")
+    visible = await require_study(request, Permission.VIEW, study)
+    allowed = await run_in_threadpool(may_write, archive_of(request), principal(request), study,
+                                      visible.person_id)
+    return JSONResponse({"study": study, "measure_nodule": allowed},
+                        headers={"Cache-Control": "no-store"})
+
+
 # Mounted under /api by api/app.py (a root-level /api/... route is shadowed by that mount).
 api_routes: list[BaseRoute] = [
     Route("/studies/{study}/prior", prior, methods=["GET"]),
+    Route("/studies/{study}/tools", tools, methods=["GET"]),
 ]
 
 routes: list[BaseRoute] = [

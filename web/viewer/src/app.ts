@@ -28,6 +28,10 @@ const studyUid = route?.[1] ?? '';
 const priorUid = route?.[2] ?? '';
 const compare = Boolean(priorUid);
 const wantedSeries = new URLSearchParams(location.search).get('series');
+/** ``?tool=nodule`` (the study page's "Measure a nodule" link) or another tool's key. */
+const wantedTool = new URLSearchParams(location.search).get('tool');
+/** The phone layout (style.css uses the same width): one finger scrolls, W/L is a mode. */
+const phone = matchMedia('(max-width: 699px)');
 
 export const PRESETS = {
   lung: { width: 1500, center: -600 },
@@ -73,8 +77,9 @@ const NODULE_TOOL = 'MeasureNodule';
 const toolButtons = new Map<string, HTMLButtonElement>();
 const toolGroupEl = group('tools.group', ...[...TOOLS, ['nodule', NODULE_TOOL] as const]
   .map(([key, name]) => {
-    const b = button(t(`tools.${key}`), t(`tools.${key}.long`), () => setPrimaryTool(name),
-      { 'aria-pressed': 'false', 'data-tool': key, hidden: name === NODULE_TOOL });
+    const b = button(t(`tools.${key}`), t(`tools.${key}.long`), () => toggleTool(name),
+      { 'aria-pressed': 'false', 'data-tool': key, hidden: name === NODULE_TOOL,
+        className: key === 'windowLevel' ? 'essential' : '' });
     toolButtons.set(name, b);
     return b;
   }));
@@ -82,14 +87,15 @@ const toolGroupEl = group('tools.group', ...[...TOOLS, ['nodule', NODULE_TOOL] a
 const presetGroupEl = group('presets.group',
   ...(['lung', 'mediastinum', 'bone', 'study'] as PresetName[]).map((name) =>
     button(t(`presets.${name}`), t(`presets.${name}.long`), () => applyPreset(name),
-      { 'data-preset': name })));
+      { 'data-preset': name, className: 'essential' })));
 
 const viewGroupEl = group('view.group',
   button(t('view.rotate'), t('view.rotate.long'), () => rotate(), { 'data-action': 'rotate' }),
   button(t('view.flipH'), t('view.flipH.long'), () => flip('h'), { 'data-action': 'flip-h' }),
   button(t('view.flipV'), t('view.flipV.long'), () => flip('v'), { 'data-action': 'flip-v' }),
   button(t('view.invert'), t('view.invert.long'), () => invert(), { 'data-action': 'invert' }),
-  button(t('view.reset'), t('view.reset.long'), () => reset(), { 'data-action': 'reset' }),
+  button(t('view.reset'), t('view.reset.long'), () => reset(),
+    { 'data-action': 'reset', className: 'essential' }),
   button(t('view.clear'), t('view.clear.long'), () => clearMeasurements(), { 'data-action': 'clear' }));
 
 const seriesNav = el('nav', { className: 'series', 'aria-label': t('series.label') });
@@ -99,7 +105,7 @@ const seriesToggle = button(t('series.toggle'), t('series.toggle.long'), () => {
 }, { 'aria-expanded': 'true', 'data-action': 'series' });
 
 const priorButton = button(t('compare.prior'), t('compare.prior.long'), () => void openPrior(),
-  { 'data-action': 'compare', disabled: true });
+  { 'data-action': 'compare', disabled: true, className: 'essential' });
 
 const links = { scroll: true, window: true, zoom: true };
 function linkBox(key: keyof typeof links, labelKey: string) {
@@ -112,7 +118,8 @@ const compareGroupEl = compare
   ? el('div', { className: 'group compare', role: 'group', 'aria-label': t('compare.prior') },
     linkBox('scroll', 'compare.linkScroll'), linkBox('window', 'compare.linkWindow'),
     linkBox('zoom', 'compare.linkZoom'),
-    el('a', { className: 'button', href: `/view/${studyUid}`, title: t('compare.close.long'),
+    el('a', { className: 'button essential', href: `/view/${studyUid}`,
+      title: t('compare.close.long'),
       'aria-label': `${t('compare.close')}: ${t('compare.close.long')}` }, t('compare.close')))
   : group('compare.prior', priorButton);
 
@@ -125,11 +132,18 @@ document.addEventListener('fullscreenchange', () => {
     ? t('view.exitFullscreen') : t('view.fullscreen');
 });
 
+/** On a phone the bar shows the essentials; "More" unfolds the other controls in place. */
+const moreButton = button(t('toolbar.more'), t('toolbar.more.long'), () => {
+  const open = header.classList.toggle('more-open');
+  moreButton.setAttribute('aria-expanded', String(open));
+}, { 'aria-expanded': 'false', 'data-action': 'more', className: 'more essential' });
+
 const title = el('h1', { className: 'title' }, t('app.loading'));
 const header = el('header', { className: 'bar', role: 'toolbar', 'aria-label': t('toolbar.label') },
-  el('a', { className: 'button back', href: '/', title: t('app.back'), 'aria-label': t('app.back') },
-    '‹'),
-  title, seriesToggle, toolGroupEl, presetGroupEl, viewGroupEl, compareGroupEl, fullscreenButton);
+  el('a', { className: 'button back essential', href: '/', title: t('app.back'),
+    'aria-label': t('app.back') }, '‹'),
+  title, moreButton, el('span', { className: 'bar-break', 'aria-hidden': 'true' }),
+  seriesToggle, toolGroupEl, presetGroupEl, viewGroupEl, compareGroupEl, fullscreenButton);
 const panesEl = el('div', { className: 'panes' });
 const app = el('div', { className: `app ${compare ? 'compare' : 'single'}` },
   header, el('main', { className: 'body' }, seriesNav, panesEl), status);
@@ -145,7 +159,7 @@ let syncing = false;
 const seriesOf: Record<SideName, SeriesInfo[]> = { left: [], right: [] };
 const infoOf: Partial<Record<SideName, StudyInfo>> = {};
 const TOOL_GROUP = 'cloudfilm';
-let primaryTool: string = WindowLevelTool.toolName;
+let primaryTool: string = defaultTool();
 let bootPlaceholder: string | null = null;
 
 async function initCornerstone(): Promise<void> {
@@ -169,7 +183,32 @@ function setupTools(): void {
   tg.addTool(LengthTool.toolName);
   tg.addTool(StackScrollTool.toolName, { debounceIfNotLoaded: false });
   for (const pane of panes) tg.addViewport(pane.side, engine.id);
-  setPrimaryTool(WindowLevelTool.toolName);
+  setPrimaryTool(defaultTool());
+  phone.addEventListener('change', (e) => {
+    const before = e.matches ? WindowLevelTool.toolName : StackScrollTool.toolName;
+    if (primaryTool === before) setPrimaryTool(defaultTool());
+  });
+}
+
+/** What one finger (or the left button) does until the reader picks a tool. */
+function defaultTool(): string {
+  return phone.matches ? StackScrollTool.toolName : WindowLevelTool.toolName;
+}
+
+/** A tool button is a mode: tapped again, it hands the drag back to the default tool. */
+function toggleTool(name: string): void {
+  const next = name === primaryTool && name !== defaultTool() ? defaultTool() : name;
+  setPrimaryTool(next);
+  const key = [...TOOLS, ['nodule', NODULE_TOOL] as const].find(([, tool]) => tool === next)?.[0];
+  if (key) say(t('status.dragMode', { tool: t(`tools.${key}`) }));
+}
+
+/** ``?tool=`` names a drag tool, or the nodule tool once the server lets this login measure. */
+async function openWantedTool(): Promise<void> {
+  const found = TOOLS.find(([key]) => key === wantedTool);
+  if (found) setPrimaryTool(found[1]);
+  const mayMeasure = await noduleTool.offerIfAllowed(studyUid);
+  if (mayMeasure && wantedTool === 'nodule') setPrimaryTool(NODULE_TOOL);
 }
 
 /** The left button and one finger do the chosen tool; the rest stay where users expect. */
@@ -505,7 +544,7 @@ async function start(): Promise<void> {
   new ResizeObserver(() => resize()).observe(panesEl);
   if (compare) header.append(offsetNote);
   else checkPrior();
-  noduleTool.offerIfAllowed();
+  void openWantedTool();
 
   const first = seriesOf.left;
   if (first.length < 2 && !compare && matchMedia('(max-width: 699px)').matches) {

@@ -53,12 +53,15 @@ export async function measureNodule(study: string, series: string, instance: str
   return response.json() as Promise<NoduleResult>;
 }
 
-/** Whether this login may measure (the API allows physicians, operators and admins). */
-export async function mayMeasure(): Promise<boolean> {
-  const response = await fetch('/api/me', { credentials: 'same-origin' });
-  if (!response.ok) return false;
-  const me = await response.json() as { role?: string | null };
-  return ['physician', 'operator', 'admin'].includes(me.role ?? '');
+/** Whether this login may measure in this study: a clinician (physician, operator, admin)
+ * whose grant allows writing into it; patients are not asked about the study at all. */
+export async function mayMeasure(study: string): Promise<boolean> {
+  const me = await fetch('/api/me', { credentials: 'same-origin' });
+  if (!me.ok) return false;
+  const { role } = await me.json() as { role?: string | null };
+  if (!['physician', 'operator', 'admin'].includes(role ?? '')) return false;
+  const rights = await fetch(`/api/studies/${study}/tools`, { credentials: 'same-origin' });
+  return rights.ok && (await rights.json() as { measure_nodule?: boolean }).measure_nodule === true;
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -181,9 +184,11 @@ export class NoduleTool {
               private readonly active: () => boolean,
               private readonly goTo: (pane: Pane, index: number) => Promise<void>) {}
 
-  /** Show the tool's button to those the API lets measure (clinicians). */
-  offerIfAllowed(): void {
-    mayMeasure().then((allowed) => { this.button.hidden = !allowed; }).catch(() => undefined);
+  /** Show the tool's button to those the API lets measure (clinicians); whether it is. */
+  async offerIfAllowed(study: string): Promise<boolean> {
+    const allowed = await mayMeasure(study).catch(() => false);
+    this.button.hidden = !allowed;
+    return allowed;
   }
 
   attach(pane: Pane): void {
