@@ -286,3 +286,88 @@ def test_the_partial_escapes_report_data() -> None:
                                  summary.assessment)
     html = render_partial(EN, explain_study(EN, several))
     assert "<b>N1</b>" not in html and "&lt;b&gt;N1&lt;/b&gt;" in html
+
+
+# -- growth: the text says what the assessment counts ------------------------------------------
+
+@pytest.mark.parametrize("now, grew", [(7.4, False), (7.5, False), (7.6, True), (7.54, False),
+                                       (7.56, True)])
+def test_diameter_growth_is_counted_as_lung_rads_does(now: float, grew: bool) -> None:
+    """Lung-RADS v2022 growth note: mean diameter (to 0.1 mm) up by more than 1.5 mm."""
+    change = NoduleChange(PRIOR, 6.0, now - 6.0, None, 400.0)
+    text = explain_study(EN, one_nodule(NoduleFacts("N1", "solid", now, change=change)))
+    words = text.paragraph("change").text
+    assert ("has grown by" in words) == grew
+    assert ("about the same size" in words) == (not grew)
+    if grew:
+        assert f"grown by {now - 6.0:.1f} mm" in words and "It was 6 mm then" in words
+
+
+@pytest.mark.parametrize("percent, measured, grew", [
+    (25.0, True, False), (26.0, True, True), (65.0, True, True), (65.0, False, False)])
+def test_measured_volume_growth_over_25_percent_reads_as_grown(
+        percent: float, measured: bool, grew: bool) -> None:
+    """NELSON / BTS 2015: more than 25 % volume increase is significant, when software
+    measured both volumes (a volume worked out from a diameter is not counted)."""
+    change = NoduleChange(PRIOR, 6.0, 1.2, percent, 500.0, volume_measured=measured)
+    summary = one_nodule(NoduleFacts("N1", "solid", 7.2, 190.0, change=change))
+    en = explain_study(EN, summary).paragraph("change").text
+    zh = explain_study(ZH, summary).paragraph("change").text
+    assert ("It has grown since your scan of March 1, 2024" in en) == grew
+    assert ("about the same size" in en) == (not grew)
+    assert ("长大了" in zh) == grew
+    if grew:
+        assert "was 6 mm across then and is 7.2 mm now" in en
+        assert f"about {round(percent)}%" in en and f"{round(percent)}%" in zh
+        assert "6毫米" in zh and "7.2毫米" in zh
+
+
+# -- guideline wording: every domain row has a message, in both registers -----------------------
+
+def _fleischner_rules() -> list:
+    from cloudfilm.domain import fleischner
+    return [*fleischner.SOLID_RULES.values(), *fleischner.SUBSOLID_RULES.values(),
+            fleischner.BENIGN_ONLY]
+
+
+def test_every_guideline_row_has_clinician_and_patient_wording_in_chinese() -> None:
+    from cloudfilm.domain import lungrads
+    from cloudfilm.domain.advice import fleischner_cell
+    from cloudfilm.domain.fleischner import Patient, Risk, applicability
+    from cloudfilm.web.guideline_words import (
+        CLINICIAN_TEXT, PATIENT_CATEGORY, PATIENT_RECOMMENDATION,
+    )
+    reasons = applicability(Patient(age_years=30, risk=Risk.HIGH, screening=True,
+                                    known_cancer=True, immunosuppressed=True))
+    managements = [*lungrads.MANAGEMENT.values(), *lungrads.INCOMPLETE_MANAGEMENT.values()]
+    clinician = [*(fleischner_cell(r) for r in _fleischner_rules()),
+                 *(r.text for r in _fleischner_rules()), *reasons, *(m.text for m in managements)]
+    assert len(reasons) == 4 and set(clinician) <= set(CLINICIAN_TEXT)
+    patient = [*(PATIENT_CATEGORY[r.row_id] for r in _fleischner_rules()),
+               *(PATIENT_RECOMMENDATION[r.row_id] for r in _fleischner_rules()),
+               *(PATIENT_RECOMMENDATION[f"LR22-{c.value}"] for c in lungrads.Category)]
+    for message in clinician + patient:
+        assert CJK.search(ZH.gettext(message)), message
+
+
+@pytest.mark.parametrize("clinician", [True, False])
+def test_guideline_words_on_a_chinese_page_are_chinese(clinician: bool) -> None:
+    from cloudfilm.web.guideline_words import category_text, recommendation_text
+    cases = [{"guideline": "fleischner-2017", "category": "Table A (solid), multiple, high risk, "
+              ">8 mm", "rule_id": "F17-A-multiple-high-gt8",
+              "recommendation": "CT at 3-6 months, then CT at 18-24 months."},
+             {"guideline": "lung-rads-2022", "category": "4A", "rule_id": "LR22-4A-solid-G",
+              "recommendation": "LDCT in 3 months; PET/CT may be considered if there is a ≥8 "
+              "mm solid nodule or solid component."},
+             {"guideline": "fleischner-2017", "category": "not applicable", "rule_id": "F17-scope",
+              "recommendation": "age under 35: the guideline does not apply; manage individually"
+              "; lung cancer screening: use Lung-RADS instead"}]
+    for case in cases:
+        for text in (category_text(ZH, case, clinician), recommendation_text(ZH, case, clinician)):
+            leftovers = [w for w in LATIN_WORD.findall(text)
+                         if not re.fullmatch(r"CT|PET|LDCT|Lung-RADS|mm|4A|A|B|N\d+", w)]
+            assert CJK.search(text) and leftovers == [], (case, text)
+        assert category_text(EN, case, True) == (
+            case["category"] if case["guideline"] == "fleischner-2017"
+            else f"Lung-RADS category {case['category']}")
+    assert "high risk" not in category_text(EN, cases[0], False)  # patients: no risk column

@@ -321,3 +321,186 @@ def test_measuring_the_older_scan_last_still_links_the_newer_one(site: Site) -> 
         relinked = next(m for m in http.get(f"/api/studies/{newer['study_uid']}/nodules").json()[
             "measurements"] if m["id"] == first["id"])
     assert relinked["nodule_id"] == second["nodule_id"]
+
+
+# -- the order of measuring does not matter ---------------------------------------------------
+
+def _reset(http: httpx.Client, patient: dict[str, Any]) -> None:
+    """Remove every measurement of the patient (the next order starts from nothing)."""
+    for study in patient["studies"]:
+        for m in http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]:
+            gone = http.delete(f"/api/nodule-measurements/{m['id']}")
+            assert gone.status_code in (200, 204), gone.text
+
+
+def _truth_id(study: dict[str, Any], measurement: dict[str, Any]) -> str:
+    """The demo nodule a measurement is of (its centre is within 2 mm of the truth)."""
+    near = [n["id"] for n in study["nodules"]
+            if math.dist(n["center_patient_mm"], measurement["center_patient_mm"]) < 2.0]
+    assert len(near) == 1, (measurement, study["nodules"])
+    return near[0]
+
+
+def _outcome(http: httpx.Client, patient: dict[str, Any], person: int) -> dict[str, Any]:
+    """What a reader sees: each scan's labels, links, growth and guideline result, and
+    which measurements each followed nodule holds."""
+    scans = []
+    for index, study in enumerate(patient["studies"]):
+        body = http.get(f"/api/studies/{study['study_uid']}/nodules").json()
+        assessment = body["assessment"] or {}
+        scans.append({
+            "nodules": sorted((_truth_id(study, m), m["label"], m["link"],
+                               None if m["match_distance_mm"] is None
+                               else round(m["match_distance_mm"], 1))
+                              for m in body["measurements"]),
+            "category": assessment.get("category"), "rule": assessment.get("rule_id"),
+            "next_scan": assessment.get("next_scan"),
+            "growth": sorted((n["id"], n["growth_mm"], n["vdt_days"])
+                             for n in assessment.get("nodules", []))})
+    uid_index = {s["study_uid"]: i for i, s in enumerate(patient["studies"])}
+    followed = sorted((n["label"], tuple(
+        (uid_index[m["study_uid"]], _truth_id(patient["studies"][uid_index[m["study_uid"]]], m))
+        for m in n["measurements"])) for n in
+        http.get(f"/api/persons/{person}/nodules").json()["nodules"])
+    return {"scans": scans, "followed": followed}
+
+
+def _measure_manually(http: httpx.Client, patient: dict[str, Any], order: tuple[int, ...]) -> None:
+    for index in order:
+        study = patient["studies"][index]
+        for nodule in study["nodules"]:
+            r = http.post(f"/api/studies/{study['study_uid']}/nodules", json=_manual(study, nodule))
+            assert r.status_code == 201, r.text
+
+
+def test_tracking_does_not_depend_on_the_order_scans_are_measured_in(site: Site) -> None:
+    """Three scans of one patient (two hospitals) measured in all six orders: the same
+    nodules, labels, links and guideline results each time."""
+    from itertools import permutations
+
+    patient = site.truth["patients"][0]
+    assert len(patient["studies"]) == 3
+    with site.http("demo-patient") as http:
+        person = http.get("/api/me").json()["person_id"]
+    outcomes = {}
+    with site.http("demo-physician") as http:
+        for order in permutations(range(3)):
+            _reset(http, patient)
+            _measure_manually(http, patient, order)
+            outcomes[order] = _outcome(http, patient, person)
+    oldest_first = outcomes[(0, 1, 2)]
+    # Each demo nodule is one followed nodule over the three scans, never split in two.
+    truth_ids = {n["id"] for n in patient["studies"][0]["nodules"]}
+    assert sorted(list(steps) for _, steps in oldest_first["followed"]) == \
+        [[(0, t), (1, t), (2, t)] for t in sorted(truth_ids)]
+    assert oldest_first["scans"][2]["growth"][0][1] is not None  # growth is measured
+    for order, outcome in outcomes.items():
+        assert outcome == oldest_first, order
+
+
+def test_clicks_on_the_newest_scan_first_still_follow_each_nodule(site: Site) -> None:
+    """The viewer's measure path (3D segmentation), newest scan first: no nodule is "seen
+    for the first time" on the newest scan, and the result is that of oldest first."""
+    import re
+    patient = site.truth["patients"][0]
+    with site.http("demo-patient") as http:
+        person = http.get("/api/me").json()["person_id"]
+    outcomes = []
+    with site.http("demo-physician") as http:
+        for order in ((2, 1, 0), (0, 1, 2)):
+            _reset(http, patient)
+            for index in order:
+                study = patient["studies"][index]
+                for nodule in study["nodules"]:
+                    col, row, _ = nodule["center_voxel"]
+                    r = http.post(f"/api/studies/{study['study_uid']}/nodules/measure", json={
+                        "series_uid": study["series_uid"],
+                        "instance_uid": nodule["instance_uid_at_center"], "x": col, "y": row})
+                    assert r.status_code == 201, r.text
+            outcomes.append(_outcome(http, patient, person))
+    assert outcomes[0] == outcomes[1]
+    assert all(len(steps) == 3 for _, steps in outcomes[0]["followed"])
+    newest = patient["studies"][2]
+    with site.http("demo-patient") as http:
+        text = http.get(f"/studies/{newest['study_uid']}", params={"lang": "en"}).text
+    assert "First seen on this scan" not in text and "first scan in your folder" not in text
+    # The growing nodule (+1.3 mm, volume measured up by more than 25 %) reads as grown,
+    # the steady one as about the same: the text agrees with the numbers beside it.
+    change = re.search(r'class="explanation-part explanation-change">(.*?)</div>', text, re.S)
+    assert change is not None
+    assert "It has grown since your scan of" in change.group(1)
+    assert "went up by about" in change.group(1)
+    assert "about the same size as on your scan of" in change.group(1)
+
+
+def test_the_study_pages_apply_button_changes_the_guideline(site: Site) -> None:
+    """The Nodules panel's "Apply" form, posted as the page has it, re-runs the guideline."""
+    import re
+
+    patient = site.truth["patients"][0]
+    study = patient["studies"][2]
+    uid = study["study_uid"]
+    with site.http("demo-physician") as http:
+        if not http.get(f"/api/studies/{uid}/nodules").json()["measurements"]:
+            _measure_manually(http, patient, (0, 1, 2))
+        page = http.get(f"/studies/{uid}", params={"lang": "en"}).text
+        form = re.search(r'<form method="post" action="([^"]*/nodules/assess)"[^>]*>(.*?)</form>',
+                         page, re.S)
+        assert form is not None, "the panel offers the guideline form"
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                                 form.group(2)))
+        options = re.findall(r'<option value="([^"]+)"', form.group(2))
+        assert "lung-rads-2022" in options and "low" in options
+        for guideline, risk in (("lung-rads-2022", "high"), ("fleischner-2017", "low")):
+            applied = http.post(form.group(1), data=fields | {"guideline": guideline,
+                                                              "risk": risk},
+                                follow_redirects=False)
+            assert applied.status_code == 303, applied.text
+            assert applied.headers["location"].endswith(f"/studies/{uid}#nodules")
+            assessment = http.get(f"/api/studies/{uid}/nodules").json()["assessment"]
+            assert assessment["guideline"] == guideline
+            assert assessment["input"]["patient"]["risk"] == risk
+
+
+def _english_guideline_words(assessment: dict[str, Any]) -> list[str]:
+    return [assessment["category"], assessment["recommendation"], assessment["rule"]]
+
+
+def test_chinese_study_pages_word_the_guideline_for_patient_and_physician(site: Site) -> None:
+    """zh pages: the physician reads the guideline's own wording and the record's identity,
+    the patient plain words and the plain-language text; neither reads English."""
+    import re
+    from html import unescape
+
+    patient = site.truth["patients"][0]
+    study = patient["studies"][2]
+    uid = study["study_uid"]
+    with site.http("demo-physician") as http:
+        if not http.get(f"/api/studies/{uid}/nodules").json()["measurements"]:
+            _measure_manually(http, patient, (0, 1, 2))
+        assessment = http.post(f"/api/studies/{uid}/nodules/assess",
+                               json={"guideline": "fleischner-2017", "risk": "high"}).json()
+        assessment = http.get(f"/api/studies/{uid}/nodules").json()["assessment"]
+        doctor = unescape(http.get(f"/studies/{uid}", params={"lang": "zh"}).text)
+        doctor_en = unescape(http.get(f"/studies/{uid}", params={"lang": "en"}).text)
+    with site.http("demo-patient") as http:
+        own = unescape(http.get(f"/studies/{uid}", params={"lang": "zh"}).text)
+    english = _english_guideline_words(assessment)
+    for page in (doctor, own):
+        category = re.search(r'<dd id="nodule-category">([^<]*)</dd>', page)
+        advice = re.search(r'<dd id="nodule-recommendation">([^<]*)</dd>', page)
+        assert category and advice and re.search(r"[\u4e00-\u9fff]", category.group(1))
+        assert re.search(r"[\u4e00-\u9fff]", advice.group(1))
+        assert not [words for words in english if words in page]
+    assert "表A（实性），多发，高危" in doctor  # the cell, in the clinician's words
+    assert assessment["category"] in doctor_en and assessment["recommendation"] in doctor_en
+    # The physician: who the patient is, in clinician wording; not the patient's texts.
+    header = re.search(r'<dl class="pairs" id="patient-header">(.*?)</dl>', doctor, re.S)
+    assert header is not None
+    for words in ("张三", "男", f"{int(study['study_date'][:4]) - 1958}岁", "患者ID",
+                  "1958年3月12日", study["patient_id"], study["hospital"]):
+        assert words in header.group(1), words
+    assert 'id="nodule-explanation"' not in doctor and "Brock" in doctor_en
+    # The patient: the plain-language text and plain words, never Brock or the rule row.
+    assert 'id="nodule-explanation"' in own and 'id="patient-header"' not in own
+    assert "Brock" not in own and "MacMahon" not in own and "高危" not in own

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Permission, Principal
@@ -83,6 +83,18 @@ class StudyFacts:
     folder: Folder
     birth_date: str
     sex: str
+    patient_id: str = ""
+    issuer: str = ""
+    name_alphabetic: str = ""
+    name_ideographic: str = ""
+
+    @property
+    def age(self) -> int | None:
+        """Age in whole years on the study date (None: birth date unknown)."""
+        try:
+            return _age(self.birth_date, self.study_date)
+        except NoduleError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -218,7 +230,8 @@ class NoduleService:
         with self.index.session() as session:
             row = session.execute(
                 select(StudyRow.study_date, PatientRow.id, PatientRow.birth_date, PatientRow.sex,
-                       PersonRecordRow.person_id)
+                       PatientRow.patient_id, PatientRow.issuer, PatientRow.name_alphabetic,
+                       PatientRow.name_ideographic, PersonRecordRow.person_id)
                 .join(PatientRow, StudyRow.patient_pk == PatientRow.id)
                 .outerjoin(PersonRecordRow, and_(PersonRecordRow.patient_id == PatientRow.patient_id,
                                                  PersonRecordRow.issuer == PatientRow.issuer))
@@ -227,7 +240,8 @@ class NoduleService:
             raise NotFound(f"study {study_uid}")
         folder = Folder(row.person_id, None if row.person_id is not None else row.id)
         return StudyFacts(study_uid, _parse_date(row.study_date), folder, row.birth_date or "",
-                          row.sex or "")
+                          row.sex or "", row.patient_id or "", row.issuer or "",
+                          row.name_alphabetic or "", row.name_ideographic or "")
 
     def _folder_studies(self, session: Session, folder: Folder) -> list[tuple[str, str]]:
         """(study_uid, StudyDate) of every study in the folder, oldest first."""
@@ -292,23 +306,52 @@ class NoduleService:
             session.add(row)
             session.commit()
             measurement_id = row.id
-        self.track(study_uid, current_volume=volume)
-        self.refresh(study_uid)
-        self._follow_on(facts)
+        self._settle(facts, current_volume=volume)
         return self.get(measurement_id)
 
-    def _follow_on(self, facts: StudyFacts) -> None:
-        """The next measured study's links and growth depend on this one: redo them (a
-        physician may measure this year's scan before last year's)."""
+    def _settle(self, facts: StudyFacts, *, current_volume: "CtVolume | None" = None) -> None:
+        """Re-track this study and every later measured one, oldest first, then refresh them.
+
+        Each study is matched with the previous measured one, so a change here moves every
+        later link (a physician may measure this year's scan before last year's): the
+        result depends only on the measurements, never on the order they were made in.
+        """
+        day = facts.study_date.strftime("%Y%m%d")
         with self.index.session() as session:
             later = [uid for uid, when in self._folder_studies(session, facts.folder)
-                     if when and when > facts.study_date.strftime("%Y%m%d")]
+                     if when and when > day]
             measured = set(session.scalars(select(NoduleMeasurementRow.study_uid).where(
                 NoduleMeasurementRow.study_uid.in_(later)))) if later else set()
-        following = next((uid for uid in later if uid in measured), None)
-        if following is not None:
-            self.track(following)
-            self.refresh(following)
+        studies = [facts.study_uid] + [uid for uid in later if uid in measured]
+        for uid in studies:
+            self.track(uid, current_volume=current_volume if uid == facts.study_uid else None)
+        relabelled = self._tidy_nodules(facts.folder)
+        for uid in studies + sorted(relabelled - set(studies)):
+            self.refresh(uid)
+
+    def _tidy_nodules(self, folder: Folder) -> set[str]:
+        """Drop nodules no measurement points at, and number the rest N1, N2, ... by first
+        sighting (earliest study, then measurement), so labels do not depend on the order
+        of measuring. Returns the studies whose nodules changed label (their SR names them)."""
+        with self.index.write_session() as session:
+            nodules = {n.id: n for n in session.scalars(select(NoduleRow).where(
+                folder.where(NoduleRow)))}
+            first: dict[int, tuple[date, int]] = {}
+            studies: dict[int, set[str]] = {}
+            for m in session.scalars(select(NoduleMeasurementRow).where(
+                    NoduleMeasurementRow.nodule_id.in_(list(nodules)))):
+                first[m.nodule_id] = min(first.get(m.nodule_id, (m.study_date, m.id)),
+                                         (m.study_date, m.id))
+                studies.setdefault(m.nodule_id, set()).add(m.study_uid)
+            for nodule_id in set(nodules) - set(first):
+                session.delete(nodules.pop(nodule_id))
+            changed: set[str] = set()
+            for number, nodule_id in enumerate(sorted(first, key=first.__getitem__), 1):
+                if nodules[nodule_id].label != f"N{number}":
+                    nodules[nodule_id].label = f"N{number}"
+                    changed |= studies[nodule_id]
+            session.commit()
+        return changed
 
     def get(self, measurement_id: int) -> tuple[NoduleMeasurementRow, NoduleRow | None]:
         with self.index.session() as session:
@@ -348,7 +391,7 @@ class NoduleService:
         with self.index.write_session() as session:
             session.delete(session.get(NoduleMeasurementRow, measurement_id))
             session.commit()
-        self.refresh(row.study_uid)
+        self._settle(self.study_facts(row.study_uid))
         return row.study_uid
 
     # -- tracking --------------------------------------------------------------------------
@@ -432,22 +475,35 @@ class NoduleService:
                 pairs[int(match.current_id)] = (by_id[match.prior_id].nodule_id,
                                                 float(match.distance_mm))
         with self.index.write_session() as session:
+            taken = {n for n, _ in pairs.values()}
             for r in auto:
                 stored = session.get(NoduleMeasurementRow, r.id)
                 if r.id in pairs:
                     stored.nodule_id, stored.match_distance_mm = pairs[r.id]
                 else:
-                    if stored.nodule_id is None or stored.nodule_id in {n for n, _ in pairs.values()}:
+                    if not self._first_sighting(session, stored) or stored.nodule_id in taken:
                         stored.nodule_id = self._new_nodule(session, facts.folder).id
                     stored.match_distance_mm = None
             session.commit()
         return {"study_uid": study_uid, "prior_study_uid": prior_uid,
                 "matched": len(pairs), "measurements": len(rows)}
 
+    @staticmethod
+    def _first_sighting(session: Session, row: NoduleMeasurementRow) -> bool:
+        """An unmatched measurement keeps its nodule only if no earlier scan shows that
+        nodule: a link made against another prior scan must not survive re-tracking."""
+        if row.nodule_id is None:
+            return False
+        return session.scalar(select(NoduleMeasurementRow.id).where(
+            NoduleMeasurementRow.nodule_id == row.nodule_id,
+            NoduleMeasurementRow.study_date < row.study_date).limit(1)) is None
+
     def _new_nodule(self, session: Session, folder: Folder) -> NoduleRow:
-        count = session.scalar(select(func.count(NoduleRow.id)).where(folder.where(NoduleRow))) or 0
+        """A nodule numbered after the folder's highest label (`_tidy_nodules` renumbers)."""
+        labels = session.scalars(select(NoduleRow.label).where(folder.where(NoduleRow)))
+        highest = max((int(text[1:]) for text in labels if text[1:].isdigit()), default=0)
         nodule = NoduleRow(person_id=folder.person_id, patient_pk=folder.patient_pk,
-                           label=f"N{count + 1}", tracking_uid=new_uid())
+                           label=f"N{highest + 1}", tracking_uid=new_uid())
         session.add(nodule)
         session.flush()
         return nodule
@@ -470,7 +526,7 @@ class NoduleService:
             stored = session.get(NoduleMeasurementRow, measurement_id)
             stored.nodule_id, stored.link = nodule_id, "confirmed"
             session.commit()
-        self.refresh(row.study_uid)
+        self._settle(self.study_facts(row.study_uid))
 
     def confirm(self, measurement_id: int) -> None:
         """Accept the automatic match as it is."""
@@ -488,7 +544,7 @@ class NoduleService:
             stored.nodule_id, stored.link = self._new_nodule(session, facts.folder).id, "new"
             stored.match_distance_mm = None
             session.commit()
-        self.refresh(row.study_uid)
+        self._settle(self.study_facts(row.study_uid))
 
     def unlink(self, measurement_id: int) -> None:
         """Not a nodule to follow (or unsure): kept, but outside every trajectory."""
@@ -497,7 +553,7 @@ class NoduleService:
             stored = session.get(NoduleMeasurementRow, measurement_id)
             stored.nodule_id, stored.link, stored.match_distance_mm = None, "unlinked", None
             session.commit()
-        self.refresh(row.study_uid)
+        self._settle(self.study_facts(row.study_uid))
 
     # -- the exam's guideline result ------------------------------------------------------
 
@@ -634,6 +690,8 @@ class NoduleService:
                         if points[i - 1].study_date < r.study_date else None
                     item["change"] = None if delta is None else {
                         "since": points[i - 1].study_date.isoformat(),
+                        "prior_mean_diameter_mm": float(to_domain(points[i - 1]).mean_diameter_mm),
+                        "mean_diameter_mm": float(to_domain(r).mean_diameter_mm),
                         "diameter_mm": round(float(delta.diameter_change_mm), 1),
                         "volume_percent": round(delta.volume_change_percent, 1),
                         "vdt_days": None if delta.doubling.days is None

@@ -20,8 +20,14 @@ Sources of the numbers shown to patients:
 - Fleischner 2017 (MacMahon et al., Radiology 2017;284:228-243), Recommendation 1: "the
   average risk of cancer in solid nodules smaller than 6 mm in patients at high risk is
   less than 1%" -> "fewer than 1 in 100", shown only when every nodule is solid and <6 mm.
-- Growth wording uses the Lung-RADS v2022 growth threshold (mean diameter up by more than
-  1.5 mm, ``domain.growth.LUNGRADS_GROWTH_MM``): smaller changes are "about the same".
+- Growth wording says "it has grown", and by how much, whenever the numbers the
+  assessment shows count as growth (:func:`counts_as_growth`): the Lung-RADS v2022 growth
+  note (mean diameter, to 0.1 mm, up by more than 1.5 mm, ``domain.growth.LUNGRADS_GROWTH_MM``;
+  over any interval, as `lungrads.status_from_prior` calls > 1.5 mm over more than 12 months
+  "slowly growing"), or NELSON / BTS 2015 significant volume change (more than 25 %,
+  ``domain.growth.SIGNIFICANT_VOLUME_CHANGE_PERCENT``) when software measured the volume on
+  both scans. A volume worked out from diameters is not used: it triples small diameter
+  noise. Smaller changes are "about the same", with both sizes shown.
 - Everyday size comparisons (:data:`SIZE_BANDS`) are this project's choice: rough typical
   sizes of common objects, for a picture in the mind, not a measurement.
 """
@@ -33,7 +39,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from cloudfilm.domain.growth import LUNGRADS_GROWTH_MM
+from cloudfilm.domain.growth import LUNGRADS_GROWTH_MM, SIGNIFICANT_VOLUME_CHANGE_PERCENT
 from cloudfilm.domain.nodule import Calcification, NoduleType
 from cloudfilm.web.i18n import N_, Localizer
 
@@ -85,7 +91,8 @@ class NoduleChange:
     """How a nodule changed since the prior scan that showed it.
 
     ``growth_mm`` is current minus prior mean diameter (negative: smaller);
-    ``vdt_days`` None means no doubling time: stable or smaller (domain/growth.py).
+    ``vdt_days`` None means no doubling time: stable or smaller (domain/growth.py);
+    ``volume_measured``: software measured the volume on both scans (not from diameters).
     """
 
     prior_date: date
@@ -93,6 +100,7 @@ class NoduleChange:
     growth_mm: float
     volume_change_percent: float | None = None
     vdt_days: float | None = None
+    volume_measured: bool = False
 
     def __post_init__(self) -> None:
         if self.prior_mean_diameter_mm <= 0:
@@ -264,24 +272,56 @@ def _found(l: Localizer, summary: StudyNoduleSummary) -> Paragraph:
     return Paragraph("found", heading, intro, items)
 
 
-def _describe_change(l: Localizer, change: NoduleChange | None) -> list[str]:
+def shown_growth_mm(nodule: NoduleFacts) -> Decimal:
+    """Mean-diameter change as the reader sees it: both means to 0.1 mm, half up (the
+    Lung-RADS v2022 Notes measure to 0.1 mm), so "6 mm then" and "7.5 mm now" differ by 1.5."""
+    assert nodule.change is not None
+    return (Decimal(size_text(nodule.mean_diameter_mm))
+            - Decimal(size_text(nodule.change.prior_mean_diameter_mm)))
+
+
+def counts_as_growth(nodule: NoduleFacts) -> bool:
+    """Growth by the rules the assessment shows (module notes): mean diameter up by more
+    than 1.5 mm, or a software-measured volume up by more than 25 %."""
+    change = nodule.change
+    if change is None:
+        return False
+    by_volume = (change.volume_measured and change.volume_change_percent is not None
+                 and change.volume_change_percent > SIGNIFICANT_VOLUME_CHANGE_PERCENT)
+    return shown_growth_mm(nodule) > LUNGRADS_GROWTH_MM or by_volume
+
+
+def _growth_sentences(l: Localizer, nodule: NoduleFacts, when: str, before: str) -> list[str]:
+    change = nodule.change
+    assert change is not None
+    growth = shown_growth_mm(nodule)
+    if growth > LUNGRADS_GROWTH_MM:
+        sentences = [l.gettext("It has grown by %(growth)s mm since your scan of %(date)s. It "
+                               "was %(before)s mm then.", growth=size_text(float(growth)),
+                               date=when, before=before)]
+    else:
+        sentences = [l.gettext("It has grown since your scan of %(date)s. It was %(before)s mm "
+                               "across then and is %(now)s mm now.", date=when, before=before,
+                               now=size_text(nodule.mean_diameter_mm))]
+    if change.volume_change_percent is not None and change.volume_change_percent > 0:
+        sentences.append(l.gettext("Its volume went up by about %(percent)s%%.",
+                                   percent=round(change.volume_change_percent)))
+    if change.vdt_days is not None:
+        sentences.append(l.gettext("At this pace, it would double in volume in about "
+                                   "%(days)s days. Doctors call this the doubling time.",
+                                   days=round(change.vdt_days)))
+    return sentences
+
+
+def _describe_change(l: Localizer, nodule: NoduleFacts) -> list[str]:
+    change = nodule.change
     if change is None:
         return [l.gettext("This is the first scan in your folder that shows this spot. There "
                           "is no earlier scan to compare it with yet.")]
     when, before = l.date(change.prior_date), size_text(change.prior_mean_diameter_mm)
-    if change.growth_mm > GROWTH_MM:
-        sentences = [l.gettext("It has grown by %(growth)s mm since your scan of %(date)s. It "
-                               "was %(before)s mm then.", growth=size_text(change.growth_mm),
-                               date=when, before=before)]
-        if change.volume_change_percent is not None and change.volume_change_percent > 0:
-            sentences.append(l.gettext("Its volume went up by about %(percent)s%%.",
-                                       percent=round(change.volume_change_percent)))
-        if change.vdt_days is not None:
-            sentences.append(l.gettext("At this pace, it would double in volume in about "
-                                       "%(days)s days. Doctors call this the doubling time.",
-                                       days=round(change.vdt_days)))
-        return sentences
-    if change.growth_mm < -GROWTH_MM:
+    if counts_as_growth(nodule):
+        return _growth_sentences(l, nodule, when, before)
+    if shown_growth_mm(nodule) < -LUNGRADS_GROWTH_MM:
         return [l.gettext("It is smaller than on your scan of %(date)s. It was %(before)s mm "
                           "then.", date=when, before=before)]
     return [l.gettext("It is about the same size as on your scan of %(date)s. It was "
@@ -292,12 +332,11 @@ def _describe_change(l: Localizer, change: NoduleChange | None) -> list[str]:
 def _changed(l: Localizer, summary: StudyNoduleSummary) -> Paragraph:
     heading = l.gettext("How it changed")
     if len(summary.nodules) == 1:
-        return Paragraph("change", heading,
-                         _join(l, _describe_change(l, summary.nodules[0].change)))
+        return Paragraph("change", heading, _join(l, _describe_change(l, summary.nodules[0])))
     items = []
     for nodule in summary.nodules:
         text = (l.gettext("First seen on this scan.") if nodule.change is None
-                else _join(l, _describe_change(l, nodule.change)))
+                else _join(l, _describe_change(l, nodule)))
         items.append(_item(l, nodule.label, text))
     return Paragraph("change", heading,
                      l.gettext("Here is how each spot compares with your last scan."),
@@ -398,6 +437,11 @@ def representative_summaries() -> dict[str, StudyNoduleSummary]:
         "grown part-solid, Lung-RADS 4B": StudyNoduleSummary(
             (NoduleFacts("N1", "part-solid", 9.0, 382.0, change=grew),),
             ExamAssessment("lung-rads-2022", "4B", exam)),
+        "grown by measured volume, Fleischner": StudyNoduleSummary(
+            (NoduleFacts("N1", "solid", 7.2, 195.0, change=NoduleChange(
+                prior, 6.0, 1.2, 65.0, 420.0, volume_measured=True)),),
+            ExamAssessment("fleischner-2017", "F17-A-multiple-high-6to8", exam,
+                           date(2025, 6, 1), date(2025, 9, 1))),
         "stable ground-glass, Fleischner, range": StudyNoduleSummary(
             (NoduleFacts("N1", "ground-glass", 6.2, 125.0, change=same),),
             ExamAssessment("fleischner-2017", "F17-B-single-ggn-ge6", exam,

@@ -112,8 +112,8 @@ async def assess(request: Request) -> Response:
     study = request.path_params["study"]
     form = await request.form()
     service = NoduleService(archive_of(request))
-    return await _apply(request, study, service.assess, str(form.get("guideline") or "") or None,
-                        str(form.get("risk") or "") or None)
+    guideline, risk = str(form.get("guideline") or "") or None, str(form.get("risk") or "") or None
+    return await _apply(request, study, service.assess, study, guideline, risk)
 
 
 routes: list[BaseRoute] = [

@@ -13,9 +13,9 @@ from typing import Any
 
 from cloudfilm.domain.access import Principal, Role
 from cloudfilm.services.archive import Archive
-from cloudfilm.services.nodules import NoduleService
+from cloudfilm.services.nodules import NoduleError, NoduleService, NotFound
 from cloudfilm.services.policy import Policy
-from cloudfilm.web import explanations, growth_chart
+from cloudfilm.web import explanations, growth_chart, guideline_words
 from cloudfilm.web.i18n import N_, Localizer
 
 TYPE_LABELS = {"solid": N_("solid"), "part-solid": N_("part-solid"),
@@ -25,6 +25,7 @@ LINK_LABELS = {"auto": N_("matched automatically: please confirm"),
                "unlinked": N_("not followed")}
 GUIDELINE_LABELS = {"fleischner-2017": N_("Fleischner 2017 (incidental nodules)"),
                     "lung-rads-2022": N_("Lung-RADS v2022 (screening)")}
+SEX_LABELS = {"M": N_("male"), "F": N_("female"), "O": N_("other")}
 CALCIFICATIONS = ("none", "diffuse", "central", "laminated", "popcorn", "indeterminate")
 LOBES = ("RUL", "RML", "RLL", "LUL", "LLL")
 
@@ -79,8 +80,14 @@ def study_panel(archive: Archive, loc: Localizer, who: Principal, study_uid: str
             "link_text": loc.gettext(LINK_LABELS.get(m["link"], m["link"])),
             "viewer_href": f"/view/{study_uid}?series={m['series_uid']}&instance={m['instance_uid']}"})
     next_scan = (assessment or {}).get("next_scan")
+    clinician = is_clinician(who)
     return {
         "measurements": rows, "assessment": assessment,
+        "category_text": guideline_words.category_text(loc, assessment, clinician)
+        if assessment else "",
+        "recommendation_text": guideline_words.recommendation_text(loc, assessment, clinician)
+        if assessment else "",
+        "rule_text": guideline_words.rule_text(loc, assessment) if assessment else "",
         "guideline_text": loc.gettext(GUIDELINE_LABELS[assessment["guideline"]])
         if assessment else "",
         "next_scan_text": loc.gettext("between %(earliest)s and %(latest)s",
@@ -88,7 +95,7 @@ def study_panel(archive: Archive, loc: Localizer, who: Principal, study_uid: str
                                       latest=loc.date(next_scan["latest"]))
         if next_scan and next_scan["earliest"] != next_scan["latest"]
         else loc.date(next_scan["earliest"]) if next_scan else "",
-        "clinician": is_clinician(who), "nodule_choices": others,
+        "clinician": clinician, "nodule_choices": others,
         "may_write": may_write(archive, who, study_uid, person_id),
         "guidelines": [(k, loc.gettext(v)) for k, v in GUIDELINE_LABELS.items()],
         "types": [(k, loc.gettext(v)) for k, v in TYPE_LABELS.items()],
@@ -145,13 +152,13 @@ def study_explanation(archive: Archive, loc: Localizer, study_uid: str) -> Any:
         c = changes.get(m["id"])
         nodules.append(explanations.NoduleFacts(
             label=m["label"] or "", nodule_type=m["type"],
-            mean_diameter_mm=float(m["mean_diameter_mm"]), volume_mm3=m["volume_mm3"],
-            calcification=m["calcification"],
+            mean_diameter_mm=float(c["mean_diameter_mm"] if c else m["mean_diameter_mm"]),
+            volume_mm3=m["volume_mm3"], calcification=m["calcification"],
             change=None if c is None else explanations.NoduleChange(
                 prior_date=date.fromisoformat(c["since"]),
-                prior_mean_diameter_mm=float(m["mean_diameter_mm"]) - float(c["diameter_mm"]),
+                prior_mean_diameter_mm=float(c["prior_mean_diameter_mm"]),
                 growth_mm=float(c["diameter_mm"]), volume_change_percent=c["volume_percent"],
-                vdt_days=c["vdt_days"])))
+                vdt_days=c["vdt_days"], volume_measured=c["vdt_basis"] == "volume")))
     if not nodules:
         return None
     window = assessment.get("next_scan") or {}
@@ -162,3 +169,36 @@ def study_explanation(archive: Archive, loc: Localizer, study_uid: str) -> Any:
         next_scan_latest=date.fromisoformat(window["latest"]) if window else None,
         next_scan_optional=str(assessment.get("rule_id", "")).endswith("-high-lt6")))
     return explanations.explain_study(loc, summary)
+
+
+def _display_name(loc: Localizer, alphabetic: str, ideographic: str) -> str:
+    """PS3.5 6.2.1.1 PN groups: Chinese pages lead with the ideographic name."""
+    latin = " ".join(alphabetic.split("^")).strip()
+    chinese = "".join(ideographic.split("^")).strip()
+    if latin and chinese:
+        return f"{chinese} ({latin})" if loc.language == "zh" else f"{latin} ({chinese})"
+    return chinese or latin
+
+
+def clinician_header(archive: Archive, loc: Localizer, who: Principal, study_uid: str,
+                     hospital: str) -> dict[str, str] | None:
+    """Who the study is of, as a physician needs it at a glance: name, sex, age at the exam,
+    birth date, hospital and PatientID (with its issuer). None for anyone but clinicians."""
+    if not is_clinician(who):
+        return None
+    try:
+        facts = NoduleService(archive).study_facts(study_uid)
+    except (NoduleError, NotFound):
+        return None
+    sex = SEX_LABELS.get(facts.sex.upper())
+    return {
+        "name": _display_name(loc, facts.name_alphabetic, facts.name_ideographic)
+        or loc.gettext("name not recorded"),
+        "sex": loc.gettext(sex) if sex else loc.gettext("not recorded"),
+        "age": loc.gettext("%(years)s years", years=facts.age) if facts.age is not None
+        else loc.gettext("not recorded"),
+        "birth_date": loc.date(f"{facts.birth_date[:4]}-{facts.birth_date[4:6]}-"
+                               f"{facts.birth_date[6:8]}") if len(facts.birth_date) >= 8 else "",
+        "hospital": hospital or facts.issuer or loc.gettext("not recorded"),
+        "patient_id": f"{facts.patient_id} ({facts.issuer})" if facts.issuer
+        else facts.patient_id}
