@@ -546,3 +546,121 @@ def test_join_matrix(world: World, who: str, status: int) -> None:
     assert joined.status_code == status, joined.text
     helpers = inviter.get("/api/me/caregivers").json()
     assert any(h.get("status") != "invited" for h in helpers) == (status == 200), helpers
+
+
+# The portal's "Download" button (issue 12): the originals of one study, and every study of
+# a person's folder (originals or the IHE PDI zip), only for a caller who may download;
+# a view-only physician or link gets the 404 of a missing study or person.
+DOWNLOADS: list[tuple[str, str, bool]] = [
+    ("patient", "p1_granted", Y), ("patient", "p2", N), ("caregiver", "p1_linked", Y),
+    ("physician", "p1_granted", N), ("physician_dl", "p1_granted", Y),
+    ("physician_rw", "p1_granted", N), ("link", "p1_linked", N), ("link_dl", "p1_linked", Y),
+    ("operator", "p2", Y), ("admin", "nobody", Y),
+    ("anonymous", "p1_granted", N),
+]
+
+
+@pytest.mark.parametrize(("who", "study", "allowed"), DOWNLOADS,
+                         ids=[f"{w}-{s}" for w, s, _ in DOWNLOADS])
+def test_download_button_routes_matrix(world: World, who: str, study: str, allowed: bool) -> None:
+    client, uid = world.clients[who], world.studies[study]
+    originals = client.get(f"/api/studies/{uid}/originals.zip")
+    assert _ok(originals, who) is allowed
+    person = world.person_of(study)
+    if person is None:
+        return
+    for kind in ("originals", "export"):
+        folder = client.get(f"/api/persons/{person}/{kind}.zip")
+        assert _ok(folder, who) is allowed
+        if allowed:
+            names = zipfile.ZipFile(io.BytesIO(folder.content)).namelist()
+            assert any(name.endswith(".dcm") for name in names) is (kind == "originals")
+
+
+# The viewer's tools (issue 12): GET /api/studies/{study}/tools says whether the viewer
+# offers the nodule tool (and opens it for ?tool=nodule): only to a clinician whose grant
+# allows writing into the study; others who may view get false, the rest a 404 (or 401).
+VIEWER_TOOLS: list[tuple[str, str, bool | None]] = [
+    ("patient", "p1_granted", False), ("patient", "p2", None), ("caregiver", "p1_linked", False),
+    ("physician", "p1_granted", False), ("physician_dl", "p1_granted", False),
+    ("physician_rw", "p1_granted", True), ("physician_rw", "p2", None),
+    ("link", "p1_linked", False), ("operator", "p2", True), ("admin", "nobody", True),
+    ("anonymous", "p1_granted", None),
+]
+
+
+@pytest.mark.parametrize(("who", "study", "measure"), VIEWER_TOOLS,
+                         ids=[f"{w}-{s}" for w, s, _ in VIEWER_TOOLS])
+def test_viewer_tools_matrix(world: World, who: str, study: str, measure: bool | None) -> None:
+    answer = world.clients[who].get(f"/api/studies/{world.studies[study]}/tools")
+    assert _ok(answer, who) is (measure is not None)
+    if measure is not None:
+        assert answer.json()["measure_nodule"] is measure, answer.text
+
+
+# Keep it for life and family (issue 12): who reaches the sign-up, keep-a-film and
+# caregiver-invite routes. Sign-up is open to everyone (an empty form is a 400, never a
+# 401); keeping a film needs a patient's folder (a helper must name the person); the
+# invitation alias answers like POST /api/me/caregivers.
+SIGNUP_ROUTES: list[tuple[str, str, int]] = [
+    (who, route, status)
+    for route, statuses in (
+        ("/api/signup", {"patient": 400, "caregiver": 400, "physician": 400, "operator": 400,
+                         "admin": 400, "link": 400, "anonymous": 400}),
+        ("/api/me/films", {"patient": 400, "caregiver": 403, "physician": 403,
+                           "operator": 403, "admin": 403, "link": 401, "anonymous": 401}),
+        ("/api/me/caregiver-invites", {"patient": 201, "caregiver": 403, "physician": 403,
+                                       "operator": 403, "admin": 403, "link": 401,
+                                       "anonymous": 401}),
+    )
+    for who, status in statuses.items()
+]
+
+
+@pytest.mark.parametrize(("who", "route", "status"), SIGNUP_ROUTES,
+                         ids=[f"{w}-{r.rsplit('/', 1)[1]}" for w, r, _ in SIGNUP_ROUTES])
+def test_signup_routes_matrix(world: World, who: str, route: str, status: int) -> None:
+    client = _fresh(world, who, "keeper")
+    answered = client.post(route, json={})
+    assert answered.status_code == status, answered.text
+    assert "cf_session" not in answered.cookies
+
+
+# Cloud films (issue 12): the hospital desk issues, lists and withdraws films and prints
+# their QR code and slip; nobody else may (a link session is not a login: 401), and the
+# desk page /admin/films is "not found" to everyone but operators and admins.
+FILM_ROLES = {"operator": True, "admin": True, "patient": False, "caregiver": False,
+              "physician": False, "physician_rw": False, "link": False, "anonymous": False}
+FILM_ROUTES: list[tuple[str, str, str, int]] = [
+    (who, method, route, ok if allowed else (401 if who in ("link", "anonymous") else 403))
+    for who, allowed in FILM_ROLES.items()
+    for method, route, ok in (("POST", "/api/films", 201), ("GET", "/api/films?study_uid={study}", 200),
+                              ("DELETE", "/api/films/{film}", 204),
+                              ("GET", "/api/films/{film}/qr.png", 200),
+                              ("GET", "/api/films/{film}/slip.pdf", 200))
+]
+
+
+@pytest.mark.parametrize(("who", "method", "route", "status"), FILM_ROUTES,
+                         ids=[f"{w}-{m}-{r.split('/')[-1].split('?')[0]}"
+                              for w, m, r, _ in FILM_ROUTES])
+def test_film_routes_matrix(world: World, who: str, method: str, route: str,
+                            status: int) -> None:
+    study = world.studies["p2"]
+    issued = world.clients["admin"].post("/api/films", json={"study_uid": study})
+    assert issued.status_code == 201, issued.text
+    url = route.format(study=study, film=issued.json()["id"])
+    client = world.clients[who]
+    answer = client.request(method, url, json={"study_uid": study} if method == "POST" else None)
+    assert answer.status_code == status, (who, url, answer.text[:300])
+    still = world.clients["admin"].get(f"/api/films?study_uid={study}").json()
+    film = next(f for f in still if f["id"] == issued.json()["id"])
+    assert (film["status"] == "revoked") is (method == "DELETE" and status == 204)
+
+
+@pytest.mark.parametrize("who", list(FILM_ROLES), ids=list(FILM_ROLES))
+def test_film_desk_page_matrix(world: World, who: str) -> None:
+    answer = world.clients[who].get("/admin/films", params={"q": "P2"})
+    refused = 401 if who == "anonymous" else 404
+    assert answer.status_code == (200 if FILM_ROLES[who] else refused), (who, answer.text[:200])
+    assert (world.studies["p2"] in answer.text) is FILM_ROLES[who]

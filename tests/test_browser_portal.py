@@ -232,9 +232,12 @@ def test_uploading_a_zip_a_folder_and_a_document(demo_site: DemoSite, context: A
     page.click("#images-form button[type=submit]")
     page.locator("#upload-status", has_text="Finished").wait_for(timeout=60_000)
     assert page.locator("#upload-progress").get_attribute("value") == "100"
-    results = page.locator("#upload-results li")
-    statuses = [results.nth(i).get_attribute("class") for i in range(results.count())]
-    assert statuses.count("stored") == 5 and statuses.count("failed") == 1, statuses
+    results = page.locator("#upload-results li")  # one line per outcome and reason
+    lines = [(results.nth(i).get_attribute("class"), results.nth(i).inner_text())
+             for i in range(results.count())]
+    assert ("stored", "5 images: stored") in lines, lines
+    assert [text for status, text in lines if status == "failed"] == [
+        "1 image: these images are of another patient"], lines
     assert "Stored: 5" in page.inner_text("#upload-status")
     screenshot(page, "portal-18-upload-results")
 

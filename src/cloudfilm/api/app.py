@@ -23,12 +23,16 @@ from cloudfilm.api.errors import http_exception_handler
 from cloudfilm.api.security_headers import SecurityHeadersMiddleware
 from cloudfilm.services.archive import Archive
 from cloudfilm.web import nodule_pages, ohif, pages, viewer
+from cloudfilm.api import signup  # issue 12: keep it for life
+from cloudfilm.web import signup_pages
+from cloudfilm.api import films  # issue 12: the hospital issues cloud films
+from cloudfilm.web import films as film_pages
 
 DICOMWEB_ROUTERS = [stow, qido, wado, rendered, delete]
 API_ROUTERS = [admin, uploads, documents, export, login, audit, notifications, people, shares,
-               nodules]
+               nodules, signup, films]
 # Pages at the root; OHIF last, since its SPA fallback answers unknown viewer routes.
-WEB_ROUTERS = [pages, nodule_pages, viewer, ohif]
+WEB_ROUTERS = [pages, signup_pages, film_pages, nodule_pages, viewer, ohif]
 
 
 async def healthz(request: Request) -> Response:
@@ -60,6 +64,7 @@ def create_app(archive: Archive) -> Starlette:
             Mount("/dicomweb", routes=dicomweb),
             Mount("/api", routes=api),
             *login.page_routes,
+            *films.page_routes,  # /s/: the code on a film's slip, before /s/{secret}
             *links.page_routes,
             *[r for module in WEB_ROUTERS for r in module.routes],
         ],

@@ -26,6 +26,7 @@ from cloudfilm.services.sharing import (
     ABSENT, ShareInfo, SharingService, parse_share_request, parse_valid_until,
 )
 from cloudfilm.storage.index.access_models import GrantRow
+from cloudfilm.web.card_words import card_words
 
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
@@ -99,7 +100,7 @@ async def card_pdf(request: Request) -> Response:
     """The printable card: masked name, study dates and hospitals, QR code, URL, PIN notes."""
     sharing, row, url = await _owned_link(request)
     facts = await call(sharing.card_facts, row)
-    body = await run_in_threadpool(share_card.card_pdf, facts, url)
+    body = await run_in_threadpool(share_card.card_pdf, facts, url, card_words(facts.valid_until))
     headers = PRIVATE | {"Content-Disposition": f'inline; filename="share-{row.id}.pdf"'}
     return Response(body, media_type="application/pdf", headers=headers)
 

@@ -7,7 +7,8 @@ the data directory, at a path checked component by component: a name with ``..``
 absolute path or a NUL is refused with a reason and its bytes are dropped. The
 folder is then imported exactly like ``cloudfilm import`` does (services/importer.py,
 with its zip-bomb limits) and removed. The answer lists every file's result:
-200 when anything was stored (or already was), 422 when nothing could be.
+200 when anything was stored (or already was), 422 when nothing could be. ``summary``
+groups the results by outcome and plain reason, in the caller's language, for the page.
 
 Uploads go into a patient's folder: ``?person=ID``, or by default the caller's own
 (a patient's, a share link's, or the one patient a caregiver acts for). Every instance
@@ -37,6 +38,7 @@ from cloudfilm.api.media import parse_media_type
 from cloudfilm.services.admission import FolderRefused, UploadAdmission
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.importer import ImportResult, Walker, count, import_paths, unsafe_name
+from cloudfilm.services.ingest import NOT_ADDABLE_HERE
 from cloudfilm.services.multipart_stream import MalformedMultipart, PartStream, boundary_problem
 from cloudfilm.web.i18n import N_, Localizer, localizer
 
@@ -226,10 +228,50 @@ def _admission(request: Request) -> UploadAdmission:
         raise HTTPException(403, str(exc)) from exc
 
 
-# Reasons a patient reads on the upload page, in their language (the rest stay English).
+# Why files failed, in plain words a patient reads in their language: the admission's and
+# importer's reasons (services/admission.py, services/importer.py) by their opening words.
+# A reason not listed is shown as "the file could not be read" with the original kept.
+PLAIN_REASONS: tuple[tuple[str, str], ...] = (
+    (NOT_ADDABLE_HERE, N_("this hospital record is not yours; ask the hospital for its claim "
+                          "code")),
+    ("these images are of another patient", N_("these images are of another patient")),
+    ("these images are not in a patient's folder",
+     N_("upload them from the page of the patient they belong to")),
+    ("not allowed to upload here", N_("you may not add images here")),
+    ("not a DICOM file", N_("not a medical image (DICOM) file")),
+)
+UNREADABLE = N_("the file could not be read")
+STATUS_WORDS = {"stored": N_("stored"), "duplicate": N_("already there")}
+
+
+def plain_reason(result: ImportResult, loc: Localizer) -> str:
+    """The result's reason as a patient reads it ("stored", "already there" for those)."""
+    if result.status in STATUS_WORDS:
+        return loc.gettext(STATUS_WORDS[result.status])
+    for opening, plain in PLAIN_REASONS:
+        if result.reason.startswith(opening):
+            return loc.gettext(plain)
+    return loc.gettext(UNREADABLE)
+
+
+def summarise(results: list[ImportResult], loc: Localizer) -> list[dict[str, Any]]:
+    """One line per outcome and reason ("120 images: this hospital record is not yours"),
+    not one per file: a CD holds hundreds of files that fail for the same reason."""
+    groups: dict[tuple[str, str], list[ImportResult]] = {}
+    for result in results:
+        groups.setdefault((result.status, plain_reason(result, loc)), []).append(result)
+    return [{"status": status, "reason": reason, "count": len(members),
+             "text": loc.ngettext("%(num)s image: %(reason)s", "%(num)s images: %(reason)s",
+                                  len(members), reason=reason),
+             "examples": [m.name for m in members[:3]]}
+            for (status, reason), members in groups.items()]
+
+
+# Reasons kept word for word in each result, translated (the rest stay as written).
 TRANSLATED_REASONS = (
     N_("this hospital record cannot be added here; ask the hospital for its claim code"),
 )
+assert NOT_ADDABLE_HERE in TRANSLATED_REASONS
 
 
 def _result_json(result: ImportResult, loc: Localizer) -> dict[str, str]:
@@ -253,8 +295,8 @@ async def upload(request: Request) -> Response:
         await run_in_threadpool(shutil.rmtree, root, True)
     counts = count(results)
     loc = localizer(request)
-    body: dict[str, Any] = {"results": [_result_json(r, loc) for r in results], "counts": counts,
-                            "notes": notes}
+    body: dict[str, Any] = {"summary": summarise(results, loc), "counts": counts,
+                            "results": [_result_json(r, loc) for r in results], "notes": notes}
     status = 200 if counts["stored"] + counts["duplicate"] else 422
     return JSONResponse(body, status_code=status)
 

@@ -426,6 +426,18 @@ def stream_export(plan: ExportPlan, blobs: FileSystemBlobStore) -> Iterator[byte
     yield from sink.drain()
 
 
+def stream_originals(plan: ExportPlan, blobs: FileSystemBlobStore) -> Iterator[bytes]:
+    """Only the stored Part-10 files (PS3.10 §7), byte for byte, named ``<file ID>.dcm``:
+    for a person who wants the originals to hand on or to load into another viewer, with
+    no DICOMDIR or previews to skip past. Streamed like ``stream_export``."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", allowZip64=True) as zf:
+        for item in plan.files:
+            yield from _copy(zf, sink, ExportFile(item.name + ".dcm", item.blob_key, item.size),
+                             blobs)
+    yield from sink.drain()
+
+
 # -- README.TXT and INDEX.HTM (IHE RAD TF-3 §4.47.4.1.2.2) -------------------------------
 
 _README = """\

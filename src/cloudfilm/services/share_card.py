@@ -3,17 +3,20 @@
 Issue "People, access and sharing": the card shows the patient's name masked
 (张三 → 张*, 张三丰 → 张*丰, Zhang^San → Z***g S*n), the study date(s) and hospital,
 the QR code and the URL, and how the PIN works when one is set (never the PIN).
-Chinese text uses reportlab's built-in CID font STSong-Light (no font files needed).
+Issue 12: Chinese first with English below, at least 12 pt, on A5. Chinese text uses
+reportlab's built-in CID font STSong-Light (no font files needed).
 """
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import segno
-from reportlab.lib.pagesizes import A6
+from reportlab.lib.pagesizes import A5
 from reportlab.lib.units import mm
 from reportlab.lib.utils import simpleSplit
 from reportlab.pdfbase import pdfmetrics
@@ -25,6 +28,7 @@ from cloudfilm.services.sharing import CardFacts
 CJK_FONT = "STSong-Light"
 _WIDE = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 MAX_CARD_STUDIES = 5
+MIN_PT = 12.0  # the smallest text on the card: read by people of 70 and more
 
 
 def _qr(url: str) -> segno.QRCode:
@@ -112,51 +116,72 @@ def _chunks(text: str, length: int) -> list[str]:
     return [text[i:i + length] for i in range(0, len(text), length)] or [""]
 
 
-def _study_lines(facts: CardFacts) -> list[str]:
+@dataclass(frozen=True)
+class CardWords:
+    """The card's words in one language, already translated (web/card_words.py)."""
+
+    title: str
+    patient: str
+    more: str  # "+ %(num)s more", filled here
+    no_studies: str
+    validity: str  # "valid until <date>" or "no end date", already filled
+    scan: str
+    pin_note: str
+
+
+def _study_lines(facts: CardFacts, words: CardWords) -> list[str]:
     lines = [" | ".join(p for p in (s.date, s.hospital, s.description) if p)
              for s in facts.studies[:MAX_CARD_STUDIES]]
     if len(facts.studies) > MAX_CARD_STUDIES:
-        lines.append(f"+ {len(facts.studies) - MAX_CARD_STUDIES} more")
-    return lines or ["(no studies yet)"]
+        lines.append(words.more % {"num": len(facts.studies) - MAX_CARD_STUDIES})
+    return lines or [words.no_studies]
 
 
-def _footer_lines(facts: CardFacts) -> list[str]:
-    until = f"Valid until {facts.valid_until.isoformat()}." if facts.valid_until else "No end date."
-    lines = [until + " Scan the code with a phone camera, or type the address above."]
-    if facts.has_pin:
-        lines.append("This link is protected by a PIN: ask the patient for it (it is not printed "
-                     "here). After 5 wrong PINs the link locks for 15 minutes.")
-    return lines
+@dataclass
+class _Pen:
+    """Writes lines downwards from ``y``, wrapped to the card's text width."""
+
+    canvas: Canvas
+    left: float
+    width: float
+    y: float
+
+    def line(self, text: str, size: float = MIN_PT, bold: bool = False) -> None:
+        for part in _fitted(text, size, self.width, bold):
+            self.y -= size * 1.4
+            _text(self.canvas, self.left, self.y, part, size, bold)
 
 
-def card_pdf(facts: CardFacts, url: str) -> bytes:
-    """A one-page A6 card: masked name, studies, QR code, URL, validity and PIN notes."""
+def _bilingual(pen: _Pen, words: Sequence[CardWords], field_name: str, bold: bool = False,
+               size: float = MIN_PT) -> None:
+    for language in words:
+        pen.line(getattr(language, field_name), size, bold)
+
+
+def card_pdf(facts: CardFacts, url: str, words: Sequence[CardWords]) -> bytes:
+    """A one-page A5 card, Chinese first and English below, every line at least 12 pt (a
+    patient of 70 reads it): masked name, studies, QR code, URL, validity and PIN notes.
+    ``words`` (Chinese, then English) come from the portal's catalogue (web/card_words.py)."""
+    words = list(words)
     out = io.BytesIO()
-    width, height = A6
-    margin = 10 * mm
-    text_width = width - 2 * margin
-    canvas = Canvas(out, pagesize=A6, pageCompression=1, invariant=1)
+    width, height = A5
+    canvas = Canvas(out, pagesize=A5, pageCompression=1, invariant=1)
     canvas.setTitle("cloudfilm share card")
-    y = height - 14 * mm
-    _text(canvas, margin, y, "Medical images shared with you", 12, bold=True)
-    y -= 8 * mm
-    _text(canvas, margin, y, "Patient: " + (mask_name(facts.patient_name) or "-"), 10)
-    for line in _study_lines(facts):
-        for part in _fitted(line, 8, text_width)[:2]:
-            y -= 4.5 * mm
-            _text(canvas, margin, y, part, 8)
-    qr_size = 52 * mm
-    y -= qr_size + 3 * mm
-    _draw_qr(canvas, url, (width - qr_size) / 2, y, qr_size)
-    for line in _chunks(url, int(text_width // (0.6 * 7.5))):
-        y -= 4 * mm
-        canvas.setFont("Courier", 7.5)
-        canvas.drawString(margin, y, line)
-    y -= 1.5 * mm
-    for paragraph in _footer_lines(facts):
-        for line in _fitted(paragraph, 7, text_width):
-            y -= 3.6 * mm
-            _text(canvas, margin, y, line, 7)
+    pen = _Pen(canvas, 12 * mm, width - 24 * mm, height - 8 * mm)
+    _bilingual(pen, words, "title", bold=True, size=16)
+    pen.line(" / ".join(w.patient for w in words) + ": " + (mask_name(facts.patient_name) or "-"))
+    for line in _study_lines(facts, words[-1]):
+        pen.line(line)
+    qr_size = 56 * mm
+    pen.y -= qr_size + 3 * mm
+    _draw_qr(canvas, url, (width - qr_size) / 2, pen.y, qr_size)
+    for line in _chunks(url, int(pen.width // (0.6 * 10))):
+        pen.y -= 12
+        canvas.setFont("Courier", 10)
+        canvas.drawString(pen.left, pen.y, line)
+    for field_name in ("validity", "scan") + (("pin_note",) if facts.has_pin else ()):
+        pen.y -= 3
+        _bilingual(pen, words, field_name)
     canvas.showPage()
     canvas.save()
     return out.getvalue()

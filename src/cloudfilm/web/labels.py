@@ -50,6 +50,7 @@ ACTIONS = {
     "caregiver-accept": N_("became a family helper"),
     "caregiver-withdraw": N_("took back an invitation"),
     "caregiver-remove": N_("removed a family helper"),
+    "measure": N_("measured a nodule"),
 }
 
 ROLES = {

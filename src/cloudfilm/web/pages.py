@@ -35,8 +35,11 @@ from cloudfilm.services.people import (
 )
 from cloudfilm.services.policy import Policy, utcnow
 from cloudfilm.services.sharing import ShareInfo, SharingService, parse_share_request
+from cloudfilm.services.signup import SignupService
 from cloudfilm.storage.index.access_models import GrantRow
-from cloudfilm.web import labels, nodule_views, portal_data
+from cloudfilm.web import (
+    downloads, labels, message_text, nodule_views, portal_data, report_text,
+)
 from cloudfilm.web.guides import guide
 from cloudfilm.web.i18n import N_, Localizer, localizer
 from cloudfilm.web.templating import STATIC_DIR, render
@@ -53,12 +56,6 @@ DONE_MESSAGES = {
     "removed": N_("The family helper was removed and can no longer see your images."),
     "accepted": N_("You accepted the invitation. You can now see their images."),
 }
-# In-app messages the services queue in English (services/people.py), shown translated.
-IN_APP_MESSAGES = (
-    N_("A family helper was removed"),
-    N_("They can no longer see or share your images. The links and shares they made for you "
-       "no longer open."),
-)
 
 
 def archive_of(request: Request) -> Archive:
@@ -260,11 +257,15 @@ async def case_folder(request: Request) -> Response:
                            for s in studies if s.documents] if d is not None]
     reports, photos = [], []
     for detail in details:
-        for doc in detail.documents:
-            entry = {"doc": doc, "date_text": loc.date(detail.date), "hospital": detail.hospital,
-                     "study_href": f"/studies/{quote(detail.study_uid)}",
-                     "kind": labels.translate(loc, labels.DOCUMENT_KINDS, doc.kind)}
-            (photos if doc.kind == "secondary-capture" else reports).append(entry)
+        photos += [{"doc": doc, "date_text": loc.date(detail.date),
+                    "kind": labels.translate(loc, labels.DOCUMENT_KINDS, doc.kind)}
+                   for doc in detail.documents if doc.kind == "secondary-capture"]
+        for entry in report_text.report_entries(loc, who, detail.study_uid,
+                                                   detail.documents):
+            reports.append(entry | {
+                "date_text": loc.date(detail.date), "hospital": detail.hospital,
+                "study_href": f"/studies/{quote(detail.study_uid)}",
+                "kind": labels.translate(loc, labels.DOCUMENT_KINDS, entry["doc"].kind)})
     manages = who.kind == "user" and may_act_for(who, person_id)
     records = await thread(PeopleService(archive).records, person_id) if (
         manages or who.unrestricted) else []
@@ -273,6 +274,7 @@ async def case_folder(request: Request) -> Response:
         "person_id": person_id, "cards": [study_card(loc, s, f"/studies/{quote(s.study_uid)}")
                                           for s in studies],
         "reports": reports, "photos": photos, "records": records, "manages": manages,
+        "download": await thread(downloads.folder_download, archive, loc, who, person_id),
         "guide": guide("folder", loc),
         "tracking": await thread(nodule_views.folder_trajectories, archive, loc, who, person_id),
     }, active="timeline")
@@ -354,7 +356,8 @@ async def render_study(request: Request, study_uid: str) -> Response:
     return render(request, "study.html", {
         "title": f"{loc.date(detail.date)} · {labels.modalities(loc, detail.modalities)}",
         "card": study_card(loc, detail, f"/studies/{uid}"), "detail": detail, "series": series,
-        "reports": [d for d in detail.documents if d.kind in ("report", "pdf")],
+        "reports": report_text.report_entries(loc, who, study_uid, detail.documents),
+        "download": await thread(downloads.study_download, archive, loc, who, study_uid),
         "photos": [d for d in detail.documents if d.kind == "secondary-capture"],
         "viewer_url": f"/view/{uid}",
         "compare_url": f"/view/{uid}/compare/{quote(prior)}" if prior else None,
@@ -366,10 +369,20 @@ async def render_study(request: Request, study_uid: str) -> Response:
         if manages else None,
         "folder_url": f"/patients/{person_id}" if person_id is not None and who.kind == "user"
         else None,
+        "whose": person_label(loc, await thread(portal_data.person_name, archive, person_id),
+                              person_id) if manages and person_id != who.own_person_id
+        else "",  # a family helper always sees whose folder this is
+        "keep_url": "/keep" if who.kind == "share" and await thread(
+            SignupService(archive).film_of_link, who) else None,  # issue 12: a film's link
         "back_url": back, "glossary": labels.glossary(loc, detail.modalities),
         "guide": guide("study", loc), "study_uid": study_uid,
         "nodules": await thread(nodule_views.study_panel, archive, loc, who, study_uid, person_id),
-        "explanation": await thread(nodule_views.study_explanation, archive, loc, study_uid),
+        # Clinicians get the record's identity and the guideline's wording, not the
+        # patient's plain-language text.
+        "patient_header": await thread(nodule_views.clinician_header, archive, loc, who,
+                                       study_uid, detail.hospital),
+        "explanation": None if clinician else await thread(
+            nodule_views.study_explanation, archive, loc, study_uid),
     }, active="shared" if who.kind == "share" else "timeline")
 
 
@@ -677,9 +690,9 @@ async def caregiver_join(request: Request) -> Response:
     """An invitation link: who asks, and a button to accept (POST to the same URL)."""
     who, loc = principal(request), localizer(request)
     secret = request.path_params["secret"]
-    if not is_user(who):
+    if who.kind == "share":
         return not_found(request)
-    if who.role not in CAREGIVER_ROLES:
+    if is_user(who) and who.role not in CAREGIVER_ROLES:
         return message_page(request, 403, loc.gettext("Staff accounts cannot be family helpers"),
                             loc.gettext("Open this link signed in to your own personal account."))
     try:
@@ -688,9 +701,13 @@ async def caregiver_join(request: Request) -> Response:
         return message_page(request, 404, loc.gettext("This invitation is not available"),
                             loc.gettext("It may have been used, withdrawn or be older than 14 "
                                         "days. Ask for a new one."))
+    signed_out = not is_user(who)  # issue 12: a new helper signs up (or in) from here
     response = render(request, "caregiver_join.html", {
         "title": loc.gettext("Become a family helper"), "name": name or loc.gettext("A patient"),
-        "action": f"/caregivers/join/{quote(secret)}"}, active="caregivers")
+        "action": f"/caregivers/join/{quote(secret)}", "signed_out": signed_out,
+        "signup_url": "/signup?" + urlencode({"invite": secret}),
+        "login_url": "/login?" + urlencode({"next": f"/caregivers/join/{secret}"}),
+    }, active="caregivers", anonymous=signed_out)
     response.headers.update({"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
     return response
 
@@ -766,7 +783,10 @@ async def upload_page(request: Request) -> Response:
     archive, loc = archive_of(request), localizer(request)
     studies = await thread(PeopleService(archive).timeline, who, person_id)
     name = await thread(portal_data.person_name, archive, person_id)
-    strings = {key: loc.gettext(text) for key, text in UPLOAD_STRINGS.items()}
+    strings = {key: loc.gettext(text) for key, text in UPLOAD_STRINGS.items()} | {
+        f"group_{form}": loc.ngettext("%(num)s image: %(reason)s", "%(num)s images: %(reason)s",
+                                      number, num="%(num)s", reason="%(reason)s")
+        for form, number in (("one", 1), ("many", 2))}
     return render(request, "upload.html", {
         "title": loc.gettext("Upload images and documents"), "person_id": person_id,
         "name": person_label(loc, name, person_id), "own": who.own_person_id == person_id,
@@ -841,10 +861,9 @@ async def messages_page(request: Request) -> Response:
 
 
 def _in_reader_language(loc: Localizer, item: dict[str, Any]) -> dict[str, Any]:
-    """A queued message's texts translated when they are catalogue ids (IN_APP_MESSAGES)."""
-    subject, body = item["subject"], item["body"]  # "" would give the catalogue's header
-    return item | {"subject": loc.gettext(subject) if subject else "",
-                   "body": loc.gettext(body) if body else ""}
+    """A queued message's texts in the reader's language (web/message_text.py)."""
+    return item | {"subject": message_text.in_reader_language(loc, item["subject"]),
+                   "body": message_text.in_reader_language(loc, item["body"])}
 
 
 async def message_read(request: Request) -> Response:

@@ -59,6 +59,25 @@
     list.appendChild(item);
   }
 
+  // One line per outcome and reason over all batches: "120 images: ...", not 120 lines.
+  function tally(lines, status, reason, count) {
+    var found = lines.filter(function (l) { return l.status === status && l.reason === reason; });
+    if (found.length) { found[0].count += count; } else {
+      lines.push({ status: status, reason: reason, count: count });
+    }
+  }
+
+  function showLines(lines) {
+    list.textContent = "";
+    lines.forEach(function (l) {
+      var item = document.createElement("li");
+      item.className = l.status;
+      item.textContent = t(l.count === 1 ? "group_one" : "group_many",
+        { num: l.count, reason: l.reason });
+      list.appendChild(item);
+    });
+  }
+
   function problem(response) {
     if (response.status === 0) { return t("network"); }
     if (response.status === 401) { return t("login"); }
@@ -91,6 +110,7 @@
     var total = files.reduce(function (sum, f) { return sum + f.size; }, 0) || 1;
     var done = 0;
     var counts = { stored: 0, duplicate: 0, failed: 0 };
+    var lines = [];
     var groups = batches(files);
     for (var i = 0; i < groups.length; i++) {
       var form = new FormData();
@@ -112,17 +132,18 @@
       }
       done += groupSize;
       bar.value = Math.round(100 * done / total);
-      if (response.body && response.body.results) {
-        response.body.results.forEach(function (r) {
-          show(r.name, r.status, r.reason);
-          if (counts[r.status] !== undefined) { counts[r.status] += 1; }
+      if (response.body && response.body.summary) {
+        response.body.summary.forEach(function (g) {
+          tally(lines, g.status, g.reason, g.count);
+          if (counts[g.status] !== undefined) { counts[g.status] += g.count; }
         });
       } else {
         statusLine.textContent = problem(response);
         counts.failed += groups[i].length;
-        groups[i].forEach(function (f) { show(f.webkitRelativePath || f.name, "failed", ""); });
-        if (response.status === 401) { return; }
+        tally(lines, "failed", problem(response), groups[i].length);
+        if (response.status === 401) { showLines(lines); return; }
       }
+      showLines(lines);
     }
     bar.value = 100;
     statusLine.textContent = t("finished") + " " + t("summary", counts);
