@@ -664,3 +664,38 @@ def test_film_desk_page_matrix(world: World, who: str) -> None:
     refused = 401 if who == "anonymous" else 404
     assert answer.status_code == (200 if FILM_ROLES[who] else refused), (who, answer.text[:200])
     assert (world.studies["p2"] in answer.text) is FILM_ROLES[who]
+
+
+# The sign-up, keep, claim and code pages and a caregiver invitation link (issue 12), and
+# withdrawing an invitation (issue 11): who reaches each. Sign-up, keep, claim and the
+# film-code form are open to newcomers; staff are refused the patient pages; only the
+# inviting patient withdraws an invitation (everyone else: as if it did not exist).
+PAGE_ROLES = ("patient", "caregiver", "physician", "operator", "admin", "link", "anonymous")
+NEWCOMER_PAGES: dict[str, tuple[int, ...]] = {
+    #                          patient care phys  oper admin link anon
+    "/signup":                (303,    303, 303,  303, 303,  200, 200),  # signed in: to /claim
+    "/claim":                 (200,    200, 403,  403, 403,  200, 200),
+    "/keep":                  (200,    200, 403,  403, 403,  200, 200),
+    "/code":                  (200,    200, 200,  200, 200,  200, 200),
+    "/caregivers/join/bogus": (404,    404, 403,  403, 403,  404, 404),
+}
+
+
+@pytest.mark.parametrize(("who", "page", "status"),
+                         [(who, page, statuses[i]) for page, statuses in NEWCOMER_PAGES.items()
+                          for i, who in enumerate(PAGE_ROLES)],
+                         ids=[f"{who}-{page}" for page in NEWCOMER_PAGES for who in PAGE_ROLES])
+def test_newcomer_pages_matrix(world: World, who: str, page: str, status: int) -> None:
+    assert _fresh(world, who, "newcomer").get(page, follow_redirects=False).status_code == status
+
+
+@pytest.mark.parametrize("who", PAGE_ROLES + ("inviter",))
+def test_withdraw_invitation_matrix(world: World, who: str) -> None:
+    inviter = _fresh(world, "patient", f"withdrawer-{who}")
+    made = inviter.post("/api/me/caregivers", json={}).json()
+    client = inviter if who == "inviter" else _fresh(world, who, "withdraw")
+    answer = client.delete(f"/api/me/caregivers/invitations/{made['invite_id']}")
+    expected = 204 if who == "inviter" else 401 if who in ("link", "anonymous") else 404
+    assert answer.status_code == expected, answer.text
+    still_open = [h for h in inviter.get("/api/me/caregivers").json() if h["status"] == "invited"]
+    assert bool(still_open) == (who != "inviter")
