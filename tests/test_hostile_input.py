@@ -4,8 +4,11 @@ and the data directory is owner-only."""
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from conftest import Server, database_url_for, run_cli
+from conftest import Server, database_url_for, free_port, run_cli
 from factory import make_instance, stow, to_bytes
 from hostile import deeply_nested
 
@@ -170,3 +173,21 @@ def test_a_fresh_data_directory_is_owner_only(fresh_server: Server, database_kin
     if database_kind == "sqlite":
         assert {"index.sqlite3", "index.sqlite3-wal"} <= {p.name for p in files}
     assert files and [p for p in files if _mode(p) != 0o600] == []
+
+
+@pytest.mark.parametrize(("variable", "value", "command"), [
+    ("CLOUDFILM_HTTP_HEADER_TIMEOUT", "abc", ["serve", "--port", "0"]),
+    ("CLOUDFILM_HTTP_KEEPALIVE", "-3", ["serve", "--port", "0"]),
+    ("CLOUDFILM_DIMSE_MAX_PER_ADDRESS", "0", ["serve", "--port", "0", "--dimse-port", str(free_port())]),
+    ("CLOUDFILM_IMPORT_MAX_FILES", "many", ["import", "."]),
+])
+def test_a_bad_setting_stops_with_one_line_naming_it(tmp_path: Path, variable: str, value: str,
+                                                     command: list[str]) -> None:
+    env = dict(os.environ, CLOUDFILM_DATA=str(tmp_path / "data"), **{variable: value})
+    env.pop("CLOUDFILM_DATABASE_URL", None)
+    done = subprocess.run([sys.executable, "-m", "cloudfilm", *command], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: {variable}={value!r}: use "
+                                                f"{'a whole number' if 'MAX' in variable else 'a number'}"
+                                                f" of at least 1"]

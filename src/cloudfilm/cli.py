@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 from cloudfilm.commands import advise, archive, audit, media, nodes, people, remote, retention, serve, users
 from cloudfilm.commands import measure
 from cloudfilm.commands import films
+from cloudfilm.config import SettingError
 
 COMMAND_MODULES = [serve, archive, nodes, remote, media, users, audit, retention, people, advise,
                    measure, films]
@@ -37,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # everything written holds patient data: owner-only files and folders
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SettingError as exc:  # a bad environment variable: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,6 +17,26 @@ from pathlib import Path
 DEFAULT_DATA_DIR = Path("var/cloudfilm")
 
 
+class SettingError(ValueError):
+    """A setting's value cannot be used; the message names the variable and what it takes."""
+
+
+def env_number(name: str, default: float, *, whole: bool = False, minimum: float = 0) -> float:
+    """A numeric environment variable, or ``default`` when unset; anything else is a
+    `SettingError` naming it, so a typo stops start-up with one clear line."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or value != value:
+        kind = "a whole number" if whole else "a number"
+        raise SettingError(f"{name}={raw!r}: use {kind} of at least {minimum:g}")
+    return value
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 

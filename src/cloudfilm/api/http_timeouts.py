@@ -13,11 +13,12 @@ it has) never counts against the client.
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from cloudfilm.config import env_number
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,7 @@ class HttpTimeouts:
     @classmethod
     def from_env(cls) -> HttpTimeouts:
         def seconds(name: str, default: float) -> float:
-            value = os.environ.get(f"CLOUDFILM_HTTP_{name}", "").strip()
-            return float(value) if value else default
+            return env_number(f"CLOUDFILM_HTTP_{name}", default, minimum=1)
         base = cls()
         return cls(header_seconds=seconds("HEADER_TIMEOUT", base.header_seconds),
                    body_idle_seconds=seconds("BODY_TIMEOUT", base.body_idle_seconds),

@@ -27,18 +27,20 @@ def run(args: argparse.Namespace) -> int:
     from cloudfilm.api.http_timeouts import HttpTimeouts, guarded_protocol
     from cloudfilm.services.notifications import start_notification_worker
 
+    timeouts = HttpTimeouts.from_env()  # settings first: a bad value stops before anything runs
+    if args.dimse_port:
+        from cloudfilm.dimse.server import max_per_address, start_dimse
+
+        max_per_address()
     archive = Archive.open(Settings.load(args.data))
     dimse: Any = None
     notifier = start_notification_worker(archive)
     try:
         if args.dimse_port:
-            from cloudfilm.dimse.server import start_dimse
-
             dimse = start_dimse(archive, ae_title=args.ae_title, host=args.host, port=args.dimse_port)
         print(f"cloudfilm serving {archive.settings.data_dir} at http://{args.host}:{args.port}/dicomweb"
               + (f" and DIMSE {args.ae_title}@{args.host}:{args.dimse_port}" if dimse else ""),
               flush=True)
-        timeouts = HttpTimeouts.from_env()
         config = uvicorn.Config(create_app(archive), host=args.host, port=args.port, loop="uvloop",
                                 http=guarded_protocol(timeouts), access_log=False,
                                 log_level="warning",

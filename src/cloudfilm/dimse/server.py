@@ -30,6 +30,7 @@ from pydicom import uid
 from pynetdicom import AE, AllStoragePresentationContexts, _config
 from pynetdicom.transport import ThreadedAssociationServer
 
+from cloudfilm.config import env_number
 from cloudfilm.dimse.access import CallerPolicy, audit_refusal_once
 from cloudfilm.dimse.handlers import handlers_for
 from cloudfilm.dimse.identifiers import QUERY_RETRIEVE_MODELS, VERIFICATION
@@ -103,17 +104,10 @@ def _quiet_pynetdicom() -> None:
         ours.setLevel(logging.INFO)
 
 
-def max_per_address(value: str | None) -> int:
+def max_per_address() -> int:
     """``CLOUDFILM_DIMSE_MAX_PER_ADDRESS``: open connections one address may hold."""
-    if value is None or not value.strip():
-        return DEFAULT_MAX_PER_ADDRESS
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise ValueError(f"CLOUDFILM_DIMSE_MAX_PER_ADDRESS={value!r}: use a whole number >= 1")
-    return limit
+    return int(env_number("CLOUDFILM_DIMSE_MAX_PER_ADDRESS", DEFAULT_MAX_PER_ADDRESS,
+                          whole=True, minimum=1))
 
 
 class PerAddressCappedServer(ThreadedAssociationServer):
@@ -206,7 +200,7 @@ def start_dimse(archive: Archive, *, ae_title: str, host: str, port: int,
     _quiet_pynetdicom()
     policy = CallerPolicy.parse(allow if allow is not None
                                 else os.environ.get("CLOUDFILM_DIMSE_ALLOW", ""))
-    cap = max_per_address(os.environ.get("CLOUDFILM_DIMSE_MAX_PER_ADDRESS"))
+    cap = max_per_address()
     ae = build_ae(ae_title)
     server = ae.make_server((host, port), evt_handlers=handlers_for(archive, ae_title, policy),
                             server_class=PerAddressCappedServer, max_per_address=cap,

@@ -29,6 +29,7 @@ from typing import BinaryIO, cast
 import pycdlib
 import pydicom
 
+from cloudfilm.config import env_number
 from cloudfilm.domain.dataset_limits import check_part10
 from cloudfilm.services.ingest import FAILED, Admission, IngestOutcome, IngestService
 from cloudfilm.storage.blobs import StagedBlob
@@ -60,8 +61,7 @@ class ImportLimits:
     def from_env(cls) -> ImportLimits:
         """CLOUDFILM_IMPORT_MAX_MEMBER_BYTES, _MAX_TOTAL_BYTES and _MAX_FILES, when set."""
         def env(name: str, default: int) -> int:
-            value = os.environ.get(f"CLOUDFILM_IMPORT_{name}", "").strip()
-            return int(value) if value else default
+            return int(env_number(f"CLOUDFILM_IMPORT_{name}", default, whole=True, minimum=1))
         base = cls()
         return cls(max_member_bytes=env("MAX_MEMBER_BYTES", base.max_member_bytes),
                    max_total_bytes=env("MAX_TOTAL_BYTES", base.max_total_bytes),
