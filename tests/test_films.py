@@ -298,6 +298,11 @@ def test_the_code_on_the_slip_opens_the_film_and_guesses_lock_out(server: Server
     answers = [type_code(guesser, f"ZZZZZ-ZZZ{n:02d}"[:11]).status_code for n in range(12)]
     assert set(answers[:9]) <= {404} and answers[-1] == 429
     assert type_code(guesser, str(film["code"])).status_code == 429  # locked, even when right
+    refused = [r for r in audit_rows(server, "share-open")
+               if r.outcome == "failure" and r.source == guesser.headers["X-Forwarded-For"]]
+    assert {json.loads(r.detail)["reason"] for r in refused} == {
+        "no film opens with this code", "locked"}  # audited once an hour each, not per guess
+    assert all(str(film["code"]) not in r.detail for r in refused)
     assert desk.http.delete(f"/api/films/{film['id']}").status_code == 204
     assert type_code(visitor(server), str(film["code"])).status_code == 404
     reissued = issue(desk, study)

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from cloudfilm.domain import names
 from cloudfilm.domain.access import Audience, Permission, Principal
+from cloudfilm.domain.audit import AuditEntry
 from cloudfilm.services.credentials import hash_password, new_nonce, share_secret, token_hash
 from cloudfilm.services.people import (
     CLAIM_ALPHABET, Invalid, NotFound, TooManyAttempts, audit_entry, normalise_claim_code,
@@ -387,18 +388,28 @@ class FilmService:
         try:
             self.archive.rate_limiter.reserve((key, CODE_LIMIT))
         except LockedOut as exc:
+            self._audit_code_refusal(address, "locked")
             raise TooManyAttempts(str(exc)) from exc
         code = normalise_claim_code(typed)
-        if len(code) != CODE_LENGTH or any(c not in CLAIM_ALPHABET for c in code):
-            return None
-        with self.index.session() as session:
-            film = session.scalars(select(FilmRow).where(
-                FilmRow.code_hash == token_hash(code))).first()
-            grant = session.get(GrantRow, film.grant_id) if film is not None else None
+        grant = None
+        if len(code) == CODE_LENGTH and all(c in CLAIM_ALPHABET for c in code):
+            with self.index.session() as session:
+                film = session.scalars(select(FilmRow).where(
+                    FilmRow.code_hash == token_hash(code))).first()
+                grant = session.get(GrantRow, film.grant_id) if film is not None else None
         if grant is None or grant_status(grant, utcnow()) != "active":
+            self._audit_code_refusal(address, "no film opens with this code")
             return None
         self.archive.rate_limiter.refund(key)
         return self.path(grant)
+
+    def _audit_code_refusal(self, address: str, reason: str) -> None:
+        """A wrong or locked slip code, as a failed ``share-open`` (the code is not kept);
+        at most one record per address and reason an hour, so a flood cannot grow the log."""
+        self.archive.audit.record_once(AuditEntry(
+            actor="anonymous", actor_role="anonymous", action="share-open", outcome="failure",
+            source=address, detail={"audience": "film", "reason": reason}),
+            f"film-code:{address}:{reason}")
 
     # -- the slip ------------------------------------------------------------------------
 
