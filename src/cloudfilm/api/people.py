@@ -188,7 +188,7 @@ async def my_caregivers(request: Request) -> Response:
 async def invite_caregiver(request: Request) -> Response:
     """A single-use invitation link (shown once); no account is named or looked up."""
     who = require_user(request)
-    body = await json_body(request)
+    body = await json_body(request) if await request.body() else {}
     if "username" in body:
         raise HTTPException(400, "caregivers are invited by link: send {} and pass the link "
                                  "on; usernames are not looked up")

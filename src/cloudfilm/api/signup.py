@@ -9,7 +9,7 @@
   ``"person"`` for a family helper): a signed-in patient keeps a film's record; 201.
   ``POST /api/me/claim`` stays for a bare claim code.
 - ``POST /api/me/caregiver-invites`` with ``{}``: ``{"url"}`` of a single-use invitation
-  link (the same as ``POST /api/me/caregivers``).
+  link: the same handler as ``POST /api/me/caregivers`` (api/people.py).
 
 Why JSON only for sign-up: a cross-site form cannot send ``application/json`` without a
 CORS preflight, which this server never grants, so nobody can sign a visitor in to an
@@ -28,10 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cloudfilm.api.authn import SESSION_COOKIE, client_ip, require_user, set_session_cookies
-from cloudfilm.api.people import archive_of, call, int_param, json_body, respond
-from cloudfilm.api.urls import site_base
+from cloudfilm.api.people import archive_of, call, int_param, invite_caregiver, json_body, respond
 from cloudfilm.services.accounts import accounts_of
-from cloudfilm.services.people import CaregiverService
 from cloudfilm.services.signup import NewAccount, SignedUp, SignupService
 
 
@@ -88,19 +86,8 @@ async def keep_film(request: Request) -> Response:
     return respond(record.as_dict(), 201)
 
 
-async def caregiver_invite(request: Request) -> Response:
-    """``{"url"}``: an invitation link to pass on (services/people.py CaregiverService)."""
-    who = require_user(request)
-    if await request.body():
-        await json_body(request)
-    invitation = await call(CaregiverService(archive_of(request)).invite, who)
-    return respond({"url": f"{site_base(request)}{invitation.path}",
-                    "invite_id": invitation.invite_id,
-                    "expires_at": invitation.expires_at.isoformat()}, 201)
-
-
 routes = [  # mounted under /api
     Route("/signup", sign_up, methods=["POST"]),
     Route("/me/films", keep_film, methods=["POST"]),
-    Route("/me/caregiver-invites", caregiver_invite, methods=["POST"]),
+    Route("/me/caregiver-invites", invite_caregiver, methods=["POST"]),
 ]
