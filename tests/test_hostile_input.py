@@ -179,6 +179,7 @@ def test_a_fresh_data_directory_is_owner_only(fresh_server: Server, database_kin
     ("CLOUDFILM_HTTP_HEADER_TIMEOUT", "abc", ["serve", "--port", "0"]),
     ("CLOUDFILM_HTTP_KEEPALIVE", "-3", ["serve", "--port", "0"]),
     ("CLOUDFILM_DIMSE_MAX_PER_ADDRESS", "0", ["serve", "--port", "0", "--dimse-port", str(free_port())]),
+    ("CLOUDFILM_STABLE_AGE", "abc", ["serve", "--port", "0"]),
     ("CLOUDFILM_IMPORT_MAX_FILES", "many", ["import", "."]),
 ])
 def test_a_bad_setting_stops_with_one_line_naming_it(tmp_path: Path, variable: str, value: str,

@@ -1,4 +1,9 @@
-"""``cloudfilm node add|list|remove``: the known remote DICOM nodes."""
+"""``cloudfilm node add|list|edit|remove``: the known remote DICOM nodes.
+
+``--issue-films`` has every study of the node's hospital (its ``--issuer``) that arrives
+from then on issued a cloud film once stable (services/film_autoissue.py, run by
+``cloudfilm serve``); ``node edit NAME --no-issue-films`` stops it.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,16 @@ from cloudfilm.commands.common import add_data_arg, opened
 from cloudfilm.domain.nodes import NODE_SEES, InvalidNode, Node
 from cloudfilm.services.nodes import UnknownNode
 
+FILMS_ON = ("issuing a cloud film for each study of {issuer} arriving {start}, once no "
+            "instance came for CLOUDFILM_STABLE_AGE seconds (while 'cloudfilm serve' runs)")
+
 
 def run_add(args: argparse.Namespace) -> int:
     try:
         node = Node(args.name, args.aet, args.host, args.port, args.dicomweb,
                     sees=args.sees, issuer=args.issuer)
         with opened(args) as archive:
-            archive.nodes.add(node)
+            archive.nodes.add(node, issue_films=args.issue_films)
             resolves = bool(archive.nodes.resolver.addresses(node.host))
     except InvalidNode as exc:
         print(f"cannot add node: {exc}")
@@ -23,6 +31,8 @@ def run_add(args: argparse.Namespace) -> int:
     print(f"added {node.name}: {node.ae_title}@{node.host}:{node.port}"
           + (f" {node.dicomweb_url}" if node.dicomweb_url else "")
           + f" (sees {node.sees}{' ' + node.issuer if node.sees == 'own' else ''})")
+    if args.issue_films:
+        print(FILMS_ON.format(issuer=node.issuer, start="from now on"))
     if not resolves:
         print(f"warning: host {node.host!r} does not resolve here; associations from "
               f"{node.ae_title} are refused until it does")
@@ -32,9 +42,31 @@ def run_add(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     with opened(args) as archive:
         nodes = archive.nodes.list()
+        films = {f.name: f.since for f in archive.nodes.film_issuers()}
     for node in nodes:
+        since = films.get(node.name)
         print(f"{node.name}\t{node.ae_title}\t{node.host}:{node.port}\t{node.dicomweb_url or '-'}"
-              f"\tsees={node.sees}\tissuer={node.issuer or '-'}")
+              f"\tsees={node.sees}\tissuer={node.issuer or '-'}"
+              f"\tissue_films={since.isoformat(timespec='seconds') if since else 'off'}")
+    return 0
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    try:
+        with opened(args) as archive:
+            since = archive.nodes.set_issue_films(args.name, args.issue_films)
+            issuer = archive.nodes.get(args.name).issuer
+    except UnknownNode as exc:
+        print(str(exc))
+        return 1
+    except InvalidNode as exc:
+        print(f"cannot edit node: {exc}")
+        return 2
+    if since is None:
+        print(f"{args.name}: no automatic films (those already issued stay)")
+    else:
+        print(f"{args.name}: " + FILMS_ON.format(
+            issuer=issuer, start=f"since {since.isoformat(timespec='seconds')}"))
     return 0
 
 
@@ -66,10 +98,23 @@ def register(commands: Any) -> None:
                           "study, its own hospital's (--issuer), or nothing (default: own)")
     add.add_argument("--issuer", default="",
                      help="the hospital's IssuerOfPatientID (which studies 'own' covers)")
+    add.add_argument("--issue-films", action="store_true",
+                     help="issue a cloud film for each study of --issuer that arrives from now "
+                          "on, once stable (CLOUDFILM_STABLE_AGE s without a new instance)")
     add.set_defaults(func=run_add)
     listing = actions.add_parser("list", help="list nodes")
     add_data_arg(listing)
     listing.set_defaults(func=run_list)
+    edit = actions.add_parser("edit", help="change a node's settings")
+    add_data_arg(edit)
+    edit.add_argument("name")
+    films = edit.add_mutually_exclusive_group(required=True)
+    films.add_argument("--issue-films", dest="issue_films", action="store_true", default=None,
+                       help="start issuing films for studies arriving from now on "
+                            "(kept as it is if already on)")
+    films.add_argument("--no-issue-films", dest="issue_films", action="store_false",
+                       help="stop issuing films automatically")
+    edit.set_defaults(func=run_edit)
     remove = actions.add_parser("remove", help="remove a node")
     add_data_arg(remove)
     remove.add_argument("name")

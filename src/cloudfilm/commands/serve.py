@@ -25,9 +25,11 @@ def run(args: argparse.Namespace) -> int:
 
     from cloudfilm.api.app import create_app
     from cloudfilm.api.http_timeouts import HttpTimeouts, guarded_protocol
+    from cloudfilm.services.film_autoissue import stable_age, start_film_autoissue
     from cloudfilm.services.notifications import start_notification_worker
 
     timeouts = HttpTimeouts.from_env()  # settings first: a bad value stops before anything runs
+    film_stable_age = stable_age()
     if args.dimse_port:
         from cloudfilm.dimse.server import max_per_address, start_dimse
 
@@ -35,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     archive = Archive.open(Settings.load(args.data))
     dimse: Any = None
     notifier = start_notification_worker(archive)
+    film_watcher = start_film_autoissue(archive, film_stable_age)
     try:
         if args.dimse_port:
             dimse = start_dimse(archive, ae_title=args.ae_title, host=args.host, port=args.dimse_port)
@@ -46,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
                                 log_level="warning",
                                 timeout_keep_alive=int(timeouts.keep_alive_seconds))
         # uvicorn re-raises SIGTERM once it has stopped; as SystemExit it lets the
-        # clean-up below run (final audit checkpoint, DIMSE and notifier stop).
+        # clean-up below run (final audit checkpoint, DIMSE, notifier and film watcher stop).
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.Server(config).run()
     finally:
+        film_watcher.stop()
         notifier.stop()
         if dimse is not None:
             dimse.stop()

@@ -1,4 +1,5 @@
-"""The registry of known remote nodes, used by C-MOVE destinations, AE checks and the SCU."""
+"""The registry of known remote nodes, used by C-MOVE destinations, AE checks and the SCU,
+and which of them have their hospital's studies issued a cloud film (``--issue-films``)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,36 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from cloudfilm.domain.nodes import InvalidNode, Node, ip_of, peer_matches
+from cloudfilm.services.audit import as_utc
+from cloudfilm.services.sharing import cutoff_now
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import NodeRow
 
 
 class UnknownNode(LookupError):
     pass
+
+
+@dataclass(frozen=True)
+class FilmIssuer:
+    """A node whose hospital's studies get a cloud film once stable: those of ``issuer``
+    (IssuerOfPatientID) that arrived at or after ``since``."""
+
+    name: str
+    issuer: str
+    since: datetime
+
+
+def _require_issuer(node: Node) -> None:
+    if not node.issuer:
+        raise InvalidNode("issuer: required to issue films (the hospital's IssuerOfPatientID "
+                          "says which studies are its own)")
 
 
 def _node(row: NodeRow) -> Node:
@@ -69,11 +89,16 @@ class NodeService:
         self.index = index
         self.resolver = resolver or HostResolver()
 
-    def add(self, node: Node) -> Node:
+    def add(self, node: Node, *, issue_films: bool = False) -> Node:
+        """``issue_films``: studies of the node's issuer arriving from now on get a film;
+        what is already archived does not (see `set_issue_films`)."""
+        if issue_films:
+            _require_issuer(node)
         with self.index.write_session() as session:
             session.add(NodeRow(name=node.name, ae_title=node.ae_title.strip(), host=node.host,
                                 port=node.port, dicomweb_url=node.dicomweb_url,
-                                sees=node.sees, issuer=node.issuer))
+                                sees=node.sees, issuer=node.issuer,
+                                issue_films_since=cutoff_now() if issue_films else None))
             try:
                 session.commit()
             except IntegrityError as exc:
@@ -106,6 +131,30 @@ class NodeService:
         matched = next((node for node in registered
                         if peer_matches(peer_address, self.resolver.addresses(node.host))), None)
         return CallingNode(registered, matched)
+
+    def set_issue_films(self, name: str, on: bool) -> datetime | None:
+        """Turn automatic films on (from now: an archive of older studies gets none) or off;
+        on again keeps the first start. Returns since when films are issued, or None."""
+        node = self.get(name)
+        if on:
+            _require_issuer(node)
+        with self.index.write_session() as session:
+            row = session.scalars(select(NodeRow).where(NodeRow.name == name)).one()
+            if not on:
+                row.issue_films_since = None
+            elif row.issue_films_since is None:
+                row.issue_films_since = cutoff_now()
+            since = row.issue_films_since
+            session.commit()
+        return as_utc(since) if since is not None else None
+
+    def film_issuers(self) -> list[FilmIssuer]:
+        """The nodes with ``--issue-films`` on, by name."""
+        with self.index.session() as session:
+            rows = session.scalars(select(NodeRow).where(NodeRow.issue_films_since.is_not(None))
+                                   .order_by(NodeRow.name)).all()
+        return [FilmIssuer(r.name, r.issuer, as_utc(r.issue_films_since)) for r in rows
+                if r.issue_films_since is not None]
 
     def remove(self, name: str) -> None:
         with self.index.write_session() as session:

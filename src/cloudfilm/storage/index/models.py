@@ -86,7 +86,8 @@ class StudyRow(Base):
     referring_words: Mapped[str] = mapped_column(String(400), default="")
     description: Mapped[str] = mapped_column(String(200), default="")
     attrs: Mapped[str] = mapped_column(Text, default="{}")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 index=True)  # the stable-study watcher's range
 
     patient: Mapped[PatientRow] = relationship(back_populates="studies")
     series: Mapped[list[SeriesRow]] = relationship(back_populates="study")
@@ -147,4 +148,7 @@ class NodeRow(Base):
     dicomweb_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     sees: Mapped[str] = mapped_column(String(8), default="own", server_default="own")
     issuer: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # set: studies of ``issuer`` arriving from then on get a cloud film once stable (issue 12)
+    issue_films_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                               nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
