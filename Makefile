@@ -40,7 +40,7 @@ run: $(STAMP) $(WEB_STAMP)
 	  echo "creating demo data in $(DATA) (first run only)"; \
 	  $(VENV)/bin/cloudfilm demo --data $(DATA); \
 	fi
-	$(VENV)/bin/cloudfilm demo-logins --data $(DATA)
+	$(VENV)/bin/cloudfilm demo-logins --data $(DATA) --base-url http://$(HOST):$(PORT)
 	$(VENV)/bin/cloudfilm serve --data $(DATA) --host $(HOST) --port $(PORT)
 
 test: $(STAMP) system-deps $(WEB_STAMP)

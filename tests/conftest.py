@@ -273,13 +273,16 @@ def log_in(context: Any, site: DemoSite, username: str) -> Any:
 
 @contextmanager
 def running_demo_site(tmp_path_factory: pytest.TempPathFactory,
-                      extra_env: dict[str, str] | None = None) -> Iterator[DemoSite]:
-    """`cloudfilm demo` (2 patients, 80 slices) + demo logins, served on SQLite."""
+                      extra_env: dict[str, str] | None = None, *,
+                      images_only: bool = False) -> Iterator[DemoSite]:
+    """`cloudfilm demo` (2 patients, 80 slices; reports and measured nodules unless
+    ``images_only``) + demo logins, served on SQLite."""
     import json
 
     data_dir = tmp_path_factory.mktemp("demo-site") / "data"
     url, _ = database_url_for("sqlite", data_dir)
-    made = run_cli(["demo", "--data", str(data_dir), "--patients", "2", "--slices", "80"], url)
+    made = run_cli(["demo", "--data", str(data_dir), "--patients", "2", "--slices", "80"]
+                   + (["--images-only"] if images_only else []), url)
     assert made.returncode == 0, made.stdout + made.stderr
     shown = run_cli(["demo-logins", "--data", str(data_dir)], url)
     assert shown.returncode == 0, shown.stdout + shown.stderr

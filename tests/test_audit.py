@@ -357,11 +357,13 @@ def test_http_access_log_shows_who_accessed_my_images(server: Server,
                        on_behalf_of="alice", person_id=alice))
     audit.record(entry(3, actor="dr-house", person_id=bob))
     url = f"{server.url}/api/me/access-log"
-    mine = httpx.get(url, headers=bearer(alice_token))
+    mine = httpx.get(url, headers=bearer(alice_token) | {"Accept-Language": "en"})
     assert mine.status_code == 200, mine.text
     log = mine.json()
     assert [(r["who"], r["what"]) for r in log] == [("carol", "downloaded images"),
-                                                    ("dr-house", "viewed images")]
+                                                    ("dr-house", "looked at images")]
+    in_chinese = httpx.get(url, headers=bearer(alice_token) | {"Accept-Language": "zh-CN"})
+    assert [r["what"] for r in in_chinese.json()] == ["下载了影像", "查看了影像"]
     assert log[0]["on_behalf_of"] == "alice" and log[0]["role"] == "caregiver"
     assert (log[1]["from"], log[1]["study"], log[1]["outcome"]) == ("203.0.113.5", STUDY, "success")
     assert datetime.fromisoformat(log[0]["when"]) >= datetime.fromisoformat(log[1]["when"])

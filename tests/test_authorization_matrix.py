@@ -666,6 +666,40 @@ def test_film_desk_page_matrix(world: World, who: str) -> None:
     assert (world.studies["p2"] in answer.text) is FILM_ROLES[who]
 
 
+# Opening a cloud film's URL (issue 12): without an account (or in a link session) the
+# film's own share session; a signed-in patient or family helper the keep form, or the
+# study itself when its record is already in their care; staff the "signed in" page.
+FILM_OPEN: dict[str, tuple[int, str]] = {
+    "anonymous": (303, "/shared"), "link": (303, "/shared"), "patient": (200, ""),
+    "caregiver": (200, ""), "holder": (303, "/studies/{study}"), "physician": (409, ""),
+    "operator": (409, ""), "admin": (409, ""),
+}
+
+
+@pytest.mark.parametrize("who", list(FILM_OPEN), ids=list(FILM_OPEN))
+def test_film_url_matrix(world: World, who: str) -> None:
+    study = world.studies["p2"]
+    issued = world.clients["admin"].post("/api/films", json={"study_uid": study})
+    assert issued.status_code == 201, issued.text
+    path = issued.json()["url"].replace(world.server.url, "")
+    if who == "anonymous":
+        client = httpx.Client(base_url=world.server.url, timeout=60)
+    elif who == "link":
+        link = world.clients["patient"].post("/api/shares", json={
+            "scope": {"studies": [world.studies["p1_linked"]]}, "audience": "link",
+            "permissions": ["view"]})
+        client = _link_session(world.server, link.json()["url"])
+    elif who == "holder":
+        client = world.clients["patient2"]
+    else:
+        client = world.clients["admin"] if who == "admin" else _fresh(world, who, "film-open")
+    answer = client.get(path, follow_redirects=False)
+    status, location = FILM_OPEN[who]
+    assert answer.status_code == status, (who, answer.text[:200])
+    assert answer.headers.get("location", "") == location.format(study=study)
+    assert ('action="/keep"' in answer.text) is (status == 200)
+
+
 # The sign-up, keep, claim and code pages and a caregiver invitation link (issue 12), and
 # withdrawing an invitation (issue 11): who reaches each. Sign-up, keep, claim and the
 # film-code form are open to newcomers; staff are refused the patient pages; only the

@@ -27,7 +27,8 @@ FAST_REMINDERS = {"CLOUDFILM_REMINDER_INTERVAL": "1", "CLOUDFILM_NOTIFY_INTERVAL
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
-    with running_demo_site(tmp_path_factory, FAST_REMINDERS) as demo:
+    # Images only: the physician measures the nodules here, from a clean slate.
+    with running_demo_site(tmp_path_factory, FAST_REMINDERS, images_only=True) as demo:
         yield demo
 
 

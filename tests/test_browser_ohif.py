@@ -23,7 +23,15 @@ import httpx
 import pytest
 
 from cloudfilm.web.ohif import BUILD_DIR, ohif_url
-from conftest import DemoSite, screenshot
+from conftest import DemoSite, running_demo_site, screenshot
+
+
+@pytest.fixture(scope="module")
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
+    """Images only: each SR here is one these tests made, in OHIF or in cloudfilm."""
+    with running_demo_site(tmp_path_factory, images_only=True) as site:
+        yield site
+
 
 @pytest.fixture(autouse=True, scope="module")
 def built() -> None:
@@ -263,12 +271,14 @@ def test_measurement_is_saved_as_sr_and_found_again(open_page: OpenPage,
     screenshot(page, "ohif-3-saved")
     watch.assert_clean()
 
-    # The archive has it: one SR series in the study, with the report's content.
+    # The archive has it: one new SR series in the study (beside the demo's radiology
+    # reports and nodule SR), with the report's content.
     with demo_site.server.http() as http:
         found = http.get(f"/dicomweb/studies/{uid}/series",
                          params={"Modality": "SR", "includefield": "0008103E"})
         assert found.status_code == 200, found.text
-        series = found.json()
+        series = [s for s in found.json()
+                  if s.get("0008103E", {}).get("Value") == [REPORT_NAME]]
         assert len(series) == 1
         assert series[0]["0008103E"]["Value"] == [REPORT_NAME]
         series_uid = series[0]["0020000E"]["Value"][0]

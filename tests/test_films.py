@@ -203,8 +203,12 @@ def test_a_signed_in_browser_is_not_turned_into_a_link_session(server: Server,
                                                                desk: Account) -> None:
     study = store_study(server, desk, HOSPITAL_A, unique("F"))
     film = issue(desk, study)
-    patient = make_account(server, "patient")
+    patient = make_account(server, "patient")  # signed in: the keep form, not a link session
     answer = patient.http.get(path_of(film["url"]), follow_redirects=False)
+    assert answer.status_code == 200 and 'action="/keep"' in answer.text
+    assert "cf_session" not in answer.headers.get("set-cookie", "")
+    physician = make_account(server, "physician")  # staff keep nothing: a private window
+    answer = physician.http.get(path_of(film["url"]), follow_redirects=False)
     assert answer.status_code == 409 and "cf_session" not in answer.headers.get("set-cookie", "")
 
 

@@ -78,7 +78,8 @@ def test_sign_up_with_the_film_and_right_birth_date_keeps_the_record(
         typed = f"+86 138-{secrets.randbelow(10**4):04d}-{secrets.randbelow(10**4):04d}"
         made = sign_up(browser, film_url=url, username=typed)
         assert made.status_code == 201, made.text
-        assert made.json()["username"] == typed.replace(" ", "").replace("-", "")[1:]
+        # +86 and a mainland mobile number: the account is the 11-digit number
+        assert made.json()["username"] == typed.replace(" ", "").replace("-", "")[3:]
         assert browser.cookies.get("cf_session")
         me = browser.get("/api/me").json()
         assert me["role"] == "patient" and me["person_id"] == made.json()["person_id"]
@@ -88,6 +89,27 @@ def test_sign_up_with_the_film_and_right_birth_date_keeps_the_record(
     last_link = json.loads(audit_rows(server, "link", me["person_id"])[-1].detail)
     assert (last_link["method"], last_link["patient_id"]) == ("film", pid)
     assert film_opens(server, url, study)
+
+
+def test_a_phone_number_signs_in_however_it_is_typed(
+        server: Server, operator: Account) -> None:
+    """Signed up as "138 …", the patient signs in with "+86 138-…", "0086138…" or "138…"."""
+    from test_login import login
+
+    number = f"138{secrets.randbelow(10**8):08d}"
+    study = store_study(server, operator, HOSPITAL_A, unique("N"))
+    with visitor(server) as browser:
+        made = sign_up(browser, film_url=issue_film(operator, study),
+                       username=f"{number[:3]} {number[3:7]} {number[7:]}")
+        assert made.status_code == 201 and made.json()["username"] == number
+    for typed in (f"+86 {number[:3]}-{number[3:7]}-{number[7:]}", f"0086{number}", number,
+                  f"({number[:3]}) {number[3:]}"):
+        with visitor(server) as browser:
+            answer = login(browser, typed, PASSWORD)
+            assert answer.status_code == 303, (typed, answer.text[:200])
+            assert browser.get("/api/me").json()["username"] == number
+    with visitor(server) as browser:
+        assert login(browser, f"+1 {number}", PASSWORD).status_code != 303  # another number
 
 
 def test_a_wrong_birth_date_is_refused_plainly_and_tries_are_limited(
@@ -239,6 +261,63 @@ def test_the_keep_page_confirms_the_birth_date_for_a_signed_in_patient(
         assert uids == {first, kept}
         assert browser.post("/keep", data=form | {"birth_date": "1960-01-01",
                                                   "csrf": "forged"}).status_code == 403
+
+
+def test_a_signed_in_patient_who_scans_a_film_gets_the_keep_form_then_the_study(
+        server: Server, operator: Account) -> None:
+    """Scanning the QR while signed in: the one-question keep form (not "you are signed in"),
+    with the secret in the form, never in a URL; once kept, the same film opens the study in
+    the patient's own folder. Staff still get the "open it in a private window" page."""
+    first = store_study(server, operator, HOSPITAL_A, unique("U"))
+    kept = store_study(server, operator, HOSPITAL_A, unique("V"))
+    url = issue_film(operator, kept)
+    secret = url.rsplit("/s/", 1)[1]
+    with visitor(server) as browser:
+        assert sign_up(browser, claim_code=claim_code(server, first)).status_code == 201
+        page = browser.get(url, headers={"Accept-Language": "zh-CN"})
+        assert page.status_code == 200 and "保存到我的影像夹" in page.text
+        assert page.headers["cache-control"] == "no-store"
+        assert f'name="film" value="{secret}"' in page.text and 'action="/keep"' in page.text
+        done = browser.post("/keep", data={"csrf": browser.cookies["cf_csrf"], "film": secret,
+                                           "birth_date": "1960-01-01"})
+        assert done.status_code == 303, done.text
+        again = browser.get(url)
+        assert again.status_code == 303 and again.headers["location"] == f"/studies/{kept}"
+        assert kept in browser.get(again.headers["location"]).text
+    with visitor(server) as stranger:  # another patient: the form, and keeping is refused
+        assert sign_up(stranger, claim_code=claim_code(server, store_study(
+            server, operator, HOSPITAL_A, unique("W")))).status_code == 201
+        assert stranger.get(url).status_code == 200
+        refused = stranger.post("/keep", data={"csrf": stranger.cookies["cf_csrf"],
+                                               "film": secret, "birth_date": "1960-01-01"})
+        assert refused.status_code == 409 and kept not in refused.text
+    assert operator.http.get(url).status_code == 409  # staff: a private window, as before
+
+
+def test_nodules_measured_before_the_patient_keeps_the_film_follow_the_record(
+        server: Server, operator: Account) -> None:
+    """The hospital measured a nodule before the patient kept the film: it is in the
+    patient's folder afterwards (not left behind with the record's old holder), and the
+    exam keeps its guideline result."""
+    study = store_study(server, operator, HOSPITAL_A, unique("M"))
+    url = issue_film(operator, study)  # the record now belongs to an account-less person
+    with server.http() as admin:
+        image = admin.get(f"/dicomweb/studies/{study}/instances").json()[0]
+        made = admin.post(f"/api/studies/{study}/nodules", json={
+            "series_uid": image["0020000E"]["Value"][0],
+            "instance_uid": image["00080018"]["Value"][0], "center_patient_mm": [1, 1, 1.25],
+            "long_axis_mm": 8.0, "short_axis_mm": 6.0, "nodule_type": "solid"})
+        assert made.status_code == 201, made.text
+    with visitor(server) as browser:
+        first = store_study(server, operator, HOSPITAL_A, unique("O"))
+        assert sign_up(browser, claim_code=claim_code(server, first)).status_code == 201
+        kept = browser.post("/api/me/films", headers=csrf_of(browser),
+                            json={"film_url": url, "birth_date": "1960-01-01"})
+        assert kept.status_code == 201, kept.text
+        me = browser.get("/api/me").json()["person_id"]
+        nodules = browser.get(f"/api/persons/{me}/nodules").json()["nodules"]
+        assert [[m["long_axis_mm"] for m in n["measurements"]] for n in nodules] == [[8.0]]
+        assert browser.get(f"/api/studies/{study}/nodules").json()["assessment"]["category"]
 
 
 def test_the_sign_up_form_needs_its_own_token_and_signs_in(

@@ -27,21 +27,11 @@ from cloudfilm.domain.audit import EVENT_CODES
 from cloudfilm.services.archive import Archive
 from cloudfilm.services.audit import AuditRecord
 from cloudfilm.services.audit_export import dicom_audit_messages_xml, fhir_bundle
+from cloudfilm.web.i18n import Localizer, localizer
+from cloudfilm.web.labels import ACTIONS
 
 FORMATS = {"fhir": "application/fhir+json", "dicom": "application/xml", "json": "application/json"}
 DEFAULT_LIMIT, MAX_LIMIT = 1000, 10_000
-
-# action -> what a patient reads in their access log
-ACTION_TEXT = {
-    "login": "signed in", "login-failed": "failed to sign in", "logout": "signed out",
-    "view": "viewed images", "download": "downloaded images", "query": "searched",
-    "upload": "uploaded images", "store": "received images", "delete": "deleted images",
-    "share-create": "shared images", "share-renew": "renewed a share",
-    "share-revoke": "revoked a share", "share-open": "opened a shared link",
-    "link": "linked a hospital record", "unlink": "unlinked a hospital record",
-    "admin": "changed settings", "access-denied": "was refused access",
-}
-
 
 def _archive(request: Request) -> Archive:
     return request.app.state.archive  # type: ignore[no-any-return]
@@ -77,12 +67,14 @@ def parse_int(request: Request, name: str, default: int | None, *, low: int = 1,
     return value
 
 
-def readable(record: AuditRecord) -> dict[str, Any]:
-    """A record as an access log line: when, who, role, on behalf of, what, study, from where."""
+def readable(record: AuditRecord, loc: Localizer) -> dict[str, Any]:
+    """A record as an access log line: when, who, role, on behalf of, what (in the reader's
+    language, the same words as the access-log page), study, from where."""
     entry = record.entry
     return {"id": record.id, "when": record.at.isoformat(), "who": entry.actor,
             "role": entry.actor_role, "on_behalf_of": entry.on_behalf_of,
-            "what": ACTION_TEXT.get(entry.action, entry.action), "action": entry.action,
+            "what": loc.gettext(ACTIONS[entry.action]) if entry.action in ACTIONS else entry.action,
+            "action": entry.action,
             "event": EVENT_CODES[entry.action][1], "person_id": entry.person_id,
             "study": entry.study_uid, "from": entry.source, "outcome": entry.outcome}
 
@@ -103,7 +95,7 @@ async def export_audit(request: Request) -> Response:
     if kind == "dicom":
         return Response(dicom_audit_messages_xml(records), media_type=FORMATS["dicom"])
     if kind == "json":
-        return _json([readable(r) for r in records])
+        return _json([readable(r, localizer(request)) for r in records])
     return _json(fhir_bundle(records), media_type=FORMATS["fhir"])
 
 
@@ -131,7 +123,7 @@ async def my_access_log(request: Request) -> Response:
         return _json([])
     records = await run_in_threadpool(_archive(request).audit.query, person_ids=persons,
                                       limit=limit, newest_first=True)
-    return _json([readable(r) for r in records])
+    return _json([readable(r, localizer(request)) for r in records])
 
 
 routes = [

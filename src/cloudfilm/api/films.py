@@ -22,11 +22,11 @@ from cloudfilm.api.links import HEADERS, _cross_site
 from cloudfilm.api.people import OPERATORS, archive_of, call, int_param, json_body, respond
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Principal
-from cloudfilm.services import film_slip, share_card
+from cloudfilm.services import share_card
 from cloudfilm.services.films import FilmInfo, FilmService, film_json, parse_film_request
 from cloudfilm.services.people import TooManyAttempts
 from cloudfilm.services.policy import utcnow
-from cloudfilm.web.films import CODE_LOCKED, CODE_WRONG, slip_words
+from cloudfilm.web.films import CODE_LOCKED, CODE_WRONG, film_slip_pdf
 from cloudfilm.web.i18n import localizer
 from cloudfilm.web.templating import render
 
@@ -77,12 +77,8 @@ async def qr_png(request: Request) -> Response:
 
 async def slip_pdf(request: Request) -> Response:
     """The printable slip, Chinese first and English below."""
-    films, film, grant, url = await _film_url(request)
-    facts = await call(films.slip_facts, film, grant)
-    info, code_url = films.info(film, grant), f"{site_base(request)}/code"
-    body = await run_in_threadpool(film_slip.slip_pdf, facts, url, info.code,
-                                   slip_words("zh", facts, code_url),
-                                   slip_words("en", facts, code_url))
+    films, film, grant, _ = await _film_url(request)
+    body = await call(film_slip_pdf, films, film, grant, site_base(request))
     headers = PRIVATE | {"Content-Disposition": f'inline; filename="film-{film.id}.pdf"'}
     return Response(body, media_type="application/pdf", headers=headers)
 

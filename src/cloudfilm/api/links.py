@@ -11,6 +11,8 @@ Issue "People, access and sharing" (link opening):
 - a link session never replaces a login (issue 11): a browser signed in to an account
   gets a page that says to open the link in a private window (or sign out first),
   its session is left alone, and the link is neither counted nor its PIN evaluated;
+  a cloud film opened by a signed-in patient or family helper is the exception (issue
+  12): the study itself when its record is in their care, else the keep form;
 - ``/shared`` is the portal's page for what the grant covers: the study itself when it
   names one, else the timeline (web/pages.py); other studies are "not found".
 Secrets are never logged; responses carry ``Referrer-Policy: no-referrer`` so the
@@ -34,7 +36,7 @@ from cloudfilm.services.people import TooManyAttempts
 from cloudfilm.services.policy import Policy
 from cloudfilm.services.sharing import SharingService, WrongPin
 from cloudfilm.storage.index.access_models import GrantRow
-from cloudfilm.web import pages
+from cloudfilm.web import pages, signup_pages
 from cloudfilm.web.guides import guide
 from cloudfilm.web.i18n import N_, localizer
 from cloudfilm.web.templating import render
@@ -140,7 +142,8 @@ async def open_link(request: Request) -> Response:
     if row is None:
         return not_available(request)
     if signed_in(request):
-        return signed_in_page(request)
+        kept = await signup_pages.film_when_signed_in(request, request.path_params["secret"])
+        return kept or signed_in_page(request)
     if row.pin_hash:
         if await run_in_threadpool(sharing.pin_locked, row):
             return locked_page(request)

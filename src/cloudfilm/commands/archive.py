@@ -29,23 +29,34 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """Synthetic CTs, then (unless --images-only) each study's radiology report in Chinese and
+    English and every nodule measured, tracked and assessed (issue 12, part 8)."""
     from cloudfilm.services.demo import DemoOptions, generate_demo, write_truth
+    from cloudfilm.services.demo_care import seed_nodule_care
+    from cloudfilm.services.demo_reports import write_demo_reports
 
     with opened(args) as archive:
         data_dir = archive.settings.data_dir
         scratch = Path(tempfile.mkdtemp(prefix="demo-", dir=data_dir))
         try:
             truth = generate_demo(scratch, DemoOptions(patients=args.patients, slices=args.slices))
+            reports = 0 if args.images_only else write_demo_reports(scratch, truth)
             results = import_paths(archive.ingest, [scratch], lambda r: None, [])
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        failed = [r for r in results if r.status == "failed"]
+        care = None if args.images_only or failed else seed_nodule_care(archive, truth)
     write_truth(data_dir / "demo-truth.json", truth)
-    failed = [r for r in results if r.status == "failed"]
-    print(f"demo: {len(results) - len(failed)} instances for {args.patients} patients; "
-          f"truth in {data_dir / 'demo-truth.json'}")
+    print(f"demo: {len(results) - len(failed)} instances ({reports} reports) for "
+          f"{args.patients} patients; truth in {data_dir / 'demo-truth.json'}")
     for result in failed:
         print(f"failed {result.name}: {result.reason}")
-    return 1 if failed else 0
+    if care is not None:
+        print(f"demo: {care.measurements} nodule measurements on "
+              f"{len(care.categories)} assessed scans")
+        for problem in care.failed:
+            print(f"not measured: {problem}")
+    return 1 if failed or (care is not None and care.failed) else 0
 
 
 def run_demo_logins(args: argparse.Namespace) -> int:
@@ -73,10 +84,34 @@ def run_demo_logins(args: argparse.Namespace) -> int:
             with archive.index.session() as session:
                 owner = principal_for_user(session, session.get(UserRow, patient.id))
             ensure_demo_physician_share(archive, owner, "demo-physician")
+        film = _demo_film(archive, truth_path, args.base_url)
     print("demo logins (open /login on the server):")
     for username, role, password in logins:
         print(f"  {role.value:<10} {username:<18} {password}")
+    if film:
+        print(film)
     return 0
+
+
+def _demo_film(archive: Any, truth_path: Path, base_url: str | None) -> str:
+    """The newcomer's cloud film: its URL, its slip and the birth date to keep it with."""
+    import json
+
+    from cloudfilm.commands.films import DEFAULT_BASE, write_slip
+    from cloudfilm.services.demo_film import ensure_demo_film
+    from cloudfilm.services.films import FilmService
+
+    if not truth_path.exists():
+        return ""
+    film = ensure_demo_film(archive, json.loads(truth_path.read_text()))
+    if film is None:
+        return ""
+    base = (base_url or archive.settings.public_url or DEFAULT_BASE).rstrip("/")
+    slip = archive.settings.data_dir / "demo-film-slip.pdf"
+    write_slip(FilmService(archive), film.film_id, base, slip)
+    return ("a hospital's cloud film, as a patient gets it (open it on a phone; to keep it, "
+            f"sign up with birth date {film.birth_date}):\n  {base}{film.path}\n"
+            f"  printable slip with its QR code: {slip}")
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -101,10 +136,14 @@ def register(commands: Any) -> None:
     add_data_arg(demo)
     demo.add_argument("--patients", type=int, default=3)
     demo.add_argument("--slices", type=int, default=120, help="slices per CT series")
+    demo.add_argument("--images-only", action="store_true",
+                      help="only the CT images: no reports, no measured nodules")
     demo.set_defaults(func=run_demo)
 
-    logins = commands.add_parser("demo-logins", help="create (once) and print the demo logins")
+    logins = commands.add_parser("demo-logins", help="create (once) and print the demo logins "
+                                                     "and the demo's cloud film")
     add_data_arg(logins)
+    logins.add_argument("--base-url", help="public address of the server for the film's URL")
     logins.set_defaults(func=run_demo_logins)
 
     check = commands.add_parser("check", help="verify index rows against stored blobs")

@@ -1,6 +1,7 @@
 """``cloudfilm film issue STUDY_UID``: the hospital desk's cloud film from the console.
 
-Prints the same JSON as ``POST /api/films`` (issue 12). The absolute URLs start with
+Prints the same JSON as ``POST /api/films`` (issue 12); ``--slip FILE`` also writes the
+printable slip. The absolute URLs start with
 ``--base-url``, else ``CLOUDFILM_PUBLIC_URL``, else ``http://127.0.0.1:8080`` (what
 ``cloudfilm serve`` binds by default). The console user acts as an operator.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
@@ -31,12 +33,23 @@ def run_issue(args: argparse.Namespace) -> int:
     try:
         uid, until, _ = parse_film_request(body, utcnow().date())
         with opened(args, recover=False) as archive:
-            info = FilmService(archive).issue(cli_operator(), uid, until)
+            films = FilmService(archive)
+            info = films.issue(cli_operator(), uid, until)
             base = (args.base_url or archive.settings.public_url or DEFAULT_BASE).rstrip("/")
+            if args.slip:
+                write_slip(films, info.id, base, Path(args.slip))
     except ServiceError as exc:
         return _fail(exc)
     print(json.dumps(film_json(base, info), ensure_ascii=False))
     return 0
+
+
+def write_slip(films: FilmService, film_id: int, base: str, path: Path) -> None:
+    """The film's printable slip (the same PDF as ``/api/films/{id}/slip.pdf``)."""
+    from cloudfilm.web.films import film_slip_pdf
+
+    film, grant = films.get(cli_operator(), film_id)
+    path.write_bytes(film_slip_pdf(films, film, grant, base))
 
 
 def run_revoke(args: argparse.Namespace) -> int:
@@ -58,6 +71,7 @@ def register(commands: Any) -> None:
     issue.add_argument("--valid-until", help="last day the link works (YYYY-MM-DD); "
                                              "default: no end date")
     issue.add_argument("--base-url", help="public address of the server for the printed URLs")
+    issue.add_argument("--slip", metavar="FILE", help="also write the printable slip (PDF) here")
     issue.set_defaults(func=run_issue)
     revoke = actions.add_parser("revoke", help="withdraw a film at once")
     add_data_arg(revoke)

@@ -132,6 +132,23 @@ def parse_duration(text: str) -> timedelta | None:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
+PHONE = re.compile(r"^\d{6,15}$")
+PHONE_SEPARATORS = str.maketrans("", "", " -()")
+MAINLAND_MOBILE = re.compile(r"^861\d{10}$")  # +86 and an 11-digit mobile number
+
+
+def phone_digits(text: str) -> str | None:
+    """A phone number as typed ("+86 138-1234-5678", "0086 13812345678", "138 1234 5678")
+    as the one login it stands for ("13812345678"); None if it is not a phone number.
+    Sign-up and login both use it, so the way a number is typed never locks anyone out."""
+    digits = text.strip().translate(PHONE_SEPARATORS)
+    digits = digits.removeprefix("+") if digits.startswith("+") else (
+        digits[2:] if digits.startswith("00") else digits)
+    if not PHONE.match(digits):
+        return None
+    return digits[2:] if MAINLAND_MOBILE.match(digits) else digits
+
+
 def normalise_username(name: str) -> str:
     username = name.strip().lower()
     if not USERNAME.match(username):
@@ -272,6 +289,17 @@ class AccountService:
 
     # --- password login ----------------------------------------------------------------
 
+    def _login_name(self, typed: str) -> str:
+        """The user name a login box entry stands for: as typed when such a user exists,
+        else the phone number it spells (``phone_digits``), so "+86 138 1234 5678" signs in
+        the account made as "13812345678"."""
+        name = typed.strip().lower()[:64]
+        phone = phone_digits(name)
+        if phone is None or phone == name:
+            return name
+        with self.index.session() as session:
+            return name if self._user_row(session, name) is not None else phone
+
     def authenticate(self, username: str, password: str, source: str = "",
                      device_cookie: str = "") -> User:
         """Check a password under the limits of the module docstring; audit either way.
@@ -279,7 +307,7 @@ class AccountService:
         Raises LockedOut when a limit refuses the try (or this very failure reached
         one) and LoginFailed otherwise; an unknown name costs the same hash as a known one.
         """
-        name = username.strip().lower()[:64]
+        name = self._login_name(username)
         keys = LoginKeys.of(name, source, self.trusted_device(name, device_cookie))
         try:
             counts = self.rate_limiter.reserve(keys.own, *keys.shared)

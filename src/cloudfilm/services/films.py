@@ -46,6 +46,7 @@ from cloudfilm.services.people import (
     CLAIM_ALPHABET, Invalid, NotFound, TooManyAttempts, audit_entry, normalise_claim_code,
     require_operator,
 )
+from cloudfilm.services.nodules import NoduleService
 from cloudfilm.services.policy import record_owner, utcnow
 from cloudfilm.services.ratelimit import Limit, LockedOut
 from cloudfilm.services.sharing import (
@@ -243,6 +244,7 @@ class FilmService:
             session.add(film)
             session.commit()
         if linked:
+            NoduleService(self.archive).follow_record(study.patient_id, study.issuer)
             self._audit_link(principal, person_id, study)
         self._audit(principal, "share-create", film, person_id,
                     valid_until=valid_until.isoformat() if valid_until else None,

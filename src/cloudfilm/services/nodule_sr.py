@@ -215,7 +215,7 @@ def build_nodule_sr(source_images: Sequence[pydicom.Dataset], nodules: Sequence[
             observer_person_context=hd.sr.ObserverContext(
                 observer_type=codes.cid270.Person,
                 observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-                    name=author))),
+                    name=_person_name(author)))),
         procedure_reported=CT_PROCEDURE, imaging_measurements=groups)
     evidence = list({str(ds.SOPInstanceUID): ds for ds in images}.values())
     sr = hd.sr.Comprehensive3DSR(
@@ -233,6 +233,12 @@ def build_nodule_sr(source_images: Sequence[pydicom.Dataset], nodules: Sequence[
 _Group = (hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
           | hd.sr.MeasurementsAndQualitativeEvaluations
           | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations)
+
+
+def _person_name(author: str) -> str:
+    """A login such as "demo-physician" as a PN value: a single family-name component
+    keeps its trailing caret (PS3.5 6.2.1.2), so nobody reads it as a malformed name."""
+    return author if "^" in author else f"{author}^"
 
 
 def _image_of(nodule: SrNodule, by_uid: Mapping[str, pydicom.Dataset]) -> pydicom.Dataset:
@@ -590,7 +596,7 @@ def _observer(root: Sequence[pydicom.Dataset]) -> str | None:
     (written when OHIF knows no user) counts as no observer."""
     for item in root:
         if str(item.get("ValueType", "")) == "PNAME" and _is(item, PERSON_OBSERVER):
-            name = str(item.PersonName)
+            name = str(item.PersonName).rstrip("^")
             if name.replace("^", "").replace("unknown", "").strip():
                 return name
     return None

@@ -257,6 +257,58 @@ class NoduleService:
         return [(r.study_uid, r.study_date) for r in
                 session.execute(statement.order_by(StudyRow.study_date, StudyRow.id))]
 
+    def follow_record(self, patient_id: str, issuer: str) -> None:
+        """A hospital record joined or left a person's folder: its measured nodules follow.
+
+        Why: a hospital may measure a study before the patient keeps the film or an operator
+        links the record; those measurements must then appear in the person's folder and be
+        tracked against the person's scans from other hospitals, not stay behind in the
+        record's own folder. Call after the link change has committed.
+        """
+        with self.index.session() as session:
+            uids = list(session.scalars(select(StudyRow.study_uid).join(
+                PatientRow, StudyRow.patient_pk == PatientRow.id).where(
+                PatientRow.patient_id == patient_id, PatientRow.issuer == issuer)))
+            measured = sorted(set(session.scalars(select(NoduleMeasurementRow.study_uid).where(
+                NoduleMeasurementRow.study_uid.in_(uids))))) if uids else []
+        if not measured:
+            return
+        folder = self.study_facts(measured[0]).folder
+        old_folders = self._move_to(folder, measured)
+        earliest = min(measured, key=lambda uid: self.study_facts(uid).study_date)
+        self._settle(self.study_facts(earliest))
+        for old in old_folders:
+            for uid in sorted(self._tidy_nodules(old)):
+                self.refresh(uid)
+
+    def _move_to(self, folder: Folder, study_uids: list[str]) -> set[Folder]:
+        """Put the studies' measurements and assessments in ``folder``; a nodule moves with
+        them when all its measurements do, else their automatic links are re-made."""
+        old: set[Folder] = set()
+        with self.index.write_session() as session:
+            rows = list(session.scalars(select(NoduleMeasurementRow).where(
+                NoduleMeasurementRow.study_uid.in_(study_uids))))
+            moving = {r.id for r in rows}
+            for nodule_id in {r.nodule_id for r in rows if r.nodule_id is not None}:
+                nodule = session.get(NoduleRow, nodule_id)
+                old.add(Folder(nodule.person_id, nodule.patient_pk))
+                others = session.scalar(select(NoduleMeasurementRow.id).where(
+                    NoduleMeasurementRow.nodule_id == nodule_id,
+                    NoduleMeasurementRow.id.not_in(moving)).limit(1))
+                if others is None:
+                    nodule.person_id, nodule.patient_pk = folder.person_id, folder.patient_pk
+                else:
+                    for r in rows:
+                        if r.nodule_id == nodule_id:
+                            r.nodule_id = None if r.link == "auto" else r.nodule_id
+            for r in rows:
+                r.person_id, r.patient_pk = folder.person_id, folder.patient_pk
+            for a in session.scalars(select(NoduleAssessmentRow).where(
+                    NoduleAssessmentRow.study_uid.in_(study_uids))):
+                a.person_id, a.patient_pk = folder.person_id, folder.patient_pk
+            session.commit()
+        return old - {folder}
+
     # -- measuring -------------------------------------------------------------------------
 
     def measure_click(self, study_uid: str, series_uid: str, instance_uid: str, x: float, y: float,

@@ -33,6 +33,7 @@ from cloudfilm.domain.audit import AuditEntry
 from cloudfilm.domain.identity import Profile, mismatch
 from cloudfilm.services.credentials import new_token, token_hash
 from cloudfilm.services.outbox import Message
+from cloudfilm.services.nodules import NoduleService
 from cloudfilm.services.policy import Policy, aware, utcnow
 from cloudfilm.services.ratelimit import LockedOut
 from cloudfilm.storage.index import queries
@@ -331,6 +332,7 @@ class PeopleService:
             session.commit()
         if not created:  # already linked to this person: nothing changed, nothing to audit
             return self._one_record(person_id, patient_id, issuer)
+        NoduleService(self.archive).follow_record(patient_id, issuer)
         self.archive.audit.record(audit_entry(
             actor, "link", person_id=person_id, patient_ref=f"{issuer}/{patient_id}",
             detail={"method": method, "patient_id": patient_id, "issuer": issuer}))
@@ -371,6 +373,7 @@ class PeopleService:
                 raise NotFound("this record is not linked to this person")
             session.delete(row)
             session.commit()
+        NoduleService(self.archive).follow_record(patient_id, issuer)
         self.archive.audit.record(audit_entry(
             actor, "unlink", person_id=person_id, patient_ref=f"{issuer}/{patient_id}",
             detail={"patient_id": patient_id, "issuer": issuer}))
@@ -446,6 +449,7 @@ class PeopleService:
             if used.rowcount != 1:  # type: ignore[attr-defined]
                 raise NotFound("this code is unknown, expired or already used")
             session.commit()
+        NoduleService(self.archive).follow_record(patient_id, issuer)
         self.archive.audit.record(audit_entry(
             principal, "link", person_id=person_id, patient_ref=f"{issuer}/{patient_id}",
             study_uid=study_uid, detail={"method": "claim-code", "patient_id": patient_id,
@@ -461,6 +465,7 @@ class PeopleService:
                                         "upload")
             session.commit()
         if created:
+            NoduleService(self.archive).follow_record(patient_id, issuer)
             self.archive.audit.record(audit_entry(
                 principal, "link", person_id=person_id, patient_ref=f"{issuer}/{patient_id}",
                 study_uid=study_uid, detail={"method": "upload", "patient_id": patient_id,

@@ -31,11 +31,12 @@ from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Principal, Role, may_act_for
 from cloudfilm.services import credentials
-from cloudfilm.services.accounts import MIN_PASSWORD, USERNAME
+from cloudfilm.services.accounts import MIN_PASSWORD, USERNAME, phone_digits
 from cloudfilm.services.people import (
     RECORD_HELD, CaregiverService, Conflict, Forbidden, Invalid, NotFound, PeopleService, Record,
     TooManyAttempts, audit_entry, normalise_claim_code, person_has_account, take_record,
 )
+from cloudfilm.services.nodules import NoduleService
 from cloudfilm.services.policy import utcnow
 from cloudfilm.services.ratelimit import Limit, LockedOut
 from cloudfilm.storage.index.access_models import (
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
 BIRTH_DATE_TRIES = Limit(max_failures=5)  # per film or code: 5 wrong dates, then 15 minutes
 CODE_TRIES = Limit(max_failures=30)  # per address: guessing claim codes without an account
 EMAIL = re.compile(r"^[a-z0-9._-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
-PHONE = re.compile(r"^\d{6,15}$")
-PHONE_SEPARATORS = str.maketrans("", "", " -()")
 BIRTH_FORMATS = re.compile(r"^(\d{4})[-/.]?(\d{1,2})[-/.]?(\d{1,2})$")
 
 # Reasons a person can act on; the pages show them translated (web/signup_pages.py).
@@ -114,8 +113,8 @@ def normalise_login(text: str) -> str:
         if not EMAIL.match(value) or len(value) > 64 or not USERNAME.match(value):
             raise SignupError(BAD_LOGIN)
         return value
-    digits = value.translate(PHONE_SEPARATORS).removeprefix("+")
-    if not PHONE.match(digits):
+    digits = phone_digits(value)
+    if digits is None:
         raise SignupError(BAD_LOGIN)
     return digits
 
@@ -251,6 +250,7 @@ class SignupService:
             self._use_code(session, held, person_id)
             session.commit()
             done = SignedUp(user.id, user.username, person_id, Role.PATIENT, outcome)
+        NoduleService(self.archive).follow_record(record.patient_id, record.issuer)
         self._audit_link(done, held, record, source)
         return done
 
@@ -347,6 +347,7 @@ class SignupService:
             self._use_code(session, held, person_id)
             session.commit()
         if outcome != "already":
+            NoduleService(self.archive).follow_record(record.patient_id, record.issuer)
             self.archive.audit.record(audit_entry(
                 principal, "link", person_id=person_id, source=source[:64],
                 patient_ref=f"{record.issuer}/{record.patient_id}", study_uid=held.study_uid,

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from cloudfilm.api.authn import principal
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Principal, Role
-from cloudfilm.services.film_slip import SlipWords
+from cloudfilm.services.film_slip import SlipWords, slip_pdf
 from cloudfilm.services.films import FilmInfo, FilmService, SlipFacts
 from cloudfilm.services.people import ServiceError
 from cloudfilm.web.i18n import N_, Localizer, localizer
@@ -51,6 +51,15 @@ def slip_words(language: str, facts: SlipFacts, code_url: str) -> SlipWords:
                              "here."),
         code_hint=loc.gettext("No camera? Open %(address)s and type this code:",
                               address=code_url))
+
+
+def film_slip_pdf(films: FilmService, film: Any, grant: Any, base: str) -> bytes:
+    """The printable slip of one film, Chinese first and English below; ``base`` is the
+    server's public address (the QR code and the typed-code address start with it)."""
+    facts = films.slip_facts(film, grant)
+    info, code_url = films.info(film, grant), f"{base}/code"
+    return slip_pdf(facts, f"{base}{info.path}", info.code, slip_words("zh", facts, code_url),
+                    slip_words("en", facts, code_url))
 
 
 def _desk(request: Request) -> Principal | None:

@@ -95,6 +95,19 @@ def _rounded(value: str) -> str:
     return f"{shown} {unit}".strip()
 
 
+LANGUAGE_ITEM = "Language of Content Item and Descendants"  # TID 1204, DCM 121049
+
+
+def _language_rank(doc: DocumentInfo, reader: str) -> int:
+    """0: written in the reader's language, 1: not said, 2: another language. A hospital
+    that sends its report in Chinese and in English shows each reader theirs first."""
+    meaning = next((i.value for i in doc.sr if i.label == LANGUAGE_ITEM), "").strip().lower()
+    if not meaning:
+        return 1
+    ours = {"zh": ("chinese", "中文", "zh"), "en": ("english", "en")}.get(reader, (reader,))
+    return 0 if meaning.startswith(ours) else 2
+
+
 def report_entries(loc: Localizer, who: Principal, study_uid: str,
                    documents: list[DocumentInfo]) -> list[dict[str, Any]]:
     """The reports of one study as the page shows them to ``who``: clinicians see every
@@ -102,7 +115,7 @@ def report_entries(loc: Localizer, who: Principal, study_uid: str,
     ``title`` is translated when it is a coded title, else None (the document's own)."""
     clinician = is_clinician(who)
     entries = []
-    for doc in documents:
+    for doc in sorted(documents, key=lambda d: _language_rank(d, loc.language)):
         if doc.kind not in ("report", "pdf"):
             continue
         if not clinician and is_nodule_report(doc, study_uid):

@@ -23,12 +23,13 @@ from starlette.routing import Route
 from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.login import presession_csrf, presession_csrf_ok, set_presession_cookie
 from cloudfilm.api.signup import start_session
-from cloudfilm.domain.access import Principal, Role
+from cloudfilm.domain.access import Principal, Role, may_act_for
 from cloudfilm.services import signup as reasons
 from cloudfilm.services.people import (
     CAREGIVER_ROLES, RECORD_HELD, CaregiverService, PeopleService, ServiceError,
     TooManyAttempts,
 )
+from cloudfilm.services.films import FilmService
 from cloudfilm.services.signup import NewAccount, SignedUp, SignupService
 from cloudfilm.web.i18n import N_, localizer
 from cloudfilm.web.templating import render
@@ -159,7 +160,32 @@ def keep_form(request: Request, film: str, *, status: int = 200, message: str = 
     loc = localizer(request)
     return render(request, "keep.html", {
         "title": loc.gettext("Keep in my folder"), "film": film, "message": message,
-    }, status=status, active="timeline", headers={"Referrer-Policy": "no-referrer"})
+    }, status=status, active="timeline",
+        headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+
+
+async def film_when_signed_in(request: Request, secret: str) -> Response | None:
+    """A signed-in patient (or family helper) opens a cloud film: straight to the study when
+    its record is already in a folder they look after, else the one-question keep form
+    (the secret rides in the form body, never in a URL). None for anyone else and for links
+    that are not films: they get the "you are signed in" page."""
+    who = principal(request)
+    if not keeps(who):
+        return None
+    ref = await _run(FilmService(archive_of(request)).resolve, secret)
+    if ref is None:
+        return None
+    if may_act_for(who, ref.person_id):
+        return redirect(f"/studies/{quote(ref.study_uid)}")
+    return keep_form(request, secret)
+
+
+def _acting_person(who: Principal) -> int | None:
+    """Whose folder a kept record joins: the patient's own, or the one person a family
+    helper looks after (with several, the service asks which)."""
+    if who.own_person_id is not None:
+        return who.own_person_id
+    return next(iter(who.acting_for)) if len(who.acting_for) == 1 else None
 
 
 async def keep_page(request: Request) -> Response:
@@ -188,7 +214,7 @@ async def keep_submit(request: Request) -> Response:
         return staff_page(request) if who.kind == "user" else redirect("/signup")
     try:
         await _run(SignupService(archive_of(request)).keep, who, film, "",
-                   str(form.get("birth_date", "")), client_ip(request))
+                   str(form.get("birth_date", "")), client_ip(request), _acting_person(who))
     except ServiceError as exc:
         return keep_form(request, film, status=exc.status, message=reason_text(request, exc))
     return redirect("/timeline?done=kept")
@@ -219,10 +245,8 @@ async def claim_submit(request: Request) -> Response:
     if not keeps(who):
         return staff_page(request) if who.kind == "user" else redirect("/signup")
     code = str((await request.form()).get("code", ""))
-    person = who.own_person_id if who.own_person_id is not None else (
-        next(iter(who.acting_for)) if len(who.acting_for) == 1 else None)
     try:
-        await _run(PeopleService(archive_of(request)).claim, who, code, person)
+        await _run(PeopleService(archive_of(request)).claim, who, code, _acting_person(who))
     except ServiceError as exc:
         return claim_form(request, status=exc.status, message=reason_text(request, exc),
                           code=code)
