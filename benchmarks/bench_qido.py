@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import httpx

@@ -85,7 +85,7 @@ TEST_ADMIN = "test-admin"
 
 def admin_token(database_url: str, username: str = TEST_ADMIN, role: str = "admin") -> str:
     """A bearer token for a user of ``role``, created directly in the index (as the CLI would)."""
-    from cloudfilm.services.accounts import AccountService
+    from cloudfilm.services.access.accounts import AccountService
     from cloudfilm.storage.index.db import Index
 
     index = Index(database_url)
@@ -205,7 +205,7 @@ def fresh_server(database_kind: str, tmp_path: Path) -> Iterator[Server]:
 def archive(database_kind: str, tmp_path: Path) -> Iterator[Any]:
     """An archive of its own, opened in this process, on a fresh database."""
     from cloudfilm.config import Settings
-    from cloudfilm.services.archive import Archive
+    from cloudfilm.services.context import Archive
 
     data_dir = tmp_path / "data"
     url, schema = database_url_for(database_kind, data_dir)

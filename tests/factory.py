@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cloudfilm.domain.volume import CtVolume
-    from cloudfilm.services.demo import DemoOptions
+    from cloudfilm.services.demo.generate import DemoOptions
 
 import io
 import secrets
@@ -138,8 +138,8 @@ def demo_volumes(options: "DemoOptions") -> dict[tuple[int, int], "CtVolume"]:
     """Every demo study as a CT volume, keyed (patient index, study index), built in memory."""
     from collections import defaultdict
 
-    from cloudfilm.services.demo import iter_demo_datasets
-    from cloudfilm.services.volumes import volume_from_datasets
+    from cloudfilm.services.demo.generate import iter_demo_datasets
+    from cloudfilm.services.imaging.volumes import volume_from_datasets
 
     series: dict[tuple[int, int], list] = defaultdict(list)
     for ds, info in iter_demo_datasets(options):

@@ -20,11 +20,11 @@ from sqlalchemy import select, update
 from cloudfilm.cli import build_parser
 from cloudfilm.config import Settings
 from cloudfilm.domain.access import Role
-from cloudfilm.services import credentials
-from cloudfilm.services.accounts import (
+from cloudfilm.services.access import credentials
+from cloudfilm.services.access.accounts import (
     AccountError, AccountService, LoginFailed, ensure_demo_users, parse_duration,
 )
-from cloudfilm.services.archive import Archive
+from cloudfilm.services.context import Archive
 from cloudfilm.storage.index.access_models import (
     ApiTokenRow, CaregiverRow, GrantRow, PersonRow, UserRow,
 )

@@ -20,13 +20,13 @@ from sqlalchemy import select, text
 
 from cloudfilm.config import Settings
 from cloudfilm.domain.audit import AuditEntry
-from cloudfilm.services.accounts import accounts_of
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.audit import AuditLog, AuditRecord, _ViewDedupe
-from cloudfilm.services.audit_export import (
+from cloudfilm.services.access.accounts import accounts_of
+from cloudfilm.services.context import Archive
+from cloudfilm.services.audit.log import AuditLog, AuditRecord, _ViewDedupe
+from cloudfilm.services.audit.export import (
     dicom_audit_messages_xml, dicom_audit_xml, fhir_audit_event, fhir_bundle,
 )
-from cloudfilm.services.syslog import format_message, octet_counted
+from cloudfilm.services.audit.syslog import format_message, forwarder_from_env, octet_counted
 from cloudfilm.storage.index.access_models import AuditEventRow, CaregiverRow
 from cloudfilm.storage.index.db import Index
 from conftest import Server, free_port, run_cli
@@ -154,7 +154,7 @@ def test_a_failing_listener_neither_fails_the_record_nor_stops_others(
         raise RuntimeError("listener down")
 
     archive.audit.on_record.extend([broken, seen.append])
-    with caplog.at_level(logging.ERROR, logger="cloudfilm.services.audit"):
+    with caplog.at_level(logging.ERROR, logger="cloudfilm.services.audit.log"):
         record_id = archive.audit.record(entry(1))
     assert [r.id for r in seen] == [record_id]
     assert seen[0].entry.actor == "user1" and seen[0].at.tzinfo is not None
@@ -398,7 +398,7 @@ def udp_listener() -> Iterator[socket.socket]:
 
 def test_syslog_over_udp(archive: Archive, udp_listener: socket.socket) -> None:
     port = udp_listener.getsockname()[1]
-    audit = AuditLog(archive.index, environ={"CLOUDFILM_SYSLOG": f"udp://127.0.0.1:{port}"})
+    audit = AuditLog(archive.index, forwarder=forwarder_from_env({"CLOUDFILM_SYSLOG": f"udp://127.0.0.1:{port}"}))
     try:
         record_id = audit.record(entry(1, action="store"))
         datagram, _ = udp_listener.recvfrom(65535)
@@ -435,7 +435,7 @@ def test_syslog_over_tcp_with_octet_counting(archive: Archive) -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     port = listener.getsockname()[1]
-    audit = AuditLog(archive.index, environ={"CLOUDFILM_SYSLOG": f"tcp://127.0.0.1:{port}"})
+    audit = AuditLog(archive.index, forwarder=forwarder_from_env({"CLOUDFILM_SYSLOG": f"tcp://127.0.0.1:{port}"}))
     audit.record(entry(1, action="view"))
     audit.record(entry(2, action="query", detail={"query": "StudyDate=2026"}))
     audit.close()
@@ -458,8 +458,8 @@ def test_syslog_framing_and_header_fields() -> None:
 def test_an_unreachable_collector_never_blocks_or_fails_the_record(
         archive: Archive, caplog: pytest.LogCaptureFixture) -> None:
     dead = free_port()  # nothing listens there
-    audit = AuditLog(archive.index, environ={"CLOUDFILM_SYSLOG": f"tcp://127.0.0.1:{dead}"})
-    with caplog.at_level(logging.WARNING, logger="cloudfilm.services.syslog"):
+    audit = AuditLog(archive.index, forwarder=forwarder_from_env({"CLOUDFILM_SYSLOG": f"tcp://127.0.0.1:{dead}"}))
+    with caplog.at_level(logging.WARNING, logger="cloudfilm.services.audit.syslog"):
         started = time.monotonic()
         ids = [audit.record(entry(n)) for n in range(3)]
         elapsed = time.monotonic() - started
@@ -471,8 +471,8 @@ def test_an_unreachable_collector_never_blocks_or_fails_the_record(
 
 def test_a_bad_syslog_setting_is_logged_not_fatal(archive: Archive,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="cloudfilm.services.syslog"):
-        audit = AuditLog(archive.index, environ={"CLOUDFILM_SYSLOG": "http://collector:514"})
+    with caplog.at_level(logging.ERROR, logger="cloudfilm.services.audit.syslog"):
+        audit = AuditLog(archive.index, forwarder=forwarder_from_env({"CLOUDFILM_SYSLOG": "http://collector:514"}))
     assert audit.forwarder is None and audit.on_record == []
     assert "CLOUDFILM_SYSLOG must be udp://host:port" in caplog.text
 

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import inspect, select, text
 
 from cloudfilm.domain.audit import AuditEntry, canonical
-from cloudfilm.services.audit import ANCHOR_FILE, AuditLog, as_utc
+from cloudfilm.services.audit.log import ANCHOR_FILE, AuditLog, as_utc
 from cloudfilm.storage.index.access_models import AuditEventRow
 from cloudfilm.storage.index.db import Index
 from conftest import Server, admin_token, run_cli

@@ -18,7 +18,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from cloudfilm.services.demo import (
+from cloudfilm.services.demo.generate import (
     CT_IMAGE_STORAGE,
     DemoOptions,
     demo_truth,

@@ -15,7 +15,7 @@ from pydicom.uid import generate_uid
 
 from conftest import Server, run_cli
 from factory import make_instance, multipart_related, stow, to_bytes
-from cloudfilm.services.ingest import IngestService
+from cloudfilm.services.archive.ingest import IngestService
 from cloudfilm.storage.blobs import FileSystemBlobStore, StagedBlob
 from cloudfilm.storage.index.db import Index
 
@@ -102,7 +102,7 @@ def test_recovery_publishes_indexed_blobs_and_discards_unindexed(tmp_path: Path,
         report = IngestService(index, healthy).recover()
         assert report["published"] == 1 and report["discarded"] == 1
         assert not orphan_path.exists()
-        from cloudfilm.services.check import check_archive
+        from cloudfilm.services.archive.check import check_archive
 
         assert check_archive(index, healthy).clean
         index.dispose()

@@ -185,8 +185,8 @@ def test_unknown_study_or_patient_is_404_and_exit_1(server: Server, tmp_path: Pa
 def test_export_is_written_progressively(server: Server, tmp_path: Path) -> None:
     """A 6 MB instance leaves the generator in ~1 MB chunks, never as one piece."""
     from cloudfilm.config import Settings
-    from cloudfilm.services.archive import Archive
-    from cloudfilm.services.export import plan_export, stream_export
+    from cloudfilm.services.context import Archive
+    from cloudfilm.services.exchange.export import plan_export, stream_export
 
     big = make_instance(rows=512, columns=512, frames=12, patient_id="BIG")
     with httpx.Client(base_url=server.dicomweb, headers=server.auth, timeout=60) as client:

@@ -1,4 +1,4 @@
-"""Nodule follow-up reminders (services/followup_reminders.py) on a real index, both
+"""Nodule follow-up reminders (services/notify/followup_reminders.py) on a real index, both
 databases: the due reminder from ``days_before`` days ahead and not a day earlier, the
 overdue one after the window, none once a newer CT is stored, each message once.
 """
@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from factory import make_instance, to_bytes
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.followup_reminders import (
+from cloudfilm.services.context import Archive
+from cloudfilm.services.notify.followup_reminders import (
     KIND_DUE, KIND_OVERDUE, enqueue_followup_reminders,
 )
-from cloudfilm.services.notifications import InAppSender, list_in_app, start_notification_worker
+from cloudfilm.services.notify.notifications import InAppSender, list_in_app, start_notification_worker
 from cloudfilm.storage.index.access_models import (
     CaregiverRow, OutboxRow, PersonRecordRow, PersonRow, UserRow,
 )

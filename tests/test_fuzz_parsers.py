@@ -26,8 +26,8 @@ from hostile import deeply_nested
 from cloudfilm.dimse.identifiers import Refused, decode_identifier
 from cloudfilm.domain.dataset_limits import DatasetLimits, DatasetTooComplex, check_dataset
 from cloudfilm.domain.instance_facts import InvalidInstance
-from cloudfilm.services.multipart_stream import MalformedMultipart, StagingReceiver
-from cloudfilm.services.part10 import parse_instance
+from cloudfilm.services.archive.multipart_stream import MalformedMultipart, StagingReceiver
+from cloudfilm.services.archive.part10 import parse_instance
 from cloudfilm.storage.blobs import FileSystemBlobStore
 
 LIMIT = DatasetLimits().max_depth
@@ -288,7 +288,7 @@ def iso_images(draw: Any) -> bytes:
 def fuzz_archive(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from conftest import database_url_for
     from cloudfilm.config import Settings
-    from cloudfilm.services.archive import Archive
+    from cloudfilm.services.context import Archive
 
     data_dir = tmp_path_factory.mktemp(f"fuzz-{database_kind}") / "data"
     url, schema = database_url_for(database_kind, data_dir)
@@ -302,8 +302,8 @@ def fuzz_archive(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _import_property(archive: Any, folder: Path, name: str, data: bytes) -> None:
-    from cloudfilm.services.check import check_archive
-    from cloudfilm.services.importer import import_paths
+    from cloudfilm.services.archive.check import check_archive
+    from cloudfilm.services.exchange.importer import import_paths
 
     path = folder / name
     path.write_bytes(data)

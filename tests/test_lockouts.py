@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from cloudfilm.services.accounts import AccountService
+from cloudfilm.services.access.accounts import AccountService
 from cloudfilm.storage.index.access_models import AuditEventRow
 from cloudfilm.storage.index.db import Index
 from conftest import Server

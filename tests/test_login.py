@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from cloudfilm.services import credentials
-from cloudfilm.services.accounts import AccountService
-from cloudfilm.services.audit import AuditLog
+from cloudfilm.services.access import credentials
+from cloudfilm.services.access.accounts import AccountService
+from cloudfilm.services.audit.log import AuditLog
 from cloudfilm.storage.index.access_models import AuditEventRow, RateLimitRow, WebSessionRow
 from cloudfilm.storage.index.db import Index
 from conftest import Server

@@ -96,8 +96,8 @@ def test_an_instance_of_another_series_exits_2(demo: Demo) -> None:
 
 def test_a_second_click_in_the_same_series_reuses_the_loaded_volume(demo: Demo) -> None:
     from cloudfilm.config import Settings
-    from cloudfilm.services.archive import Archive
-    from cloudfilm.services.nodule_measure import measure_at, volume_cache
+    from cloudfilm.services.context import Archive
+    from cloudfilm.services.nodules.measure import measure_at, volume_cache
 
     data, url, truth = demo
     study = truth["patients"][0]["studies"][0]

@@ -24,8 +24,8 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cloudfilm.domain.nodule import Calcification, Lobe, Measurement, Method, NoduleType
-from cloudfilm.services.demo import DemoOptions, demo_truth, iter_demo_datasets
-from cloudfilm.services.nodule_sr import (
+from cloudfilm.services.demo.generate import DemoOptions, demo_truth, iter_demo_datasets
+from cloudfilm.services.nodules.sr import (
     ImportedMeasurement,
     SrNodule,
     build_nodule_sr,

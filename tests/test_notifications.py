@@ -25,14 +25,14 @@ from sqlalchemy import select, update
 
 from conftest import ROOT, Server, free_port
 from cloudfilm.config import Settings
-from cloudfilm.services.accounts import accounts_of
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.notifications import (
+from cloudfilm.services.access.accounts import accounts_of
+from cloudfilm.services.context import Archive
+from cloudfilm.services.notify.notifications import (
     MAX_ATTEMPTS, InAppSender, LogSender, NotificationWorker, SmtpSender, backoff, list_in_app,
     start_notification_worker,
 )
-from cloudfilm.services.outbox import Message
-from cloudfilm.services.reminders import enqueue_expiry_reminders
+from cloudfilm.services.notify.outbox import Message
+from cloudfilm.services.notify.reminders import enqueue_expiry_reminders
 from cloudfilm.storage.index.access_models import (
     CaregiverRow, GrantRow, OutboxRow, PersonRow, UserRow,
 )
@@ -201,7 +201,7 @@ def test_the_log_sender_never_logs_the_body(now: datetime, archive: Archive,
                                             caplog: pytest.LogCaptureFixture) -> None:
     user = add_user(archive, "gina")
     enqueue(archive, "log", user, subject="Share opened", body="open https://x/s/SECRET-TOKEN-123")
-    with caplog.at_level(logging.INFO, logger="cloudfilm.services.notifications"):
+    with caplog.at_level(logging.INFO, logger="cloudfilm.services.notify.notifications"):
         assert NotificationWorker(archive, {"log": LogSender()}).run_once(now) == 1
     assert "Share opened" in caplog.text and f"user {user}" in caplog.text
     assert "SECRET-TOKEN" not in caplog.text

@@ -26,8 +26,8 @@ from sqlalchemy import select, update
 from conftest import Server, run_cli
 from factory import make_instance, stow, to_bytes
 from cloudfilm.storage.index.access_models import AuditEventRow, ClaimCodeRow, OutboxRow, UserRow
-from cloudfilm.services.accounts import AccountService
-from cloudfilm.services.people import CLAIM_ALPHABET, new_claim_code, normalise_claim_code
+from cloudfilm.services.access.accounts import AccountService
+from cloudfilm.services.access.people import CLAIM_ALPHABET, new_claim_code, normalise_claim_code
 from cloudfilm.storage.index.db import Index
 from cloudfilm.web.i18n import translations
 

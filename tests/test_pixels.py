@@ -39,9 +39,10 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate, generate_frames
 
-from cloudfilm.services import pixels, rendering
-from cloudfilm.services.pixels import PixelDescription, decode_frame_bytes
-from cloudfilm.services.rendering import RenderOptions
+from cloudfilm.services.imaging import pixels
+from cloudfilm.services.imaging import rendering
+from cloudfilm.services.imaging.pixels import PixelDescription, decode_frame_bytes
+from cloudfilm.services.imaging.rendering import RenderOptions
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

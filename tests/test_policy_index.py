@@ -1,4 +1,4 @@
-"""services/policy.py against a real index (SQLite and PostgreSQL): ownership through
+"""services/access/policy.py against a real index (SQLite and PostgreSQL): ownership through
 person_records, grants loaded from rows, and the ``visible=`` clause for QueryService.
 
 The core property: for every principal, the studies a QIDO search returns with
@@ -22,10 +22,10 @@ from cloudfilm.config import Settings
 from cloudfilm.domain.access import ANONYMOUS, Permission, Principal, Role
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.people import PeopleService
-from cloudfilm.services.policy import Policy, visible_instances_clause
-from cloudfilm.services.query import UnknownStudy
+from cloudfilm.services.context import Archive
+from cloudfilm.services.access.people import PeopleService
+from cloudfilm.services.access.policy import Policy, visible_instances_clause
+from cloudfilm.services.archive.query import UnknownStudy
 from cloudfilm.storage.index.access_models import GrantRow, PersonRow, UserRow
 from cloudfilm.storage.index.models import StudyRow
 

@@ -21,8 +21,8 @@ from pydicom.uid import generate_uid
 
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import parse_query
-from cloudfilm.services.part10 import parse_instance
-from cloudfilm.services.query import QueryService, UnknownStudy
+from cloudfilm.services.archive.part10 import parse_instance
+from cloudfilm.services.archive.query import QueryService, UnknownStudy
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow
 from cloudfilm.storage.index.writer import ParentCache, write_instance

@@ -27,7 +27,7 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from cloudfilm.services.retention import Retention
+from cloudfilm.services.archive.retention import Retention
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import PatientHistoryRow, PatientRow
 from conftest import Server, admin_token, database_url_for, free_port

@@ -16,8 +16,8 @@ import pytest
 import SimpleITK as sitk
 
 from cloudfilm.domain.volume import CtVolume
-from cloudfilm.services.demo import DemoOptions, demo_truth
-from cloudfilm.services.registration import (
+from cloudfilm.services.demo.generate import DemoOptions, demo_truth
+from cloudfilm.services.imaging.registration import (
     RegistrationError,
     RigidTransform,
     patient_space_image,

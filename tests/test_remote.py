@@ -25,10 +25,10 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
 from cloudfilm.config import Settings
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.remote import RemoteService
-from cloudfilm.services.remote_types import RemoteError, StudyQuery
-from cloudfilm.services.retention import Retention
+from cloudfilm.services.context import Archive
+from cloudfilm.services.exchange.remote import RemoteService
+from cloudfilm.services.exchange.remote_types import RemoteError, StudyQuery
+from cloudfilm.services.archive.retention import Retention
 from cloudfilm.storage.index.db import Index
 from conftest import Server, database_url_for, free_port, run_cli
 from factory import make_instance, parse_multipart, sample, stow, to_bytes

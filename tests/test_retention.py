@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from conftest import database_url_for, run_cli
 from factory import make_instance, to_bytes
 from cloudfilm.config import Settings
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.importer import import_paths
-from cloudfilm.services.retention import Retention, RetentionError, add_years
+from cloudfilm.services.context import Archive
+from cloudfilm.services.exchange.importer import import_paths
+from cloudfilm.services.archive.retention import Retention, RetentionError, add_years
 from cloudfilm.storage.index.access_models import (
     GrantRow, PersonRecordRow, PersonRow, UserRow,
 )

@@ -29,8 +29,8 @@ from test_people import (
     HOSPITAL_A, HOSPITAL_B, Account, audit_rows, execute, fetch, link, make_account, store_study,
     uid_list, unique,
 )
-from cloudfilm.services.accounts import AccountService
-from cloudfilm.services.share_card import mask_name
+from cloudfilm.services.access.accounts import AccountService
+from cloudfilm.services.access.share_card import mask_name
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.access_models import GrantRow, OutboxRow, RateLimitRow, UserRow
 from cloudfilm.storage.index.models import StudyRow

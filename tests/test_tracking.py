@@ -22,8 +22,8 @@ from cloudfilm.domain.tracking import (
     shares_frame_of_reference,
 )
 from cloudfilm.domain.volume import CtVolume
-from cloudfilm.services.demo import DemoOptions, demo_truth
-from cloudfilm.services.registration import register_rigid
+from cloudfilm.services.demo.generate import DemoOptions, demo_truth
+from cloudfilm.services.imaging.registration import register_rigid
 from factory import demo_volumes
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 
 import httpx
@@ -13,7 +12,7 @@ from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from cloudfilm.services.retention import Retention
+from cloudfilm.services.archive.retention import Retention
 from cloudfilm.storage.index.db import Index
 from conftest import Server, run_cli
 from factory import make_instance, parse_multipart, stow, to_bytes

@@ -21,9 +21,9 @@ from starlette.requests import HTTPConnection
 from cloudfilm.api.authn import SESSION_COOKIE, client_ip, principal
 from cloudfilm.api.errors import NotFound
 from cloudfilm.domain.access import Decision, Permission
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.people import audit_entry
-from cloudfilm.services.policy import Policy
+from cloudfilm.services.context import Archive
+from cloudfilm.services.access.people import audit_entry
+from cloudfilm.services.access.policy import Policy
 
 
 def archive_of(conn: HTTPConnection) -> Archive:

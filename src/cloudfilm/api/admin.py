@@ -16,8 +16,8 @@ from cloudfilm.api.access import audit
 from cloudfilm.api.authn import require_user
 from cloudfilm.domain.access import Decision, Role
 from cloudfilm.domain.nodes import InvalidNode, Node
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.nodes import UnknownNode
+from cloudfilm.services.context import Archive
+from cloudfilm.services.exchange.nodes import UnknownNode
 
 
 ADMINS = (Role.ADMIN, Role.OPERATOR)  # hospital IT connects PACS

@@ -21,7 +21,7 @@ from cloudfilm.api.authn import AuthenticationMiddleware
 from cloudfilm.api.dicomweb import delete, qido, rendered, stow, wado
 from cloudfilm.api.errors import http_exception_handler
 from cloudfilm.api.security_headers import SecurityHeadersMiddleware
-from cloudfilm.services.archive import Archive
+from cloudfilm.services.context import Archive
 from cloudfilm.web import nodule_pages, ohif, pages, viewer
 from cloudfilm.api import signup  # issue 12: keep it for life
 from cloudfilm.web import signup_pages

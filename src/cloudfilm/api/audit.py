@@ -24,9 +24,9 @@ from cloudfilm.api.authn import require_user
 from cloudfilm.api.errors import BadParameter
 from cloudfilm.domain.access import Role
 from cloudfilm.domain.audit import EVENT_CODES
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.audit import AuditRecord
-from cloudfilm.services.audit_export import dicom_audit_messages_xml, fhir_bundle
+from cloudfilm.services.context import Archive
+from cloudfilm.services.audit.record import AuditRecord
+from cloudfilm.services.audit.export import dicom_audit_messages_xml, fhir_bundle
 from cloudfilm.web.i18n import Localizer, localizer
 from cloudfilm.web.labels import ACTIONS
 

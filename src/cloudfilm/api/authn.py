@@ -32,12 +32,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloudfilm.domain.access import ANONYMOUS, Principal, Role
-from cloudfilm.services import credentials
-from cloudfilm.services.accounts import (
+from cloudfilm.services.access import credentials
+from cloudfilm.services.access.accounts import (
     AccountService, ResolvedSession, accounts_of, principal_for_user,
 )
-from cloudfilm.services.audit import failures_recorded
-from cloudfilm.services.people import audit_entry
+from cloudfilm.services.audit.log import failures_recorded
+from cloudfilm.services.access.people import audit_entry
 
 __all__ = [
     "AuthenticationMiddleware", "CSRF_EXEMPT_PATHS", "SESSION_COOKIE", "CSRF_COOKIE",

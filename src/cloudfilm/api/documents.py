@@ -2,7 +2,7 @@
 
 multipart/form-data with one ``file`` field (and an optional ``title`` field); the
 file becomes an Encapsulated PDF (PS3.3 A.45.1) or a Secondary Capture image (A.8.1)
-in a new series of the study (services/documents.py). ``POST
+in a new series of the study (services/exchange/documents.py). ``POST
 /api/patients/{patient_id}/documents`` (``?issuer=``) starts a new study instead.
 201 with the new UIDs; 404 unknown (or not visible) study or patient; 403 a study the
 caller may see but not add to; 415 not a PDF, JPEG or PNG; 413 too large.
@@ -22,9 +22,9 @@ from starlette.routing import Route
 from cloudfilm.api.access import archive_of, audit, require_upload
 from cloudfilm.api.authn import principal
 from cloudfilm.api.uploads import FormPart, Placer, form_boundary, receive_form, scratch_dir
-from cloudfilm.services import documents
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.policy import Policy
+from cloudfilm.services.exchange import documents
+from cloudfilm.services.context import Archive
+from cloudfilm.services.access.policy import Policy
 
 FORM_OVERHEAD = 1 << 20  # headers and the title field around the document
 

@@ -1,4 +1,4 @@
-"""Download studies as an IHE PDI zip (services/export.py), streamed as it is written.
+"""Download studies as an IHE PDI zip (services/exchange/export.py), streamed as it is written.
 
 ``GET /api/studies/{study}/export.zip`` and ``GET /api/patients/{patient_id}/export.zip``
 (every study of that PatientID; ``?issuer=`` picks the IssuerOfPatientID, and is
@@ -26,8 +26,8 @@ from cloudfilm.api.multipart import in_thread_batches
 from cloudfilm.api.access import audit, require_study
 from cloudfilm.api.authn import principal
 from cloudfilm.domain.access import Permission
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.export import (
+from cloudfilm.services.context import Archive
+from cloudfilm.services.exchange.export import (
     AmbiguousPatient,
     ExportPlan,
     UnknownPatient,
@@ -36,8 +36,8 @@ from cloudfilm.services.export import (
     stream_originals,
     studies_for,
 )
-from cloudfilm.services.people import PeopleService
-from cloudfilm.services.policy import Policy
+from cloudfilm.services.access.people import PeopleService
+from cloudfilm.services.access.policy import Policy
 
 
 def _zip_response(archive: Archive, plan: ExportPlan, name: str, *,

@@ -22,10 +22,10 @@ from cloudfilm.api.links import HEADERS, _cross_site
 from cloudfilm.api.people import OPERATORS, archive_of, call, int_param, json_body, respond
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Principal
-from cloudfilm.services import share_card
-from cloudfilm.services.films import FilmInfo, FilmService, film_json, parse_film_request
-from cloudfilm.services.people import TooManyAttempts
-from cloudfilm.services.policy import utcnow
+from cloudfilm.services.access import share_card
+from cloudfilm.services.access.films import FilmInfo, FilmService, film_json, parse_film_request
+from cloudfilm.services.access.people import TooManyAttempts
+from cloudfilm.services.access.policy import utcnow
 from cloudfilm.web.films import CODE_LOCKED, CODE_WRONG, film_slip_pdf
 from cloudfilm.web.i18n import localizer
 from cloudfilm.web.templating import render

@@ -31,10 +31,10 @@ from starlette.routing import Route
 from cloudfilm.api.authn import SESSION_COOKIE, client_ip, principal, set_session_cookies
 from cloudfilm.api.people import archive_of
 from cloudfilm.domain.access import Permission, Principal
-from cloudfilm.services.accounts import accounts_of
-from cloudfilm.services.people import TooManyAttempts
-from cloudfilm.services.policy import Policy
-from cloudfilm.services.sharing import SharingService, WrongPin
+from cloudfilm.services.access.accounts import accounts_of
+from cloudfilm.services.access.people import TooManyAttempts
+from cloudfilm.services.access.policy import Policy
+from cloudfilm.services.access.sharing import SharingService, WrongPin
 from cloudfilm.storage.index.access_models import GrantRow
 from cloudfilm.web import pages, signup_pages
 from cloudfilm.web.guides import guide

@@ -23,19 +23,19 @@ from cloudfilm.api.authn import (
     set_session_cookies, wants_secure_cookies,
 )
 from cloudfilm.domain.access import ANONYMOUS
-from cloudfilm.services import credentials
-from cloudfilm.services.accounts import (
+from cloudfilm.services.access import credentials
+from cloudfilm.services.access.accounts import (
     DEVICE_COOKIE_AGE, AccountService, LockedOut, LoginFailed, User, accounts_of,
 )
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.oidc import OidcConfig, OidcError, OidcLogin
+from cloudfilm.services.context import Archive
+from cloudfilm.services.access.oidc import OidcConfig, OidcError, OidcLogin
 from cloudfilm.web.guides import guide
 from cloudfilm.web.i18n import N_, localizer
 from cloudfilm.web.templating import render
 
 PRESESSION_COOKIE = "cf_presession"
 OIDC_COOKIE = "cf_oidc"
-DEVICE_COOKIE = "cf_device"  # this browser signed in before (services/accounts.py)
+DEVICE_COOKIE = "cf_device"  # this browser signed in before (services/access/accounts.py)
 PRESESSION_MAX_AGE = 2 * 3600
 
 

@@ -2,7 +2,7 @@
 
 The frame part header is exactly ``Content-Type: application/octet-stream;
 transfer-syntax=<UID>``, which OHIF's loader relies on (ohif.md). Reading multipart
-bodies lives in services/multipart_stream.py.
+bodies lives in services/archive/multipart_stream.py.
 """
 
 from __future__ import annotations

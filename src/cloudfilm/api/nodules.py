@@ -32,9 +32,9 @@ from cloudfilm.api.access import archive_of, audit, require_study, require_uploa
 from cloudfilm.api.authn import principal, require_user
 from cloudfilm.api.people import int_param, json_body, respond
 from cloudfilm.domain.access import Decision, Permission, Role
-from cloudfilm.services import nodules as service
-from cloudfilm.services.nodules import NewMeasurement, NoduleError, NoduleService
-from cloudfilm.services.people import PeopleService, actor_name
+from cloudfilm.services.nodules import service
+from cloudfilm.services.nodules.service import NewMeasurement, NoduleError, NoduleService
+from cloudfilm.services.access.people import PeopleService, actor_name
 
 CLINICIANS = (Role.PHYSICIAN, Role.OPERATOR, Role.ADMIN)
 
@@ -146,7 +146,7 @@ async def track(request: Request) -> Response:
 
 
 async def fhir(request: Request) -> Response:
-    from cloudfilm.services.nodule_reports import study_fhir_bundle
+    from cloudfilm.services.nodules.reports import study_fhir_bundle
     study = request.path_params["study"]
     decision = await require_study(request, Permission.DOWNLOAD, study)
     bundle = await _run(study_fhir_bundle, _nodules(request), study)

@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from cloudfilm.api.audit import parse_int
 from cloudfilm.api.errors import NotFound
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.notifications import list_in_app, mark_read
+from cloudfilm.services.context import Archive
+from cloudfilm.services.notify.notifications import list_in_app, mark_read
 
 
 def _archive(request: Request) -> Archive:

@@ -29,8 +29,8 @@ from starlette.routing import Route
 from cloudfilm.api.authn import client_ip, require_user
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Principal, Role, may_act_for
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.people import (
+from cloudfilm.services.context import Archive
+from cloudfilm.services.access.people import (
     CaregiverService, PeopleService, ServiceError, audit_entry,
 )
 

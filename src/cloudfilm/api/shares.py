@@ -20,9 +20,9 @@ from starlette.routing import Route
 from cloudfilm.api.authn import require_user
 from cloudfilm.api.people import archive_of, call, int_param, json_body, respond
 from cloudfilm.api.urls import site_base
-from cloudfilm.services import share_card
-from cloudfilm.services.policy import utcnow
-from cloudfilm.services.sharing import (
+from cloudfilm.services.access import share_card
+from cloudfilm.services.access.policy import utcnow
+from cloudfilm.services.access.sharing import (
     ABSENT, ShareInfo, SharingService, parse_share_request, parse_valid_until,
 )
 from cloudfilm.storage.index.access_models import GrantRow

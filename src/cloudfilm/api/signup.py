@@ -29,8 +29,8 @@ from starlette.routing import Route
 
 from cloudfilm.api.authn import SESSION_COOKIE, client_ip, require_user, set_session_cookies
 from cloudfilm.api.people import archive_of, call, int_param, invite_caregiver, json_body, respond
-from cloudfilm.services.accounts import accounts_of
-from cloudfilm.services.signup import NewAccount, SignedUp, SignupService
+from cloudfilm.services.access.accounts import accounts_of
+from cloudfilm.services.access.signup import NewAccount, SignedUp, SignupService
 
 
 def text(body: dict[str, Any], name: str) -> str:

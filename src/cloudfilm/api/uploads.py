@@ -5,7 +5,7 @@ keep their relative paths as browsers send them for folder uploads) is streamed 
 disk as it arrives (python-multipart's incremental parser), under a fresh folder of
 the data directory, at a path checked component by component: a name with ``..``, an
 absolute path or a NUL is refused with a reason and its bytes are dropped. The
-folder is then imported exactly like ``cloudfilm import`` does (services/importer.py,
+folder is then imported exactly like ``cloudfilm import`` does (services/exchange/importer.py,
 with its zip-bomb limits) and removed. The answer lists every file's result:
 200 when anything was stored (or already was), 422 when nothing could be. ``summary``
 groups the results by outcome and plain reason, in the caller's language, for the page.
@@ -35,11 +35,11 @@ from starlette.routing import Route
 
 from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.media import parse_media_type
-from cloudfilm.services.admission import FolderRefused, UploadAdmission
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.importer import ImportResult, Walker, count, import_paths, unsafe_name
-from cloudfilm.services.ingest import NOT_ADDABLE_HERE
-from cloudfilm.services.multipart_stream import MalformedMultipart, PartStream, boundary_problem
+from cloudfilm.services.access.admission import FolderRefused, UploadAdmission
+from cloudfilm.services.context import Archive
+from cloudfilm.services.exchange.importer import ImportResult, Walker, count, import_paths, unsafe_name
+from cloudfilm.services.archive.ingest import NOT_ADDABLE_HERE
+from cloudfilm.services.archive.multipart_stream import MalformedMultipart, PartStream, boundary_problem
 from cloudfilm.web.i18n import N_, Localizer, localizer
 
 MAX_UPLOAD_BYTES = 16 << 30
@@ -229,7 +229,7 @@ def _admission(request: Request) -> UploadAdmission:
 
 
 # Why files failed, in plain words a patient reads in their language: the admission's and
-# importer's reasons (services/admission.py, services/importer.py) by their opening words.
+# importer's reasons (services/access/admission.py, services/exchange/importer.py) by their opening words.
 # A reason not listed is shown as "the file could not be read" with the original kept.
 PLAIN_REASONS: tuple[tuple[str, str], ...] = (
     (NOT_ADDABLE_HERE, N_("this hospital record is not yours; ask the hospital for its claim "

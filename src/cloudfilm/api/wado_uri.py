@@ -18,10 +18,10 @@ from cloudfilm.api.access import audit, audit_view, download_study, require_stud
 from cloudfilm.api.errors import BadParameter, NotFound
 from cloudfilm.domain.access import Permission
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE
-from cloudfilm.services import pixels
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.rendering import RenderOptions, render_frame
-from cloudfilm.services.retrieve import NotStored, StoredInstance
+from cloudfilm.services.imaging import pixels
+from cloudfilm.services.context import Archive
+from cloudfilm.services.imaging.rendering import RenderOptions, render_frame
+from cloudfilm.services.archive.retrieve import NotStored, StoredInstance
 
 REQUIRED = ("studyUID", "seriesUID", "objectUID")
 DICOM = "application/dicom"

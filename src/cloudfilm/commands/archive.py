@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
-from cloudfilm.services.importer import SKIPPED, ImportResult, import_paths
+from cloudfilm.services.exchange.importer import SKIPPED, ImportResult, import_paths
 
 
 def _show(result: ImportResult) -> None:
@@ -31,9 +31,9 @@ def run_import(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """Synthetic CTs, then (unless --images-only) each study's radiology report in Chinese and
     English and every nodule measured, tracked and assessed (issue 12, part 8)."""
-    from cloudfilm.services.demo import DemoOptions, generate_demo, write_truth
-    from cloudfilm.services.demo_care import seed_nodule_care
-    from cloudfilm.services.demo_reports import write_demo_reports
+    from cloudfilm.services.demo.generate import DemoOptions, generate_demo, write_truth
+    from cloudfilm.services.demo.care import seed_nodule_care
+    from cloudfilm.services.demo.reports import write_demo_reports
 
     with opened(args) as archive:
         data_dir = archive.settings.data_dir
@@ -66,9 +66,9 @@ def run_demo_logins(args: argparse.Namespace) -> int:
     import json
 
     from cloudfilm.domain.access import Principal, Role
-    from cloudfilm.services.accounts import accounts_of, ensure_demo_users, principal_for_user
-    from cloudfilm.services.people import PeopleService
-    from cloudfilm.services.sharing import ensure_demo_physician_share
+    from cloudfilm.services.access.accounts import accounts_of, ensure_demo_users, principal_for_user
+    from cloudfilm.services.access.people import PeopleService
+    from cloudfilm.services.access.sharing import ensure_demo_physician_share
     from cloudfilm.storage.index.access_models import UserRow
 
     with opened(args) as archive:
@@ -98,8 +98,8 @@ def _demo_film(archive: Any, truth_path: Path, base_url: str | None) -> str:
     import json
 
     from cloudfilm.commands.films import DEFAULT_BASE, write_slip
-    from cloudfilm.services.demo_film import ensure_demo_film
-    from cloudfilm.services.films import FilmService
+    from cloudfilm.services.demo.film import ensure_demo_film
+    from cloudfilm.services.access.films import FilmService
 
     if not truth_path.exists():
         return ""
@@ -115,7 +115,7 @@ def _demo_film(archive: Any, truth_path: Path, base_url: str | None) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from cloudfilm.services.check import check_archive
+    from cloudfilm.services.archive.check import check_archive
 
     with opened(args, recover=False) as archive:
         report = check_archive(archive.index, archive.blobs)

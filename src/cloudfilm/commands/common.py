@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from cloudfilm.config import Settings
-from cloudfilm.services.archive import Archive
+from cloudfilm.services.context import Archive
 
 
 def add_data_arg(parser: argparse.ArgumentParser) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
 from cloudfilm.commands.people import cli_operator
-from cloudfilm.services.films import FilmService, film_json, parse_film_request
-from cloudfilm.services.people import ServiceError
-from cloudfilm.services.policy import utcnow
+from cloudfilm.services.access.films import FilmService, film_json, parse_film_request
+from cloudfilm.services.access.people import ServiceError
+from cloudfilm.services.access.policy import utcnow
 
 DEFAULT_BASE = "http://127.0.0.1:8080"
 

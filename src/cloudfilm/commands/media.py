@@ -16,7 +16,7 @@ from cloudfilm.commands.common import add_data_arg, opened
 
 
 def run_attach(args: argparse.Namespace) -> int:
-    from cloudfilm.services import documents
+    from cloudfilm.services.exchange import documents
 
     source = Path(args.file)
     if not source.is_file():
@@ -55,7 +55,7 @@ def _write(chunks: Any, out: Path) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from cloudfilm.services import export
+    from cloudfilm.services.exchange import export
 
     if not args.study and args.patient is None:
         print("error: name at least one --study or a --patient", file=sys.stderr)

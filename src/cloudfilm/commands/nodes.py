@@ -1,7 +1,7 @@
 """``cloudfilm node add|list|edit|remove``: the known remote DICOM nodes.
 
 ``--issue-films`` has every study of the node's hospital (its ``--issuer``) that arrives
-from then on issued a cloud film once stable (services/film_autoissue.py, run by
+from then on issued a cloud film once stable (services/access/film_autoissue.py, run by
 ``cloudfilm serve``); ``node edit NAME --no-issue-films`` stops it.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
 from cloudfilm.domain.nodes import NODE_SEES, InvalidNode, Node
-from cloudfilm.services.nodes import UnknownNode
+from cloudfilm.services.exchange.nodes import UnknownNode
 
 FILMS_ON = ("issuing a cloud film for each study of {issuer} arriving {start}, once no "
             "instance came for CLOUDFILM_STABLE_AGE seconds (while 'cloudfilm serve' runs)")

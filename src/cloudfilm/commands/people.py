@@ -15,7 +15,7 @@ from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
 from cloudfilm.domain.access import Principal, Role
-from cloudfilm.services.people import CLAIM_DAYS, PeopleService, ServiceError
+from cloudfilm.services.access.people import CLAIM_DAYS, PeopleService, ServiceError
 
 
 def cli_operator() -> Principal:

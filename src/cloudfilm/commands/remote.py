@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cloudfilm.commands.common import add_data_arg, opened
-from cloudfilm.services.nodes import UnknownNode
-from cloudfilm.services.remote_types import (
+from cloudfilm.services.exchange.nodes import UnknownNode
+from cloudfilm.services.exchange.remote_types import (
     METHOD,
     VIA,
     FetchPlan,
@@ -28,13 +28,13 @@ from cloudfilm.services.remote_types import (
 )
 
 if TYPE_CHECKING:
-    from cloudfilm.services.archive import Archive
-    from cloudfilm.services.remote import RemoteService
+    from cloudfilm.services.context import Archive
+    from cloudfilm.services.exchange.remote import RemoteService
 
 
 def _service(archive: Archive) -> RemoteService:
     """Imported on use: pynetdicom and httpx load only for ``remote`` commands."""
-    from cloudfilm.services.remote import RemoteService
+    from cloudfilm.services.exchange.remote import RemoteService
 
     return RemoteService(archive)
 

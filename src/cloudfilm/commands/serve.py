@@ -13,7 +13,7 @@ from typing import Any
 
 from cloudfilm.commands.common import add_data_arg
 from cloudfilm.config import Settings
-from cloudfilm.services.archive import Archive
+from cloudfilm.services.context import Archive
 
 
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     from cloudfilm.api.app import create_app
     from cloudfilm.api.http_timeouts import HttpTimeouts, guarded_protocol
-    from cloudfilm.services.film_autoissue import stable_age, start_film_autoissue
-    from cloudfilm.services.notifications import start_notification_worker
+    from cloudfilm.services.access.film_autoissue import stable_age, start_film_autoissue
+    from cloudfilm.services.notify.notifications import start_notification_worker
 
     timeouts = HttpTimeouts.from_env()  # settings first: a bad value stops before anything runs
     film_stable_age = stable_age()

@@ -14,7 +14,7 @@ from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
 from cloudfilm.domain.access import Role
-from cloudfilm.services.accounts import AccountError, accounts_of, parse_duration
+from cloudfilm.services.access.accounts import AccountError, accounts_of, parse_duration
 
 
 def _read_stdin_line(what: str) -> str:

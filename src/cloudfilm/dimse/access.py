@@ -25,8 +25,8 @@ from pynetdicom.events import Event
 from cloudfilm.dimse import caller
 from cloudfilm.dimse.caller import Caller
 from cloudfilm.domain.audit import AuditEntry
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.nodes import CallingNode
+from cloudfilm.services.context import Archive
+from cloudfilm.services.exchange.nodes import CallingNode
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from cloudfilm.domain.access import Principal
 from cloudfilm.domain.audit import AuditEntry
 from cloudfilm.domain.matching import Query
 from cloudfilm.domain.nodes import Node
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.policy import Policy, node_principal
-from cloudfilm.services.query import SearchResult, Visible
+from cloudfilm.services.context import Archive
+from cloudfilm.services.access.policy import Policy, node_principal
+from cloudfilm.services.archive.query import SearchResult, Visible
 
 AdmittedBy = Literal["node", "loopback", "any", "none"]
 

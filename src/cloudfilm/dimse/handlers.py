@@ -26,7 +26,7 @@ from cloudfilm.dimse.access import CallerPolicy
 from cloudfilm.dimse.find import handle_find
 from cloudfilm.dimse.retrieve import handle_get, handle_move
 from cloudfilm.dimse.store import handle_store
-from cloudfilm.services.archive import Archive
+from cloudfilm.services.context import Archive
 
 __all__ = ["handle_echo", "handle_find", "handle_get", "handle_move", "handle_store",
            "handle_store_if_permitted", "handlers_for"]

@@ -15,7 +15,7 @@ from pynetdicom.events import Event
 from cloudfilm.domain.dataset_limits import DatasetLimits, check_dataset, inflate
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query
-from cloudfilm.services.query import SearchResult
+from cloudfilm.services.archive.query import SearchResult
 
 # SOP Class UIDs (PS3.4 C.6.1.3, C.6.2.3, A.4); pynetdicom.sop_class makes its names at run time.
 VERIFICATION = UID("1.2.840.10008.1.1")

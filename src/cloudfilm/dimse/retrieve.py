@@ -40,9 +40,9 @@ from cloudfilm.dimse.identifiers import (
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Kind, Query, QueryError, query_from_identifier
 from cloudfilm.domain.nodes import Node
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.query import Visible
-from cloudfilm.services.retrieve import NotStored, StoredInstance
+from cloudfilm.services.context import Archive
+from cloudfilm.services.archive.query import Visible
+from cloudfilm.services.archive.retrieve import NotStored, StoredInstance
 
 log = logging.getLogger(__name__)
 

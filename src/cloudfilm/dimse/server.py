@@ -34,7 +34,7 @@ from cloudfilm.config import env_number
 from cloudfilm.dimse.access import CallerPolicy, audit_refusal_once
 from cloudfilm.dimse.handlers import handlers_for
 from cloudfilm.dimse.identifiers import QUERY_RETRIEVE_MODELS, VERIFICATION
-from cloudfilm.services.archive import Archive
+from cloudfilm.services.context import Archive
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from pynetdicom.events import Event
 from pynetdicom.status import STATUS_FAILURE, STORAGE_SERVICE_CLASS_STATUS
 
 from cloudfilm.dimse import caller
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.ingest import (
+from cloudfilm.services.context import Archive
+from cloudfilm.services.archive.ingest import (
     NOT_AUTHORIZED,
     Admission,
     IngestOutcome,

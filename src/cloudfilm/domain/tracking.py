@@ -8,7 +8,7 @@ two studies are comparable only within one frame of reference (PS3.3 C.7.4.1.1.1
 FrameOfReferenceUID identifies the coordinate system). When both studies share a
 FrameOfReferenceUID, ``to_prior=None`` (identity) is right; otherwise the current centres
 must first be mapped into the prior's space by a registration (see
-``cloudfilm.services.registration``), because table origins and patient position differ
+``cloudfilm.services.imaging.registration``), because table origins and patient position differ
 between scans by centimetres up to hundreds of millimetres.
 
 Matching is an optimal one-to-one assignment (Hungarian method,

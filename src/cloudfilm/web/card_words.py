@@ -1,11 +1,11 @@
-"""The share card's words (services/share_card.py) from the portal's catalogue: the card
+"""The share card's words (services/access/share_card.py) from the portal's catalogue: the card
 is printed once and read by whoever holds it, so it carries Chinese and English."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from cloudfilm.services.share_card import CardWords
+from cloudfilm.services.access.share_card import CardWords
 from cloudfilm.web.i18n import N_, Localizer
 
 CARD_LANGUAGES = ("zh", "en")  # Chinese first

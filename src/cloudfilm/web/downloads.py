@@ -8,9 +8,9 @@ from typing import Any
 from urllib.parse import quote
 
 from cloudfilm.domain.access import Permission, Principal
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.people import PeopleService
-from cloudfilm.services.policy import Policy
+from cloudfilm.services.context import Archive
+from cloudfilm.services.access.people import PeopleService
+from cloudfilm.services.access.policy import Policy
 from cloudfilm.web.i18n import Localizer
 
 

@@ -3,7 +3,7 @@
 An operator finds a study by PatientID, accession number or name, presses "Issue cloud
 film" and gets the link, its QR code and the printable slip at once; earlier films of the
 study are listed with a button to withdraw each. The slip's words live here, in the
-catalogue, so the PDF (services/film_slip.py) is Chinese first like every patient page.
+catalogue, so the PDF (services/access/film_slip.py) is Chinese first like every patient page.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from starlette.routing import Route
 from cloudfilm.api.authn import principal
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Principal, Role
-from cloudfilm.services.film_slip import SlipWords, slip_pdf
-from cloudfilm.services.films import FilmInfo, FilmService, SlipFacts
-from cloudfilm.services.people import ServiceError
+from cloudfilm.services.access.film_slip import SlipWords, slip_pdf
+from cloudfilm.services.access.films import FilmInfo, FilmService, SlipFacts
+from cloudfilm.services.access.people import ServiceError
 from cloudfilm.web.i18n import N_, Localizer, localizer
 from cloudfilm.web.pages import is_user, not_found
 from cloudfilm.web.templating import render

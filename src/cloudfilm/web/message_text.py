@@ -1,6 +1,6 @@
 """In-app messages in the reader's language, whatever language they were queued in.
 
-Why: the services queue a message once (services/outbox.py), as English text with its
+Why: the services queue a message once (services/notify/outbox.py), as English text with its
 values filled in, before anyone knows who will read it in which language. The /messages
 page translates it when it is shown: a catalogue id as is; a filled-in template by
 matching it against the template (its values come back out, and are translated in turn
@@ -15,7 +15,7 @@ from functools import cache
 
 from cloudfilm.web.i18n import N_, Localizer
 
-# Texts the services queue word for word (services/people.py).
+# Texts the services queue word for word (services/access/people.py).
 CATALOGUE_TEXTS = (
     N_("A family helper was removed"),
     N_("They can no longer see or share your images. The links and shares they made for you "

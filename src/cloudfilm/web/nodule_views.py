@@ -12,9 +12,9 @@ from datetime import date
 from typing import Any
 
 from cloudfilm.domain.access import Principal, Role
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.nodules import NoduleError, NoduleService, NotFound
-from cloudfilm.services.policy import Policy
+from cloudfilm.services.context import Archive
+from cloudfilm.services.nodules.service import NoduleError, NoduleService, NotFound
+from cloudfilm.services.access.policy import Policy
 from cloudfilm.web import explanations, growth_chart, guideline_words
 from cloudfilm.web.i18n import N_, Localizer
 

@@ -2,7 +2,7 @@
 
 Why server-rendered: the pages must work on old phones, on slow networks and with screen
 readers; every page is plain HTML with forms (small scripts only for upload progress).
-Every page asks the same policy as the API (services/policy.py): a study or person the
+Every page asks the same policy as the API (services/access/policy.py): a study or person the
 caller may not see is "not found", exactly like a missing one. Forms post back here
 and call the same services as the JSON API (sharing, caregivers); the authentication
 middleware has already checked the session's CSRF token on every unsafe request.
@@ -27,15 +27,15 @@ from cloudfilm.api.access import audit_view, require_study
 from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Permission, Principal, Role, may_act_for
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.notifications import list_in_app, mark_read
-from cloudfilm.services.people import (
+from cloudfilm.services.context import Archive
+from cloudfilm.services.notify.notifications import list_in_app, mark_read
+from cloudfilm.services.access.people import (
     CAREGIVER_ROLES, CaregiverService, Conflict, Forbidden, Invalid, NotFound, PeopleService,
     ServiceError, TimelineStudy, audit_entry,
 )
-from cloudfilm.services.policy import Policy, utcnow
-from cloudfilm.services.sharing import ShareInfo, SharingService, parse_share_request
-from cloudfilm.services.signup import SignupService
+from cloudfilm.services.access.policy import Policy, utcnow
+from cloudfilm.services.access.sharing import ShareInfo, SharingService, parse_share_request
+from cloudfilm.services.access.signup import SignupService
 from cloudfilm.storage.index.access_models import GrantRow
 from cloudfilm.web import (
     downloads, labels, message_text, nodule_views, portal_data, report_text,

@@ -2,7 +2,7 @@
 
 Why here and not in the route handlers: these are plain synchronous reads (run in a
 thread by the pages); authorisation is decided before they are called, by the policy
-(services/policy.py), so nothing here widens what a caller may see.
+(services/access/policy.py), so nothing here widens what a caller may see.
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ import pydicom
 from sqlalchemy import func, select
 
 from cloudfilm.domain.access import Audience, Permission, Principal
-from cloudfilm.services.audit import AuditRecord
-from cloudfilm.services.people import (
+from cloudfilm.services.audit.record import AuditRecord
+from cloudfilm.services.access.people import (
     PDF_CLASS, PeopleService, TimelineStudy, _first_text, _iso_date, _iso_time, document_kind,
 )
-from cloudfilm.services.policy import Policy, utcnow
-from cloudfilm.services.retrieve import NotStored
+from cloudfilm.services.access.policy import Policy, utcnow
+from cloudfilm.services.archive.retrieve import NotStored
 from cloudfilm.storage.index.access_models import PersonRecordRow, PersonRow
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
 if TYPE_CHECKING:
-    from cloudfilm.services.archive import Archive
+    from cloudfilm.services.context import Archive
 
 # DICOM JSON tags of SR content items (PS3.3 C.17.3)
 VALUE_TYPE, CONCEPT_NAME, CONTENT_SEQUENCE = "0040A040", "0040A043", "0040A730"

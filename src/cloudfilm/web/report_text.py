@@ -5,7 +5,7 @@ a patient reads "Tracking Unique Identifier: 2.25…" and "8.39687040043431 mm".
 written by a radiologist (TID 2000 Basic Diagnostic Imaging Report) keeps its words in
 CONTAINER headings ("Findings", "Impression") and TEXT items, so those are what a patient,
 a caregiver or a link visitor gets. cloudfilm's own nodule measurement SR (TID 1500,
-services/nodule_reports.py) is shown to them only through the Nodules panel. Clinicians
+services/nodules/reports.py) is shown to them only through the Nodules panel. Clinicians
 still get the whole tree (templates/sr.html).
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloudfilm.domain.access import Principal
-from cloudfilm.services.nodule_reports import report_series_uid
+from cloudfilm.services.nodules.reports import report_series_uid
 from cloudfilm.web.i18n import N_, Localizer
 from cloudfilm.web.nodule_views import is_clinician
 from cloudfilm.web.portal_data import DocumentInfo, SrItem

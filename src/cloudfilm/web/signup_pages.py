@@ -24,13 +24,13 @@ from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.login import presession_csrf, presession_csrf_ok, set_presession_cookie
 from cloudfilm.api.signup import start_session
 from cloudfilm.domain.access import Principal, Role, may_act_for
-from cloudfilm.services import signup as reasons
-from cloudfilm.services.people import (
+from cloudfilm.services.access import signup as reasons
+from cloudfilm.services.access.people import (
     CAREGIVER_ROLES, RECORD_HELD, CaregiverService, PeopleService, ServiceError,
     TooManyAttempts,
 )
-from cloudfilm.services.films import FilmService
-from cloudfilm.services.signup import NewAccount, SignedUp, SignupService
+from cloudfilm.services.access.films import FilmService
+from cloudfilm.services.access.signup import NewAccount, SignedUp, SignupService
 from cloudfilm.web.i18n import N_, localizer
 from cloudfilm.web.templating import render
 

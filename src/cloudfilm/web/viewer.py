@@ -26,9 +26,9 @@ from starlette.routing import BaseRoute, Route
 from cloudfilm.api.access import archive_of, require_study
 from cloudfilm.api.authn import principal
 from cloudfilm.domain.access import Permission, Principal
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.people import PeopleService
-from cloudfilm.services.policy import Policy, study_ref_in
+from cloudfilm.services.context import Archive
+from cloudfilm.services.access.people import PeopleService
+from cloudfilm.services.access.policy import Policy, study_ref_in
 from cloudfilm.storage.index import queries
 from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
 from cloudfilm.web.i18n import HTML_LANG, chosen_language

@@ -2,7 +2,7 @@
 
 Only operators and admins may delete, and only what retention allows: a study under
 its source's minimum years, a legal hold or an active grant is refused with 409 and
-the reason (services/retention.py). Every deletion, and every refusal, is audited.
+the reason (services/archive/retention.py). Every deletion, and every refusal, is audited.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from cloudfilm.api.access import archive_of, audit, describe, require_study
 from cloudfilm.api.authn import require_user
 from cloudfilm.api.errors import NotFound
 from cloudfilm.domain.access import Permission, Role
-from cloudfilm.services.retention import Retention
-from cloudfilm.services.retrieve import NotStored
+from cloudfilm.services.archive.retention import Retention
+from cloudfilm.services.archive.retrieve import NotStored
 
 DELETERS = (Role.OPERATOR, Role.ADMIN)
 

@@ -28,7 +28,7 @@ from cloudfilm.api.urls import dicomweb_base
 from cloudfilm.domain.access import Decision
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query, QueryError, parse_query
-from cloudfilm.services.query import QueryService, SearchResult, UnknownResource, Visible
+from cloudfilm.services.archive.query import QueryService, SearchResult, UnknownResource, Visible
 
 AGENT = "cloudfilm"
 ACCEPTABLE = {DICOM_JSON, "application/json", "application/*", "*/*"}

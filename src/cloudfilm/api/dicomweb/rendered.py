@@ -18,9 +18,9 @@ from cloudfilm.api.access import view_study
 from cloudfilm.api.errors import BadParameter, NotFound
 from cloudfilm.api.media import parse_accept
 from cloudfilm.api.multipart import multipart_content_type, new_boundary, stream_parts
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.rendering import RenderOptions, parse_viewport, parse_window, render_frame
-from cloudfilm.services.retrieve import NotStored, RetrieveService, StoredInstance
+from cloudfilm.services.context import Archive
+from cloudfilm.services.imaging.rendering import RenderOptions, parse_viewport, parse_window, render_frame
+from cloudfilm.services.archive.retrieve import NotStored, RetrieveService, StoredInstance
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif")
 THUMBNAIL_VIEWPORT = (128, 128)

@@ -25,10 +25,10 @@ from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.media import parse_media_type
 from cloudfilm.api.responses import DICOM_JSON
 from cloudfilm.api.urls import dicomweb_base, instance_url, study_url
-from cloudfilm.services.admission import UploadAdmission
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.ingest import IngestOutcome, PreparedInstance
-from cloudfilm.services.multipart_stream import (
+from cloudfilm.services.access.admission import UploadAdmission
+from cloudfilm.services.context import Archive
+from cloudfilm.services.archive.ingest import IngestOutcome, PreparedInstance
+from cloudfilm.services.archive.multipart_stream import (
     MalformedMultipart,
     ReceivedPart,
     StagingReceiver,

@@ -1,7 +1,7 @@
 """WADO-RS (PS3.18 §10.4): instances, metadata, frames, pixel data and bulk data.
 
 Everything streams: instances part by part from disk, frames by byte range. Frames can
-also be asked for as HTJ2K (services/transcode.py), one by one or a whole series at once.
+also be asked for as HTJ2K (services/imaging/transcode.py), one by one or a whole series at once.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from cloudfilm.api.multipart import closing, in_thread_batches, multipart_conten
 from cloudfilm.api.responses import json_bytes_response
 from cloudfilm.api.urls import dicomweb_base, instance_url
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE, FRAME_MEDIA_TYPES, is_native
-from cloudfilm.services import pixels, transcode
-from cloudfilm.services.archive import Archive
-from cloudfilm.services.retrieve import NotStored, RetrieveService, StoredInstance
+from cloudfilm.services.imaging import pixels
+from cloudfilm.services.imaging import transcode
+from cloudfilm.services.context import Archive
+from cloudfilm.services.archive.retrieve import NotStored, RetrieveService, StoredInstance
 
 BULK_PREFIX = b'"BulkDataURI":"'
 LOG = logging.getLogger(__name__)

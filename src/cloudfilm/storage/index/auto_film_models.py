@@ -1,4 +1,4 @@
-"""Studies the stable-study watcher took to issue a cloud film (services/film_autoissue.py).
+"""Studies the stable-study watcher took to issue a cloud film (services/access/film_autoissue.py).
 
 One row per study, ever: the unique ``study_uid`` is how two ``serve`` processes on one
 database agree that only one of them issues the study's automatic film. ``film_id`` is

@@ -1,7 +1,7 @@
 """caregiver invitations by link: the invited account is known only once it accepts (issue 11)
 
 Lock-out counters need no new column: each try is reserved on the existing
-``rate_limits`` rows (services/ratelimit.py).
+``rate_limits`` rows (services/access/ratelimit.py).
 
 Revision ID: 0007
 Revises: 0006
