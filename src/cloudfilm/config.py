@@ -6,12 +6,15 @@
 | database_url | CLOUDFILM_DATABASE_URL | sqlite:///<data_dir>/index.sqlite3 |
 | overwrite | CLOUDFILM_OVERWRITE | false: a SOP Instance UID resent with other bytes is refused (0xA900) |
 | public_url | CLOUDFILM_PUBLIC_URL | derived from each request (scheme://host) |
+| blob_url | CLOUDFILM_BLOB_URL | file://<data_dir> (or s3://bucket/prefix?endpoint_url=…) |
+| queue_url | CLOUDFILM_QUEUE_URL | "" : jobs in the index database (or amqp://…, redis://…) |
+| secret_key | CLOUDFILM_SECRET_KEY | none: a random key kept in <data_dir> (hex or base64 key) |
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("var/cloudfilm")
@@ -49,6 +52,9 @@ class Settings:
     database_url: str
     overwrite: bool = False
     public_url: str | None = None
+    blob_url: str = ""  # "" = file://<data_dir>
+    queue_url: str = ""  # "" = the embedded queue in the index database
+    secret_key: str = field(default="", repr=False)  # "" = the key file in the data dir
 
     @classmethod
     def load(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> "Settings":
@@ -62,4 +68,7 @@ class Settings:
             database_url=url,
             overwrite=_env_flag("CLOUDFILM_OVERWRITE"),
             public_url=os.environ.get("CLOUDFILM_PUBLIC_URL") or None,
+            blob_url=os.environ.get("CLOUDFILM_BLOB_URL", "").strip() or f"file://{resolved}",
+            queue_url=os.environ.get("CLOUDFILM_QUEUE_URL", "").strip(),
+            secret_key=os.environ.get("CLOUDFILM_SECRET_KEY", "").strip(),
         )
