@@ -7,7 +7,7 @@ DATA   ?= var/cloudfilm
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test fuzz bench install system-deps clean-data lock web
+.PHONY: run test lint fuzz bench install system-deps clean-data lock frontend web
 
 install: $(STAMP)
 
@@ -21,21 +21,23 @@ $(STAMP): pyproject.toml requirements.lock
 # Debian packages the tests and benchmarks talk to as real peers: dcmtk and Orthanc;
 # and the browser the page tests drive (Playwright never downloads one), with a Chinese font.
 system-deps:
-	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null \
+	@if ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null || ! command -v haproxy >/dev/null \
 	    || ! test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || ! test -x /usr/bin/chromium || ! fc-list :lang=zh | grep -q .; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dcmtk chromium fonts-wqy-zenhei; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dcmtk chromium fonts-wqy-zenhei haproxy; \
 	fi
 
 # Front-end assets, built from the project's own npm lock files (nothing at run time):
-# the Cornerstone3D patient viewer (Vite) and the prebuilt OHIF viewer.
-WEB_STAMP := src/cloudfilm/web/static/build/.stamp
-web: $(WEB_STAMP)
+# the Cornerstone3D patient viewer (Vite) and the prebuilt OHIF viewer, whose sources are in
+# frontend/ (the Python package's src/cloudfilm/web serves what is built). `make web` is an alias.
+FRONTEND_STAMP := src/cloudfilm/web/static/build/.stamp
+frontend: $(FRONTEND_STAMP)
+web: frontend
 
-$(WEB_STAMP): web/build.sh $(wildcard web/viewer/package*.json web/viewer/*.sh web/viewer/vite.config.* web/viewer/src/* web/viewer/src/i18n/* web/viewer/index.html web/ohif/package*.json web/ohif/*.sh web/ohif/*.js web/ohif/no-runtime-deps/*)
-	bash web/build.sh
-	touch $(WEB_STAMP)
+$(FRONTEND_STAMP): frontend/build.sh $(wildcard frontend/viewer/package*.json frontend/viewer/*.sh frontend/viewer/vite.config.* frontend/viewer/src/* frontend/viewer/src/i18n/* frontend/viewer/index.html frontend/ohif/package*.json frontend/ohif/*.sh frontend/ohif/*.js frontend/ohif/no-runtime-deps/*)
+	bash frontend/build.sh
+	touch $(FRONTEND_STAMP)
 
-run: $(STAMP) $(WEB_STAMP)
+run: $(STAMP) $(FRONTEND_STAMP)
 	@if [ -z "$$(ls -A $(DATA)/blobs 2>/dev/null)" ]; then \
 	  echo "creating demo data in $(DATA) (first run only)"; \
 	  $(VENV)/bin/cloudfilm demo --data $(DATA); \
@@ -43,8 +45,14 @@ run: $(STAMP) $(WEB_STAMP)
 	$(VENV)/bin/cloudfilm demo-logins --data $(DATA) --base-url http://$(HOST):$(PORT)
 	$(VENV)/bin/cloudfilm serve --data $(DATA) --host $(HOST) --port $(PORT)
 
-test: $(STAMP) system-deps $(WEB_STAMP)
+test: $(STAMP) system-deps $(FRONTEND_STAMP) lint
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+
+# The gate before the tests: ruff's rule set and mypy (strict on domain/, services/, storage/
+# and config) as pyproject.toml configures them; any finding fails the build.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
 
 # The property-based fuzz tests for longer: `make test` runs each on a few derandomized
 # examples; here each gets FUZZ_EXAMPLES fresh random ones (hypothesis prints a failing case).

@@ -32,12 +32,21 @@ from pynetdicom import AE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import cloudfilm_server  # noqa: E402
-from benchmarks.cloudfilm_server import CloudfilmServer  # noqa: E402
-from benchmarks.common import JSON_ACCEPT, ROOT, free_port, make_tmpdir, median, multipart_body, \
-    p95, stow_post, wait_for_port  # noqa: E402
-from benchmarks.data import SeriesSpec, check_encoder, ct_series, seed_instance  # noqa: E402
-from benchmarks.orthanc import OrthancServer  # noqa: E402
+from benchmarks import cloudfilm_server
+from benchmarks.cloudfilm_server import CloudfilmServer
+from benchmarks.common import (
+    JSON_ACCEPT,
+    ROOT,
+    free_port,
+    make_tmpdir,
+    median,
+    multipart_body,
+    p95,
+    stow_post,
+    wait_for_port,
+)
+from benchmarks.data import SeriesSpec, check_encoder, ct_series, seed_instance
+from benchmarks.orthanc import OrthancServer
 
 CF_AET, ORTHANC_AET, OUR_AET = "CLOUDFILM", "ORTHANC", "CFBENCHSCU"
 OUR_NODE = "cfbench-scu"
@@ -60,7 +69,7 @@ class DimseCloudfilm(CloudfilmServer):
         self.dimse_port = free_port()
         self.node_registered = False
 
-    def start(self, timeout: float = 120) -> "DimseCloudfilm":
+    def start(self, timeout: float = 120) -> DimseCloudfilm:
         options = ["--dimse-port", str(self.dimse_port), "--ae-title", CF_AET]
         with mock.patch.object(cloudfilm_server, "serve_options", lambda: options):
             super().start(timeout)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from benchmarks.common import FRAME_ACCEPT, Context, Row, check_ok, curl_sequential, \
-    drop_page_cache, median, p95
+from benchmarks.common import FRAME_ACCEPT, Context, Row, check_ok, curl_sequential, drop_page_cache, median, p95
 
 NAME = "frames"
 TARGET_MS = 3.0

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from benchmarks.common import JSON_ACCEPT, Context, Row, curl_sequential, check_ok, \
-    drop_page_cache, median, p95
+from benchmarks.common import JSON_ACCEPT, Context, Row, check_ok, curl_sequential, drop_page_cache, median, p95
 
 NAME = "metadata"
 TARGET = 0.3

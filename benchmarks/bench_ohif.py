@@ -40,12 +40,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.browser_link import (  # noqa: E402
-    SLOW_BPS_DOWN, SLOW_BPS_UP, SLOW_NAME, SLOW_RTT_MS, ShapedLink, login,
+from benchmarks.browser_link import (
+    SLOW_BPS_DOWN,
+    SLOW_BPS_UP,
+    SLOW_NAME,
+    SLOW_RTT_MS,
+    ShapedLink,
+    login,
 )
-from benchmarks.cloudfilm_server import CloudfilmServer  # noqa: E402
-from benchmarks.common import ROOT, median  # noqa: E402
-from cloudfilm.web.ohif import BUILD_DIR, ohif_url  # noqa: E402
+from benchmarks.cloudfilm_server import CloudfilmServer
+from benchmarks.common import ROOT, median
+from cloudfilm.web.ohif import BUILD_DIR, ohif_url
 
 LOGIN = "demo-admin"
 STALL_S = 20.0

@@ -16,8 +16,17 @@ from urllib.parse import urlencode
 
 import httpx
 
-from benchmarks.common import JSON_ACCEPT, Context, Row, check_ok, curl_sequential, median, \
-    multipart_body, p95, stow_post
+from benchmarks.common import (
+    JSON_ACCEPT,
+    Context,
+    Row,
+    check_ok,
+    curl_sequential,
+    median,
+    multipart_body,
+    p95,
+    stow_post,
+)
 from benchmarks.data import DATE_SPAN_DAYS, FIRST_DATE, check_encoder, seed_instance
 from benchmarks.pair import server_pair
 

@@ -6,8 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import DICOM_ACCEPT, MB, Context, Row, curl_sequential, make_tmpdir, median, \
-    p5, remove_tree, stop_process
+from benchmarks.common import (
+    DICOM_ACCEPT,
+    MB,
+    Context,
+    Row,
+    curl_sequential,
+    make_tmpdir,
+    median,
+    p5,
+    remove_tree,
+    stop_process,
+)
 
 NAME = "retrieve"
 TARGET_MBPS = 1000.0

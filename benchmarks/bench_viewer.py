@@ -49,14 +49,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_ohif  # noqa: E402
-from benchmarks.browser_link import (  # noqa: E402
-    SLOW_BPS_DOWN, SLOW_BPS_UP, SLOW_NAME, SLOW_RTT_MS, ShapedLink, login,
+from benchmarks import bench_ohif
+from benchmarks.browser_link import (
+    SLOW_BPS_DOWN,
+    SLOW_BPS_UP,
+    SLOW_NAME,
+    SLOW_RTT_MS,
+    ShapedLink,
+    login,
 )
-from benchmarks.cloudfilm_server import CloudfilmServer  # noqa: E402
-from benchmarks.common import ROOT, LoadMonitor, machine_info, median  # noqa: E402
-from cloudfilm.web import ohif  # noqa: E402
-from cloudfilm.web.viewer import BUILD_DIR  # noqa: E402
+from benchmarks.cloudfilm_server import CloudfilmServer
+from benchmarks.common import ROOT, LoadMonitor, machine_info, median
+from cloudfilm.web import ohif
+from cloudfilm.web.viewer import BUILD_DIR
 
 LOGIN = "demo-patient"
 STALL_S = 60.0

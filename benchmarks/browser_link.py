@@ -9,6 +9,7 @@ proxy that shapes every byte.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import Any
@@ -45,7 +46,7 @@ class ShapedLink:
         self._ready = threading.Event()
         self._server: asyncio.AbstractServer | None = None
 
-    def start(self) -> "ShapedLink":
+    def start(self) -> ShapedLink:
         self._thread = threading.Thread(target=self._run, name="shaped-link", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -87,11 +88,9 @@ class ShapedLink:
         except OSError:
             client_w.close()
             return
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # stop(): end quietly
             await asyncio.gather(self._pipe(client_r, server_w, "up"),
                                  self._pipe(server_r, client_w, "down"), return_exceptions=True)
-        except asyncio.CancelledError:  # stop(): end quietly
-            pass
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     direction: str) -> None:

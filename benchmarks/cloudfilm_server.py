@@ -22,8 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import PYTHON, ROOT, free_port, make_tmpdir, remove_tree, stop_process, \
-    tail, wait_for_port
+from benchmarks.common import PYTHON, ROOT, free_port, make_tmpdir, remove_tree, stop_process, tail, wait_for_port
 
 DEFAULT_POSTGRES = "postgresql://127.0.0.1:5432/test"
 BENCH_USER = "bench"
@@ -137,14 +136,13 @@ class CloudfilmServer:
         self.cli("node", "add", name, "--aet", aet, "--host", host, "--port", str(port),
                  "--sees", sees)
 
-    def start(self, timeout: float = 120) -> "CloudfilmServer":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [str(PYTHON), "-m", "cloudfilm", "serve", "--data", str(self.data),
-             "--host", "127.0.0.1", "--port", str(self.port), *serve_options()],
-            env=self._env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
-        log.close()
+    def start(self, timeout: float = 120) -> CloudfilmServer:
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [str(PYTHON), "-m", "cloudfilm", "serve", "--data", str(self.data),
+                 "--host", "127.0.0.1", "--port", str(self.port), *serve_options()],
+                env=self._env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            )
         wait_for_port(self.port, self.process, timeout, self.log_path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -211,7 +209,7 @@ class CloudfilmServer:
                 print(f"warning: could not drop schema {self.schema}: {exc}")
         remove_tree(self.root, background)
 
-    def __enter__(self) -> "CloudfilmServer":
+    def __enter__(self) -> CloudfilmServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

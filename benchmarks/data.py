@@ -17,7 +17,7 @@ from datetime import date, timedelta
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SOP_CLASSES = {"CT": CT_IMAGE_STORAGE, "MR": "1.2.840.10008.5.1.4.1.1.4",
@@ -71,7 +71,7 @@ class SeriesSpec:
     study_date: str
 
     @classmethod
-    def new(cls, label: str) -> "SeriesSpec":
+    def new(cls, label: str) -> SeriesSpec:
         return cls(new_uid(), new_uid(), f"BENCH-{label}", f"BENCH^{label.upper()}", "20240105")
 
 

@@ -64,11 +64,10 @@ class OrthancServer:
         return {}
 
     # -- life cycle -------------------------------------------------------
-    def start(self, timeout: float = 60) -> "OrthancServer":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([ORTHANC, str(self.config_path)], stdout=log,
-                                        stderr=subprocess.STDOUT, cwd=self.root)
-        log.close()
+    def start(self, timeout: float = 60) -> OrthancServer:
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([ORTHANC, str(self.config_path)], stdout=log,
+                                            stderr=subprocess.STDOUT, cwd=self.root)
         wait_for_port(self.http_port, self.process, timeout, self.log_path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -100,7 +99,7 @@ class OrthancServer:
     def statistics(self) -> dict:
         return httpx.get(f"{self.base}/statistics", timeout=30).json()
 
-    def __enter__(self) -> "OrthancServer":
+    def __enter__(self) -> OrthancServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

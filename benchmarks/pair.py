@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from benchmarks.cloudfilm_server import CloudfilmServer
 from benchmarks.common import Context
@@ -16,7 +16,7 @@ class Pair:
                                          profile_dir=ctx.profile_dir)
         self.orthanc = OrthancServer(f"{label}-orthanc")
 
-    def start(self) -> "Pair":
+    def start(self) -> Pair:
         self.cloudfilm.start()
         self.orthanc.start()
         return self

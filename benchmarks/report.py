@@ -62,10 +62,10 @@ def console_table(rows: list[Row]) -> str:
                       cell(r["orthanc"], r["orthanc_tail"], r["tail_label"], r["unit"]),
                       f"{ratio_text(r)} ({r['ratio_label']})" if r["ratio"] is not None else "–",
                       r["target"], met_text(r).strip("*")])
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
            "  ".join("-" * w for w in widths)]
-    out += ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in lines]
+    out += ["  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)) for line in lines]
     out += [f"note ({row.measure}): {row.note}" for row in rows if row.note]
     return "\n".join(out)
 

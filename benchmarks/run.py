@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_qido, bench_series, bench_stow, report  # noqa: E402
-from benchmarks.cloudfilm_server import DEFAULT_POSTGRES  # noqa: E402
-from benchmarks.common import Context, LoadMonitor, Row, machine_info  # noqa: E402
+from benchmarks import bench_qido, bench_series, bench_stow, report
+from benchmarks.cloudfilm_server import DEFAULT_POSTGRES
+from benchmarks.common import Context, LoadMonitor, Row, machine_info
 
 ALL = ["stow", "metadata", "frames", "retrieve", "qido"]
 

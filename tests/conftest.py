@@ -50,7 +50,7 @@ class PostgresSchema:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(sql)
 
-    def create(self) -> "PostgresSchema":
+    def create(self) -> PostgresSchema:
         self._run(f"CREATE SCHEMA {self.name}")
         return self
 
@@ -131,15 +131,16 @@ class Server:
     def dicomweb(self) -> str:
         return f"{self.url}/dicomweb"
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         env = cli_env(self.database_url) | self.extra_env
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cloudfilm", "serve", "--data", str(self.data_dir),
-             "--host", "127.0.0.1", "--port", str(self.port),
-             "--dimse-port", str(self.dimse_port), "--ae-title", self.ae_title, *self.extra_args],
-            env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cloudfilm", "serve", "--data", str(self.data_dir),
+                 "--host", "127.0.0.1", "--port", str(self.port),
+                 "--dimse-port", str(self.dimse_port), "--ae-title", self.ae_title, *self.extra_args],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -113,8 +113,8 @@ def sample(name: str, study: str | None = None, series: str | None = None) -> py
 def parse_multipart(response: Any) -> list[tuple[dict[str, str], bytes]]:
     """Split a multipart/related response into (headers, body) parts, strictly."""
     content_type = response.headers["content-type"]
-    boundary = [p.split("=", 1)[1].strip('"') for p in content_type.split(";")
-                if p.strip().startswith("boundary=")][0]
+    boundary = next(p.split("=", 1)[1].strip('"') for p in content_type.split(";")
+                    if p.strip().startswith("boundary="))
     body: bytes = response.content
     delimiter = f"--{boundary}".encode()
     assert body.startswith(delimiter + b"\r\n"), "body must start with the boundary line"
@@ -134,7 +134,7 @@ def parse_multipart(response: Any) -> list[tuple[dict[str, str], bytes]]:
     return parts
 
 
-def demo_volumes(options: "DemoOptions") -> dict[tuple[int, int], "CtVolume"]:
+def demo_volumes(options: DemoOptions) -> dict[tuple[int, int], CtVolume]:
     """Every demo study as a CT volume, keyed (patient index, study index), built in memory."""
     from collections import defaultdict
 

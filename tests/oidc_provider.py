@@ -12,14 +12,14 @@ JWKS, to prove the relying party checks signatures.
 
 from __future__ import annotations
 
-import html
 import hmac
+import html
 import os
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import uvicorn
 from authlib.oauth2 import AuthorizationServer
@@ -117,7 +117,7 @@ class AuthCode:
 
 
 class _CodeGrant(AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         data = request.payload.data
@@ -138,7 +138,7 @@ class _CodeGrant(AuthorizationCodeGrant):
 
 
 class _IdToken(OpenIDCode):
-    def __init__(self, provider: "OidcProvider") -> None:
+    def __init__(self, provider: OidcProvider) -> None:
         super().__init__(require_nonce=True)
         self.provider = provider
 
@@ -170,7 +170,7 @@ class _IdToken(OpenIDCode):
 class _Server(AuthorizationServer):
     """authlib's generic server bound to this provider's in-memory stores."""
 
-    def __init__(self, provider: "OidcProvider") -> None:
+    def __init__(self, provider: OidcProvider) -> None:
         super().__init__(scopes_supported=SCOPES)
         self.provider = provider
         self.register_token_generator("default", BearerTokenGenerator(
@@ -314,7 +314,7 @@ class OidcProvider:
             Route("/token", self.token, methods=["POST"]),
         ])
 
-    def start(self) -> "OidcProvider":
+    def start(self) -> OidcProvider:
         config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False, lifespan="off")
         self._uvicorn = uvicorn.Server(config)

@@ -78,7 +78,7 @@ class OrthancPeer:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def start(self, timeout: float = 60) -> "OrthancPeer":
+    def start(self, timeout: float = 60) -> OrthancPeer:
         """Start Orthanc and wait until /system answers and the DICOMweb plugin is loaded."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([ORTHANC, str(self.config_path)], stdout=log,

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from cloudfilm.domain.access import (
-    ANONYMOUS, Audience, Grant, Permission, Principal, Role, StudyRef, decide, may_act_for,
+    ANONYMOUS,
+    Audience,
+    Grant,
+    Permission,
+    Principal,
+    Role,
+    StudyRef,
+    decide,
+    may_act_for,
     visible_scope,
 )
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PAST = NOW - timedelta(days=30)
 ALICE, BOB = 1, 2  # persons
 OLD = StudyRef("1.2.old", ALICE, PAST - timedelta(days=1))

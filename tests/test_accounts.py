@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,11 +22,19 @@ from cloudfilm.config import Settings
 from cloudfilm.domain.access import Role
 from cloudfilm.services.access import credentials
 from cloudfilm.services.access.accounts import (
-    AccountError, AccountService, LoginFailed, ensure_demo_users, parse_duration,
+    AccountError,
+    AccountService,
+    LoginFailed,
+    ensure_demo_users,
+    parse_duration,
 )
 from cloudfilm.services.context import Archive
 from cloudfilm.storage.index.access_models import (
-    ApiTokenRow, CaregiverRow, GrantRow, PersonRow, UserRow,
+    ApiTokenRow,
+    CaregiverRow,
+    GrantRow,
+    PersonRow,
+    UserRow,
 )
 from cloudfilm.storage.index.db import Index
 from conftest import Server, database_url_for, run_cli
@@ -43,7 +51,7 @@ def index(server: Server) -> Iterator[Index]:
     idx.dispose()
 
 
-def cli(server: Server, *args: str, stdin: str | None = None) -> "CompletedCli":
+def cli(server: Server, *args: str, stdin: str | None = None) -> CompletedCli:
     result = run_cli([*args, "--data", str(server.data_dir)], server.database_url, input=stdin)
     return CompletedCli(result.returncode, result.stdout, result.stderr)
 
@@ -162,7 +170,7 @@ def test_expired_tokens_are_rejected(server: Server, index: Index) -> None:
     with index.write_session() as session:
         session.execute(update(ApiTokenRow).where(
             ApiTokenRow.token_hash == credentials.token_hash(token))
-            .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
         session.commit()
     answer = me(server, token)
     assert answer.status_code == 401
@@ -234,7 +242,7 @@ def test_principals_for_caregivers_patients_and_share_sessions(index: Index) -> 
     assert accounts.principal_for_session(csrf) is None  # the CSRF token is not a session id
     with index.write_session() as session:
         session.execute(update(GrantRow).where(GrantRow.id == grant.id)
-                        .values(revoked_at=datetime.now(timezone.utc)))
+                        .values(revoked_at=datetime.now(UTC)))
         session.commit()
     assert accounts.principal_for_session(session_id) is None
 

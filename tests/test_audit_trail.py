@@ -22,7 +22,9 @@ import pytest
 from sqlalchemy import inspect, select, text
 
 from cloudfilm.domain.audit import AuditEntry, canonical
-from cloudfilm.services.audit.log import ANCHOR_FILE, AuditLog, as_utc
+from cloudfilm.domain.clock import as_utc
+from cloudfilm.services.audit.log import ANCHOR_FILE, AuditLog
+from cloudfilm.services.audit.syslog import SyslogForwarder
 from cloudfilm.storage.index.access_models import AuditEventRow
 from cloudfilm.storage.index.db import Index
 from conftest import Server, admin_token, run_cli
@@ -194,7 +196,7 @@ def test_checkpoints_go_to_syslog_too(archive: object, tmp_path: Path) -> None:
         port = listener.getsockname()[1]
         log = AuditLog(archive.index, key=audit_key(b"k" * 32),  # type: ignore[attr-defined]
                        anchor_dir=tmp_path,
-                       environ={"CLOUDFILM_SYSLOG": f"udp://127.0.0.1:{port}"})
+                       forwarder=SyslogForwarder("udp", "127.0.0.1", port))
         try:
             log.record(AuditEntry(actor="alice", action="login"))
             messages = [listener.recv(65535) for _ in range(2)]

@@ -21,12 +21,14 @@ import pytest
 from pydicom import Dataset
 from pynetdicom import AE, build_role
 from pynetdicom.sop_class import (
-    CTImageStorage, StudyRootQueryRetrieveInformationModelFind,
+    CTImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
 )
 
 from conftest import Server, admin_token, database_url_for, free_port
 from factory import make_instance, multipart_related, to_bytes
+from jobs_wait import wait_for_tracking
 
 Y, N = True, False  # allowed / denied
 
@@ -267,7 +269,7 @@ def _ok(response: httpx.Response, who: str) -> bool:
                          ids=[f"{w}-{s}" for w, s, _ in MATRIX])
 def test_http_matrix(world: World, who: str, study: str, expected: tuple[bool, ...]) -> None:
     got = tuple(_seen(world, who, endpoint, study) for endpoint in ENDPOINTS)
-    assert dict(zip(ENDPOINTS, got)) == dict(zip(ENDPOINTS, expected))
+    assert dict(zip(ENDPOINTS, got, strict=True)) == dict(zip(ENDPOINTS, expected, strict=True))
 
 
 @pytest.mark.parametrize(("who", "study", "allowed"), UPLOADS,
@@ -504,7 +506,8 @@ def test_write_matrix(world: World, who: str, study: str, status: int) -> None:
     before = world.clients["admin"].get(path).json()["measurements"]
     written = world.clients[who].post(path, json=_measurement(world, study))
     assert written.status_code == status, written.text
-    after = world.clients["admin"].get(path).json()["measurements"]
+    # The SR follows in the folder's settle job.
+    after = wait_for_tracking(world.clients["admin"], world.studies[study])["measurements"]
     assert len(after) == len(before) + (1 if status == 201 else 0)
     assert (_report_series(world, study) > 0) is (len(after) > 0)
 
@@ -723,7 +726,7 @@ def test_newcomer_pages_matrix(world: World, who: str, page: str, status: int) -
     assert _fresh(world, who, "newcomer").get(page, follow_redirects=False).status_code == status
 
 
-@pytest.mark.parametrize("who", PAGE_ROLES + ("inviter",))
+@pytest.mark.parametrize("who", (*PAGE_ROLES, "inviter"))
 def test_withdraw_invitation_matrix(world: World, who: str) -> None:
     inviter = _fresh(world, "patient", f"withdrawer-{who}")
     made = inviter.post("/api/me/caregivers", json={}).json()

@@ -121,6 +121,14 @@ def test_a_family_helper_signs_up_through_the_link_and_sees_the_timeline(
             page.tap("form[action='/caregivers/invite'] button[type=submit]")
         invite = re.search(r"https?://[^\"' <]+/caregivers/join/[A-Za-z0-9_-]+", page.content())
         assert invite, page.content()[-2000:]
+        # The new link is on the first screen, with a one-tap copy button beside it.
+        box = page.locator("#invite-url").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= PHONE["viewport"]["height"]
+        assert page.locator("#invite-url").input_value() == invite.group(0)
+        patient.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
+        page.get_by_role("button", name="复制链接").tap()
+        page.get_by_role("button", name=re.compile("已复制")).wait_for()
+        assert page.evaluate("navigator.clipboard.readText()") == invite.group(0)
         screenshot(page, "keep-4-invitation-link")
     finally:
         patient.close()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import DemoSite, log_in, running_demo_site, screenshot
+from jobs_wait import wait_for_tracking_in_page
 
 # Reminders are enqueued and delivered every second here, and the follow-up window is
 # wide enough that the demo's next scan (months ahead) is already "due soon".
@@ -56,6 +57,8 @@ def measured(site: DemoSite, chromium: Any) -> dict[str, Any]:
                       "center_patient_mm": nodule["center_patient_mm"], "long_axis_mm": d,
                       "short_axis_mm": d, "nodule_type": nodule["type"], "lobe": "RUL"})
             assert r.status == 201, r.text()
+    for study in studies:  # registration and tracking run in a job: wait for it
+        wait_for_tracking_in_page(page, site.server.url, study["study_uid"])
     page.context.close()
     return {"prior": studies[0], "latest": studies[1]}
 

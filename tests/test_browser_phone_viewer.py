@@ -23,7 +23,15 @@ import pytest
 from cloudfilm.web.viewer import BUILD_DIR
 from conftest import DemoSite, screenshot
 from test_browser_viewer import (
-    PHONE, _pinch, _touch_drag, hook, login, open_viewer, pixels, studies, wait_for,
+    PHONE,
+    _pinch,
+    _touch_drag,
+    hook,
+    login,
+    open_viewer,
+    pixels,
+    studies,
+    wait_for,
     wait_for_pixels_to_change,
 )
 

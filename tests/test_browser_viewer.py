@@ -33,6 +33,7 @@ from cloudfilm.web.viewer import BUILD_DIR
 from conftest import DemoSite, screenshot
 from factory import parse_multipart
 
+
 @pytest.fixture(autouse=True, scope="module")
 def built() -> None:
     """A missing build is a failure, not a skip: make test builds it first."""

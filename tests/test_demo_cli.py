@@ -121,7 +121,7 @@ def test_every_demo_nodule_is_measured_tracked_and_assessed(demo_server) -> None
                 sizes = sorted(m["long_axis_mm"] for m in got["measurements"])
                 want = sorted(n["diameter_mm"] for n in study["nodules"])
                 assert len(sizes) == len(want) and all(
-                    abs(a - b) <= 1.0 for a, b in zip(sizes, want)), (sizes, want)
+                    abs(a - b) <= 1.0 for a, b in zip(sizes, want, strict=True)), (sizes, want)
                 assert got["assessment"]["category"]
         zhang = truth["patients"][0]
         by_nodule: dict[str, list[str]] = {}

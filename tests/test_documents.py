@@ -145,17 +145,17 @@ def test_cli_attach_and_its_exit_codes(server: Server, study: str, tmp_path: Pat
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(_pdf())
     args = ["attach", "--data", str(server.data_dir)]
-    ok = run_cli(args + ["--study", study, "--title", "CLI report", str(pdf)], server.database_url)
+    ok = run_cli([*args, "--study", study, "--title", "CLI report", str(pdf)], server.database_url)
     assert ok.returncode == 0 and ok.stdout.startswith("stored "), ok.stderr
     sop = ok.stdout.split()[1]
     found = httpx.get(f"{server.dicomweb}/studies/{study}/instances",
                       params={"SOPInstanceUID": sop}, headers=server.auth, timeout=30).json()
     assert found[0]["00080016"]["Value"] == [PDF_CLASS]
-    unknown = run_cli(args + ["--study", "1.2.3.404", str(pdf)], server.database_url)
+    unknown = run_cli([*args, "--study", "1.2.3.404", str(pdf)], server.database_url)
     assert unknown.returncode == 1 and "not found" in unknown.stderr
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
-    wrong = run_cli(args + ["--study", study, str(notes)], server.database_url)
+    wrong = run_cli([*args, "--study", study, str(notes)], server.database_url)
     assert wrong.returncode == 2 and "unsupported file type" in wrong.stderr
 
 

@@ -13,11 +13,11 @@ import psutil
 import pytest
 from pydicom.uid import generate_uid
 
-from conftest import Server, run_cli
-from factory import make_instance, multipart_related, stow, to_bytes
 from cloudfilm.services.archive.ingest import IngestService
 from cloudfilm.storage.blobs import FileSystemBlobStore, StagedBlob
 from cloudfilm.storage.index.db import Index
+from conftest import Server, run_cli
+from factory import make_instance, multipart_related, stow, to_bytes
 
 
 class _Writer(threading.Thread):

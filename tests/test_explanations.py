@@ -14,8 +14,16 @@ import pytest
 from markupsafe import Markup
 
 from cloudfilm.web.explanations import (
-    ExamAssessment, Explanation, NoduleChange, NoduleFacts, StudyNoduleSummary, everyday_object,
-    explain_study, readability_report, representative_summaries, size_text,
+    ExamAssessment,
+    Explanation,
+    NoduleChange,
+    NoduleFacts,
+    StudyNoduleSummary,
+    everyday_object,
+    explain_study,
+    readability_report,
+    representative_summaries,
+    size_text,
 )
 from cloudfilm.web.glossary import TERMS, entries, highlight
 from cloudfilm.web.i18n import Localizer, read_catalog, translations
@@ -335,7 +343,9 @@ def test_every_guideline_row_has_clinician_and_patient_wording_in_chinese() -> N
     from cloudfilm.domain.advice import fleischner_cell
     from cloudfilm.domain.fleischner import Patient, Risk, applicability
     from cloudfilm.web.guideline_words import (
-        CLINICIAN_TEXT, PATIENT_CATEGORY, PATIENT_RECOMMENDATION,
+        CLINICIAN_TEXT,
+        PATIENT_CATEGORY,
+        PATIENT_RECOMMENDATION,
     )
     reasons = applicability(Patient(age_years=30, risk=Risk.HIGH, screening=True,
                                     known_cancer=True, immunosuppressed=True))

@@ -20,14 +20,22 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from cloudfilm.config import Settings
+from cloudfilm.services.access.films import FilmService
+from cloudfilm.services.context import Archive
+from cloudfilm.storage.index.access_models import FilmRow, GrantRow, PersonRecordRow
 from conftest import Server, run_cli
 from test_people import (
-    HOSPITAL_A, Account, Hospital, audit_rows, fetch, link, make_account, store_study, unique,
+    HOSPITAL_A,
+    Account,
+    Hospital,
+    audit_rows,
+    fetch,
+    link,
+    make_account,
+    store_study,
+    unique,
 )
-from cloudfilm.config import Settings
-from cloudfilm.services.context import Archive
-from cloudfilm.services.access.films import FilmService
-from cloudfilm.storage.index.access_models import FilmRow, GrantRow, PersonRecordRow
 
 XIEHE = Hospital("北京协和医院", "BJXH")
 

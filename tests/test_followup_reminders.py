@@ -6,24 +6,32 @@ overdue one after the window, none once a newer CT is stored, each message once.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from factory import make_instance, to_bytes
+from cloudfilm.config import NotifySettings
 from cloudfilm.services.context import Archive
+from cloudfilm.services.jobs.worker import start_worker
 from cloudfilm.services.notify.followup_reminders import (
-    KIND_DUE, KIND_OVERDUE, enqueue_followup_reminders,
+    KIND_DUE,
+    KIND_OVERDUE,
+    enqueue_followup_reminders,
 )
-from cloudfilm.services.notify.notifications import InAppSender, list_in_app, start_notification_worker
+from cloudfilm.services.notify.notifications import list_in_app
 from cloudfilm.storage.index.access_models import (
-    CaregiverRow, OutboxRow, PersonRecordRow, PersonRow, UserRow,
+    CaregiverRow,
+    OutboxRow,
+    PersonRecordRow,
+    PersonRow,
+    UserRow,
 )
 from cloudfilm.storage.index.models import PatientRow
 from cloudfilm.storage.index.nodule_models import NoduleAssessmentRow
+from factory import make_instance, to_bytes
 
 EXAM = date(2025, 3, 1)
 EARLIEST, LATEST = date(2025, 9, 1), date(2026, 3, 1)
@@ -31,7 +39,7 @@ DAYS = 30
 
 
 def at(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
 
 
 @dataclass
@@ -235,13 +243,13 @@ def test_an_unlinked_hospital_record_has_nobody_to_remind(archive: Archive,
 
 def test_the_background_worker_delivers_follow_up_reminders_in_app(
         archive: Archive, folder: Folder) -> None:
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     study = store_study(archive, folder, today - timedelta(days=180))
     assess(archive, study, today - timedelta(days=180), today + timedelta(days=10),
            today + timedelta(days=100), person=folder.person)
-    handle = start_notification_worker(
-        archive, senders={"in-app": InAppSender()},
-        environ={"CLOUDFILM_NOTIFY_INTERVAL": "0.2", "CLOUDFILM_FOLLOWUP_DAYS": "30"})
+    archive.settings = replace(archive.settings,
+                               notify=NotifySettings(interval=0.2, followup_days=30))
+    handle = start_worker(archive)
     try:
         deadline = time.monotonic() + 30
         while not list_in_app(archive.index, folder.carer) and time.monotonic() < deadline:

@@ -18,7 +18,6 @@ from pydicom.uid import generate_uid
 
 from factory import make_instance, parse_multipart, sample, stow, to_bytes
 
-
 LOSSLESS = "1.2.840.10008.1.2.4.201"
 LOSSY = "1.2.840.10008.1.2.4.203"
 RPCL = "1.2.840.10008.1.2.4.202"
@@ -210,7 +209,7 @@ def test_instance_and_study_pixel_data(client: httpx.Client, stored: Stored) -> 
     response = pixeldata(client, url(stored.multiframe), jphc(LOSSLESS))
     parts = parse_multipart(response)
     assert [h["content-location"].rsplit("/", 1)[1] for h, _ in parts] == ["1", "2", "3"]
-    for (_, data), expected in zip(parts, stored_values(stored.multiframe)):
+    for (_, data), expected in zip(parts, stored_values(stored.multiframe), strict=True):
         np.testing.assert_array_equal(imagecodecs.htj2k_decode(data), expected)
     # The whole study, with raw frames as the fallback for the colour image.
     study = parse_multipart(pixeldata(client, f"/studies/{stored.study}",

@@ -20,15 +20,15 @@ from hypothesis import strategies as st
 from pydicom.filereader import read_dataset
 from pydicom.sequence import Sequence
 
-from factory import make_instance, to_bytes
-from fuzzing import fuzz_settings, mutated
-from hostile import deeply_nested
 from cloudfilm.dimse.identifiers import Refused, decode_identifier
 from cloudfilm.domain.dataset_limits import DatasetLimits, DatasetTooComplex, check_dataset
 from cloudfilm.domain.instance_facts import InvalidInstance
 from cloudfilm.services.archive.multipart_stream import MalformedMultipart, StagingReceiver
 from cloudfilm.services.archive.part10 import parse_instance
 from cloudfilm.storage.blobs import FileSystemBlobStore
+from factory import make_instance, to_bytes
+from fuzzing import fuzz_settings, mutated
+from hostile import deeply_nested
 
 LIMIT = DatasetLimits().max_depth
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -98,7 +98,7 @@ def test_the_bounds_walk_accepts_only_what_pydicom_reads_without_recursion(
             pass
     except RecursionError:
         raise
-    except Exception:  # noqa: BLE001, S110 - pydicom may refuse garbage (InvalidInstance upstream)
+    except Exception:  # noqa: BLE001 - pydicom may refuse garbage (InvalidInstance upstream)
         pass
 
 
@@ -121,7 +121,7 @@ def multipart_bodies(draw: Any) -> tuple[str, list[bytes], bytes]:
 
 def _chunks(body: bytes, sizes: list[int]) -> Iterator[bytes]:
     at = 0
-    for size in sizes + [len(body)]:
+    for size in [*sizes, len(body)]:
         yield body[at:at + size]
         at += size
 
@@ -286,9 +286,9 @@ def iso_images(draw: Any) -> bytes:
 
 @pytest.fixture(scope="module")
 def fuzz_archive(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from conftest import database_url_for
     from cloudfilm.config import Settings
     from cloudfilm.services.context import Archive
+    from conftest import database_url_for
 
     data_dir = tmp_path_factory.mktemp(f"fuzz-{database_kind}") / "data"
     url, schema = database_url_for(database_kind, data_dir)

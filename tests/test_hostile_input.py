@@ -175,20 +175,49 @@ def test_a_fresh_data_directory_is_owner_only(fresh_server: Server, database_kin
     assert files and [p for p in files if _mode(p) != 0o600] == []
 
 
-@pytest.mark.parametrize(("variable", "value", "command"), [
-    ("CLOUDFILM_HTTP_HEADER_TIMEOUT", "abc", ["serve", "--port", "0"]),
-    ("CLOUDFILM_HTTP_KEEPALIVE", "-3", ["serve", "--port", "0"]),
-    ("CLOUDFILM_DIMSE_MAX_PER_ADDRESS", "0", ["serve", "--port", "0", "--dimse-port", str(free_port())]),
-    ("CLOUDFILM_STABLE_AGE", "abc", ["serve", "--port", "0"]),
-    ("CLOUDFILM_IMPORT_MAX_FILES", "many", ["import", "."]),
+SERVE = ["serve", "--port", "0"]
+
+
+def _at_least_one(whole: bool) -> str:
+    return f"use {'a whole number' if whole else 'a number'} of at least 1"
+
+
+@pytest.mark.parametrize(("variable", "value", "command", "reason"), [
+    ("CLOUDFILM_HTTP_HEADER_TIMEOUT", "abc", SERVE, _at_least_one(False)),
+    ("CLOUDFILM_HTTP_KEEPALIVE", "-3", SERVE, _at_least_one(False)),
+    ("CLOUDFILM_DIMSE_MAX_PER_ADDRESS", "0", ["serve", "--port", "0", "--dimse-port", str(free_port())],
+     _at_least_one(True)),
+    ("CLOUDFILM_STABLE_AGE", "abc", SERVE, _at_least_one(True)),
+    ("CLOUDFILM_IMPORT_MAX_FILES", "many", ["import", "."], _at_least_one(True)),
+    ("CLOUDFILM_NOTIFY_INTERVAL", "often", SERVE, "use a number of at least 0.1"),
+    ("CLOUDFILM_REMOTE_TIMEOUT", "0", ["node", "list"], "use a number of at least 0.1"),
+    ("CLOUDFILM_SMTP_PORT", "70000", SERVE, "use a whole number from 1 to 65535"),
+    ("CLOUDFILM_OVERWRITE", "maybe", SERVE, "use true or false"),
+    ("CLOUDFILM_DIMSE_ALLOW", "everyone", SERVE, "use loopback, known or any"),
+    ("CLOUDFILM_SYSLOG", "http://collector:514", SERVE, "use udp://host:port or tcp://host:port"),
+    ("CLOUDFILM_PUBLIC_URL", "archive.example.org", SERVE,
+     "use an http:// or https:// URL with a host"),
 ])
 def test_a_bad_setting_stops_with_one_line_naming_it(tmp_path: Path, variable: str, value: str,
-                                                     command: list[str]) -> None:
+                                                     command: list[str], reason: str) -> None:
     env = dict(os.environ, CLOUDFILM_DATA=str(tmp_path / "data"), **{variable: value})
     env.pop("CLOUDFILM_DATABASE_URL", None)
     done = subprocess.run([sys.executable, "-m", "cloudfilm", *command], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [f"error: {variable}={value!r}: use "
-                                                f"{'a whole number' if 'MAX' in variable else 'a number'}"
-                                                f" of at least 1"]
+    assert done.stderr.strip().splitlines() == [f"error: {variable}={value!r}: {reason}"]
+
+
+@pytest.mark.parametrize("key", ["correct horse battery staple",  # a passphrase, not a key
+                                 "00" * 31,  # hex, one byte short
+                                 "/etc/cloudfilm/server.key"])  # a path, not a key
+def test_a_bad_secret_key_stops_serve_without_echoing_it(tmp_path: Path, key: str) -> None:
+    env = dict(os.environ, CLOUDFILM_DATA=str(tmp_path / "data"), CLOUDFILM_SECRET_KEY=key)
+    env.pop("CLOUDFILM_DATABASE_URL", None)
+    done = subprocess.run([sys.executable, "-m", "cloudfilm", *SERVE], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: CLOUDFILM_SECRET_KEY: use a key of at least 32 bytes written as hex or base64 "
+        "(e.g. openssl rand -hex 32)"]
+    assert not (tmp_path / "data").exists()  # stopped before anything was written

@@ -78,7 +78,7 @@ def _cd(tmp_path: Path, count: int) -> tuple[Path, list[str]]:
 
 
 def test_cd_folder_is_read_through_its_dicomdir(tmp_path: Path, archive_url: str) -> None:
-    cd, uids = _cd(tmp_path, 4)
+    cd, _uids = _cd(tmp_path, 4)
     result = run_cli(["import", "--data", str(tmp_path / "data"), str(cd)], archive_url)
     assert result.returncode == 0, result.stdout
     assert len(_lines(result.stdout, "stored")) == 4
@@ -86,7 +86,7 @@ def test_cd_folder_is_read_through_its_dicomdir(tmp_path: Path, archive_url: str
 
 
 def test_broken_dicomdir_falls_back_to_scanning_with_a_note(tmp_path: Path, archive_url: str) -> None:
-    cd, uids = _cd(tmp_path, 3)
+    cd, _uids = _cd(tmp_path, 3)
     dicomdir = cd / "DICOMDIR"
     dicomdir.write_bytes(dicomdir.read_bytes()[:300])  # truncated
     result = run_cli(["import", "--data", str(tmp_path / "data"), str(cd)], archive_url)
@@ -119,9 +119,9 @@ def make_iso(folder: Path, out: Path, extra: dict[str, bytes] | None = None) -> 
 
 
 def test_iso_images_read_through_dicomdir_or_scanned(tmp_path: Path, archive_url: str) -> None:
-    cd, uids = _cd(tmp_path, 3)
+    cd, _uids = _cd(tmp_path, 3)
     good = make_iso(cd, tmp_path / "good.iso")
-    broken_cd, broken_uids = _cd(tmp_path / "b", 2)
+    broken_cd, _broken_uids = _cd(tmp_path / "b", 2)
     dicomdir = broken_cd / "DICOMDIR"
     dicomdir.write_bytes(dicomdir.read_bytes()[:300])
     broken = make_iso(broken_cd, tmp_path / "broken.iso")

@@ -121,3 +121,55 @@ def test_inner_layers_never_import_outer_ones() -> None:
         elif name.startswith(("cloudfilm.services", "cloudfilm.storage")):
             wrong += [(name, t) for t in targets if t.startswith(OUTER_LAYERS)]
     assert wrong == []
+
+
+HTTP_LAYERS = ("cloudfilm.api", "cloudfilm.web")
+INDEX_PACKAGES = ("sqlalchemy", "cloudfilm.storage.index")
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom) -> list[str]:
+    """Every dotted name an import statement may bind, relative imports left out (none of
+    the HTTP layers' relative imports reach outside their package)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if node.level or node.module is None:
+        return []
+    return [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(f"{p}.") for p in packages)
+
+
+def test_http_layers_hold_no_sql_and_no_index_rows() -> None:
+    """api/ and web/ call services and get plain values: no SQLAlchemy, no index models or
+    sessions (issue 13), not even inside a function."""
+    wrong = []
+    for name, path in all_modules().items():
+        if not _within(name, HTTP_LAYERS):
+            continue
+        for node in _imports(ast.parse(path.read_text(), str(path))):
+            wrong += [(name, target) for target in _imported_names(node)
+                      if _within(target, INDEX_PACKAGES)]
+    assert wrong == []
+
+
+def test_the_api_never_imports_a_page() -> None:
+    """One direction only: pages (web/) build on the API's HTTP plumbing (authentication,
+    access checks, URLs); the API never imports web/ (cloudfilm/app.py mounts both)."""
+    graph = edges(all_modules())
+    wrong = [(name, t) for name, targets in graph.items() if _within(name, ("cloudfilm.api",))
+             for t in targets if _within(t, ("cloudfilm.web",))]
+    assert wrong == []
+    inner = [(name, t) for name, targets in graph.items()
+             if not _within(name, (*OUTER_LAYERS, "cloudfilm.app"))
+             for t in targets if t == "cloudfilm.app"]
+    assert inner == []
+
+
+def test_the_layer_checks_see_function_level_imports() -> None:
+    """The checks above would miss nothing hidden in a function."""
+    tree = ast.parse("def f():\n    from sqlalchemy import select\n"
+                     "    import cloudfilm.web.pages\n")
+    names = [n for node in _imports(tree) for n in _imported_names(node)]
+    assert "sqlalchemy" in names and "cloudfilm.web.pages" in names

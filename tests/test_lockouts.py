@@ -109,7 +109,7 @@ def test_forty_parallel_pin_guesses_evaluate_at_most_five(server: Server, index:
     def guess(client: httpx.Client, pin: str) -> Callable[[], httpx.Response]:
         return lambda: client.post(path, data={"pin": pin})
 
-    tries = [guess(c, p) for c, p in zip(clients, pins)]
+    tries = [guess(c, p) for c, p in zip(clients, pins, strict=True)]
     try:
         answers = in_two_waves(tries)
     finally:
@@ -141,7 +141,7 @@ def test_forty_parallel_password_guesses_from_one_address_evaluate_at_most_five(
             return lambda: client.post("/login", data={"username": name, "password": password,
                                                        "csrf": csrf})
 
-        answers = in_two_waves([attempt(c, p, f) for c, p, f in zip(clients, passwords, forms)])
+        answers = in_two_waves([attempt(c, p, f) for c, p, f in zip(clients, passwords, forms, strict=True)])
     finally:
         for client in clients:
             client.close()

@@ -11,7 +11,7 @@ import itertools
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -274,7 +274,7 @@ def test_sessions_slide_and_expire(server: Server, accounts: AccountService, ind
             with index.write_session() as session:
                 session.execute(update(WebSessionRow).where(
                     WebSessionRow.session_hash == session_hash)
-                    .values(expires_at=datetime.now(timezone.utc) + delta))
+                    .values(expires_at=datetime.now(UTC) + delta))
                 session.commit()
 
         set_expiry(timedelta(minutes=5))
@@ -282,8 +282,8 @@ def test_sessions_slide_and_expire(server: Server, accounts: AccountService, ind
         with index.session() as session:
             row = session.scalars(select(WebSessionRow).where(
                 WebSessionRow.session_hash == session_hash)).one()
-            expires = row.expires_at.replace(tzinfo=row.expires_at.tzinfo or timezone.utc)
-        assert expires - datetime.now(timezone.utc) > timedelta(hours=11, minutes=50)
+            expires = row.expires_at.replace(tzinfo=row.expires_at.tzinfo or UTC)
+        assert expires - datetime.now(UTC) > timedelta(hours=11, minutes=50)
         set_expiry(timedelta(seconds=-1))
         assert client.get("/api/me").status_code == 401
 

@@ -19,7 +19,9 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
+
 from conftest import Server, admin_token, database_url_for, run_cli
+from jobs_wait import wait_for_tracking
 
 
 @dataclass
@@ -83,13 +85,15 @@ def test_manual_measurements_are_tracked_across_hospitals_and_assessed(site: Sit
     first, second = patient["studies"][0], patient["studies"][1]
     assert first["issuer"] != second["issuer"]  # two hospitals, unrelated table positions
     with site.http("demo-physician") as http:
-        labels = {}
         for study in (first, second):
             for nodule in study["nodules"]:
                 r = http.post(f"/api/studies/{study['study_uid']}/nodules",
                               json=_manual(study, nodule))
                 assert r.status_code == 201, r.text
-                labels[(study["study_uid"], nodule["id"])] = r.json()["measurement"]["label"]
+                assert r.json()["tracking"] == "pending"  # registration runs in a job
+        labels = {(study["study_uid"], _truth_id(study, m)): m["label"]
+                  for study in (first, second)
+                  for m in wait_for_tracking(http, study["study_uid"])["measurements"]}
         # Registration links each nodule of the second scan to its own prior.
         for nodule in second["nodules"]:
             assert labels[(second["study_uid"], nodule["id"])] == \
@@ -160,11 +164,12 @@ def test_physician_can_link_unlink_and_mark_new(site: Site) -> None:
         assert back["link"] == "confirmed" and back["label"] == first["label"]
         gone = http.post(f"/api/nodule-measurements/{second['id']}/unlink").json()["measurement"]
         assert gone["link"] == "unlinked" and gone["nodule_id"] is None
-        assessed = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["assessment"]
+        assessed = wait_for_tracking(http, study["study_uid"])["assessment"]
         assert [n["id"] for n in assessed["nodules"]] == [first["label"]]
         relinked = http.post(f"/api/nodule-measurements/{second['id']}/link",
                              json={"nodule_id": second["nodule_id"]})
         assert relinked.status_code == 200
+        wait_for_tracking(http, study["study_uid"])
 
 
 def test_who_may_measure_and_read(site: Site) -> None:
@@ -266,7 +271,7 @@ def test_an_ohif_measurement_stored_by_stow_joins_the_nodule_model(site: Site) -
         stored = http.post("/dicomweb/studies", content=body, headers={
             "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
         assert stored.status_code == 200, stored.text
-        measurements = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
+        measurements = wait_for_tracking(http, study["study_uid"])["measurements"]  # imports
     imported = [m for m in measurements if m["source"] == "sr-import"]
     assert len(imported) == 1  # the 18 cm line across the chest is not a nodule
     m = imported[0]
@@ -281,7 +286,7 @@ def test_an_ohif_measurement_stored_by_stow_joins_the_nodule_model(site: Site) -
 def test_a_click_measures_the_nodule_in_3d_and_tracks_it(site: Site) -> None:
     """The viewer's "measure nodule" request: segmentation within ±0.5 mm of the demo truth."""
     patient = site.truth["patients"][1]
-    labels = []
+    measured = []
     for study in patient["studies"][1:]:
         nodule = next(n for n in study["nodules"] if n["type"] == "solid")
         col, row, _ = nodule["center_voxel"]
@@ -297,7 +302,11 @@ def test_a_click_measures_the_nodule_in_3d_and_tracks_it(site: Site) -> None:
         assert math.dist(m["center_patient_mm"], nodule["center_patient_mm"]) < 1.0
         contour = m["outline"]["contour"]
         assert len(contour) >= 8 and m["outline"]["instance_uid"]
-        labels.append(r.json()["nodule"]["label"])
+        assert r.json()["tracking"] == "pending" and r.json()["nodule"] is None
+        measured.append((study["study_uid"], m["id"]))
+    with site.http() as http:
+        labels = [next(m["label"] for m in wait_for_tracking(http, uid)["measurements"]
+                       if m["id"] == measurement_id) for uid, measurement_id in measured]
     assert labels[0] == labels[1]  # the second scan's nodule is the first one's
     with site.http() as http:
         away = http.post(f"/api/studies/{study['study_uid']}/nodules/measure", json={
@@ -320,9 +329,11 @@ def test_measuring_the_older_scan_last_still_links_the_newer_one(site: Site) -> 
                           json=_manual(newer, nodule_new)).json()["measurement"]
         second = http.post(f"/api/studies/{older['study_uid']}/nodules",
                            json=_manual(older, nodule_old)).json()["measurement"]
-        relinked = next(m for m in http.get(f"/api/studies/{newer['study_uid']}/nodules").json()[
-            "measurements"] if m["id"] == first["id"])
-    assert relinked["nodule_id"] == second["nodule_id"]
+        relinked = next(m for m in wait_for_tracking(http, newer["study_uid"])["measurements"]
+                        if m["id"] == first["id"])
+        prior = next(m for m in wait_for_tracking(http, older["study_uid"])["measurements"]
+                     if m["id"] == second["id"])
+    assert relinked["nodule_id"] == prior["nodule_id"] is not None
 
 
 # -- the order of measuring does not matter ---------------------------------------------------
@@ -347,8 +358,8 @@ def _outcome(http: httpx.Client, patient: dict[str, Any], person: int) -> dict[s
     """What a reader sees: each scan's labels, links, growth and guideline result, and
     which measurements each followed nodule holds."""
     scans = []
-    for index, study in enumerate(patient["studies"]):
-        body = http.get(f"/api/studies/{study['study_uid']}/nodules").json()
+    for study in patient["studies"]:
+        body = wait_for_tracking(http, study["study_uid"])
         assessment = body["assessment"] or {}
         scans.append({
             "nodules": sorted((_truth_id(study, m), m["label"], m["link"],
@@ -373,6 +384,8 @@ def _measure_manually(http: httpx.Client, patient: dict[str, Any], order: tuple[
         for nodule in study["nodules"]:
             r = http.post(f"/api/studies/{study['study_uid']}/nodules", json=_manual(study, nodule))
             assert r.status_code == 201, r.text
+    for study in patient["studies"]:
+        wait_for_tracking(http, study["study_uid"])
 
 
 def test_tracking_does_not_depend_on_the_order_scans_are_measured_in(site: Site) -> None:
@@ -506,3 +519,25 @@ def test_chinese_study_pages_word_the_guideline_for_patient_and_physician(site: 
     # The patient: the plain-language text and plain words, never Brock or the rule row.
     assert 'id="nodule-explanation"' in own and 'id="patient-header"' not in own
     assert "Brock" not in own and "MacMahon" not in own and "高危" not in own
+
+
+def test_a_second_click_on_a_nodule_measures_it_again_not_a_second_nodule(site: Site) -> None:
+    """The viewer's tool clicked twice on one nodule (a little off centre the second time):
+    still one measurement of it, with the new geometry, in the same nodule."""
+    patient = site.truth["patients"][0]
+    study = patient["studies"][2]
+    nodule = study["nodules"][0]
+    col, row, _ = nodule["center_voxel"]
+    with site.http("demo-physician") as http:
+        _reset(http, patient)
+        clicks = []
+        for dx in (0.0, 2.0):
+            r = http.post(f"/api/studies/{study['study_uid']}/nodules/measure", json={
+                "series_uid": study["series_uid"], "instance_uid": nodule["instance_uid_at_center"],
+                "x": col + dx, "y": row + dx})
+            assert r.status_code == 201, r.text
+            clicks.append(r.json()["measurement"])
+        got = wait_for_tracking(http, study["study_uid"])["measurements"]
+    assert clicks[0]["id"] == clicks[1]["id"]
+    assert [m["id"] for m in got] == [clicks[0]["id"]]
+    assert abs(got[0]["long_axis_mm"] - nodule["diameter_mm"]) <= 1.0

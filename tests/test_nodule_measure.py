@@ -136,7 +136,7 @@ def test_volume_to_nearest_whole_mm3_half_up(volume: float, whole: int) -> None:
     ("left upper lobe", Lobe.LUL, True), ("Lingula", Lobe.LUL, True), ("LLL", Lobe.LLL, False),
 ])
 def test_lobes_and_lingula(text: str, lobe: Lobe, upper: bool) -> None:
-    assert Lobe.parse(text) is lobe and lobe.upper is upper
+    assert Lobe.parse(text) is lobe and lobe.is_upper is upper
 
 
 def test_unknown_lobe_refused() -> None:

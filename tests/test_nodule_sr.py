@@ -18,7 +18,6 @@ import httpx
 import numpy as np
 import pydicom
 import pytest
-from factory import parse_multipart, stow, to_bytes
 from pydicom.dataset import FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -32,6 +31,7 @@ from cloudfilm.services.nodules.sr import (
     centre_from_points,
     read_nodule_sr,
 )
+from factory import parse_multipart, stow, to_bytes
 
 OPTIONS = DemoOptions(patients=1, slices=40)
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"

@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -23,26 +23,35 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
-from conftest import ROOT, Server, free_port
-from cloudfilm.config import Settings
+from cloudfilm.config import NotifySettings, Settings, SmtpSettings
 from cloudfilm.services.access.accounts import accounts_of
 from cloudfilm.services.context import Archive
+from cloudfilm.services.jobs.worker import start_worker
 from cloudfilm.services.notify.notifications import (
-    MAX_ATTEMPTS, InAppSender, LogSender, NotificationWorker, SmtpSender, backoff, list_in_app,
-    start_notification_worker,
+    MAX_ATTEMPTS,
+    InAppSender,
+    LogSender,
+    NotificationWorker,
+    SmtpSender,
+    backoff,
+    list_in_app,
 )
 from cloudfilm.services.notify.outbox import Message
 from cloudfilm.services.notify.reminders import enqueue_expiry_reminders
 from cloudfilm.storage.index.access_models import (
-    CaregiverRow, GrantRow, OutboxRow, PersonRow, UserRow,
+    CaregiverRow,
+    GrantRow,
+    OutboxRow,
+    PersonRow,
+    UserRow,
 )
-
+from conftest import ROOT, Server, free_port
 
 
 @pytest.fixture
 def now() -> datetime:
     """A moment just after everything a test enqueues (queued messages are due at once)."""
-    return datetime.now(timezone.utc).replace(microsecond=0) + timedelta(minutes=5)
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
 
 
 @dataclass
@@ -103,7 +112,7 @@ def outbox(archive: Archive, message_id: int) -> OutboxRow:
 
 
 def aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=timezone.utc) if value and value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 
 def enqueue(archive: Archive, channel: str, user: int | None, **fields: Any) -> int:
@@ -234,8 +243,8 @@ def test_concurrent_workers_never_send_a_message_twice(now: datetime, archive: A
 
 def test_the_background_worker_delivers_until_stopped(archive: Archive) -> None:
     user = add_user(archive, "jo")
-    handle = start_notification_worker(archive, senders={"in-app": InAppSender()},
-                                       environ={"CLOUDFILM_NOTIFY_INTERVAL": "0.2"})
+    archive.settings = replace(archive.settings, notify=NotifySettings(interval=0.2))
+    handle = start_worker(archive)  # the job worker: notify.deliver every 0.2 s
     try:
         message_id = enqueue(archive, "in-app", user)
         deadline = time.monotonic() + 20
@@ -244,7 +253,7 @@ def test_the_background_worker_delivers_until_stopped(archive: Archive) -> None:
         assert [n["id"] for n in list_in_app(archive.index, user)] == [message_id]
     finally:
         handle.stop()
-    assert not handle.thread.is_alive()
+    assert not handle.running
     later = enqueue(archive, "in-app", user, subject="after stop")
     time.sleep(0.6)
     assert outbox(archive, later).sent_at is None
@@ -297,7 +306,7 @@ def test_in_app_notifications_over_http(now: datetime, server: Server,
 
 def serve_starts_the_worker() -> bool:
     source = (ROOT / "src/cloudfilm/commands/serve.py").read_text(encoding="utf-8")
-    return "start_notification_worker" in source
+    return "start_worker" in source
 
 
 @pytest.mark.skipif(not serve_starts_the_worker(),
@@ -355,7 +364,7 @@ def add_grant(archive: Archive, who: Family, until: date | None, **fields: Any) 
     values = {"owner_user_id": who.owner, "person_id": who.person, "audience": "physician",
               "physician_user_id": who.physician, "permissions": "view",
               "study_uids": json.dumps(["1.2.3"]),
-              "valid_from": datetime.now(timezone.utc) - timedelta(days=30),
+              "valid_from": datetime.now(UTC) - timedelta(days=30),
               "valid_until": until} | fields
     with archive.index.write_session() as session:
         row = GrantRow(**values)
@@ -429,12 +438,13 @@ def test_a_repeated_scan_after_a_crash_queues_nothing_twice(now: datetime,
 
 
 def test_the_background_worker_sends_reminders(archive: Archive, smtp: Smtp) -> None:
-    who, today = family(archive), datetime.now(timezone.utc).date()
+    who, today = family(archive), datetime.now(UTC).date()
     soon = add_grant(archive, who, today + timedelta(days=2))
     later = add_grant(archive, who, today + timedelta(days=5))
-    handle = start_notification_worker(
-        archive, senders={"email": smtp.sender(), "in-app": InAppSender()},
-        environ={"CLOUDFILM_NOTIFY_INTERVAL": "0.2", "CLOUDFILM_REMINDER_DAYS": "3"})
+    archive.settings = replace(
+        archive.settings, notify=NotifySettings(interval=0.2, reminder_days=3),
+        smtp=SmtpSettings("127.0.0.1", smtp.port, sender="cloudfilm@example.org"))
+    handle = start_worker(archive)
     try:
         deadline = time.monotonic() + 30
         while len(smtp.box.received) < 2 and time.monotonic() < deadline:

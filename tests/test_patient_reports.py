@@ -20,6 +20,7 @@ from pydicom.sequence import Sequence
 
 from conftest import Server, admin_token, database_url_for
 from factory import make_instance, multipart_related, to_bytes
+from jobs_wait import wait_for_tracking
 
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9"}
@@ -115,6 +116,7 @@ def site(database_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         person = patient.get("/api/me").json()["person_id"]
         assert admin.post(f"/api/persons/{person}/records",
                           json={"patient_id": "RP1", "issuer": "HOSP_A"}).status_code == 201
+        wait_for_tracking(admin, image.StudyInstanceUID)  # the nodule SR is written in a job
         yield Site(server, image.StudyInstanceUID, image.SeriesInstanceUID, image.SOPInstanceUID,
                    patient, admin)
         patient.close()

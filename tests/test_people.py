@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,13 +23,13 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select, update
 
-from conftest import Server, run_cli
-from factory import make_instance, stow, to_bytes
-from cloudfilm.storage.index.access_models import AuditEventRow, ClaimCodeRow, OutboxRow, UserRow
 from cloudfilm.services.access.accounts import AccountService
 from cloudfilm.services.access.people import CLAIM_ALPHABET, new_claim_code, normalise_claim_code
+from cloudfilm.storage.index.access_models import AuditEventRow, ClaimCodeRow, OutboxRow, UserRow
 from cloudfilm.storage.index.db import Index
 from cloudfilm.web.i18n import translations
+from conftest import Server, run_cli
+from factory import make_instance, stow, to_bytes
 
 PASSWORD = "correct horse battery staple"
 PDF_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -306,7 +306,7 @@ def test_claim_codes_expire_and_unknown_ones_fail(server: Server,
     study = store_study(server, staff["operator"], HOSPITAL_B, unique("B"))
     code = claim_code(server, study)
     execute(server, update(ClaimCodeRow).where(ClaimCodeRow.study_uid == study).values(
-        expires_at=datetime.now(timezone.utc) - timedelta(minutes=1)))
+        expires_at=datetime.now(UTC) - timedelta(minutes=1)))
     assert patient.http.post("/api/me/claim", json={"code": code}).status_code == 404
     assert patient.http.post("/api/me/claim", json={"code": "ZZZZZZZZZZ"}).status_code == 404
     assert uid_list(patient.http.get("/api/me/timeline")) == []

@@ -39,8 +39,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate, generate_frames
 
-from cloudfilm.services.imaging import pixels
-from cloudfilm.services.imaging import rendering
+from cloudfilm.services.imaging import pixels, rendering
 from cloudfilm.services.imaging.pixels import PixelDescription, decode_frame_bytes
 from cloudfilm.services.imaging.rendering import RenderOptions
 

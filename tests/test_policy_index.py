@@ -10,27 +10,27 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
-from conftest import database_url_for
-from factory import make_instance, to_bytes
 from cloudfilm.config import Settings
 from cloudfilm.domain.access import ANONYMOUS, Permission, Principal, Role
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query
-from cloudfilm.services.context import Archive
 from cloudfilm.services.access.people import PeopleService
 from cloudfilm.services.access.policy import Policy, visible_instances_clause
 from cloudfilm.services.archive.query import UnknownStudy
+from cloudfilm.services.context import Archive
 from cloudfilm.storage.index.access_models import GrantRow, PersonRow, UserRow
 from cloudfilm.storage.index.models import StudyRow
+from conftest import database_url_for
+from factory import make_instance, to_bytes
 
 OPERATOR = Principal("user", username="op", role=Role.OPERATOR)
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 @dataclass

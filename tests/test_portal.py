@@ -18,13 +18,21 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from cloudfilm.web import i18n
 from conftest import Server
 from factory import make_instance, stow, to_bytes
 from test_people import (
-    HOSPITAL_A, HOSPITAL_B, PASSWORD, Account, link, make_account, pdf_instance,
-    secondary_capture, store_study, unique,
+    HOSPITAL_A,
+    HOSPITAL_B,
+    PASSWORD,
+    Account,
+    link,
+    make_account,
+    pdf_instance,
+    secondary_capture,
+    store_study,
+    unique,
 )
-from cloudfilm.web import i18n
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}

@@ -14,9 +14,7 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
-from conftest import DATABASES, database_url_for
 from dicomweb_client.api import DICOMwebClient
-from factory import make_instance, multipart_related, to_bytes
 from pydicom.uid import generate_uid
 
 from cloudfilm.domain.levels import Level
@@ -26,6 +24,8 @@ from cloudfilm.services.archive.query import QueryService, UnknownStudy
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow
 from cloudfilm.storage.index.writer import ParentCache, write_instance
+from conftest import DATABASES, database_url_for
+from factory import make_instance, multipart_related, to_bytes
 
 PATIENT_NAME, PATIENT_ID = "00100010", "00100020"
 STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"

@@ -25,14 +25,15 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
 from cloudfilm.config import Settings
+from cloudfilm.services.archive.retention import Retention
 from cloudfilm.services.context import Archive
 from cloudfilm.services.exchange.remote import RemoteService
 from cloudfilm.services.exchange.remote_types import RemoteError, StudyQuery
-from cloudfilm.services.archive.retention import Retention
 from cloudfilm.storage.index.db import Index
 from conftest import Server, database_url_for, free_port, run_cli
 from factory import make_instance, parse_multipart, sample, stow, to_bytes
-from orthanc_peer import AE_TITLE as ORTHANC_AET, OrthancPeer, running_orthanc
+from orthanc_peer import AE_TITLE as ORTHANC_AET
+from orthanc_peer import OrthancPeer, running_orthanc
 
 OUR_AET = "CLOUDFILM"
 AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -216,7 +217,7 @@ def test_find(env: Env, two_studies: tuple[str, str, str], node: str) -> None:
     assert code == 0, out
     found = _found(out)
     assert set(found) == {recent, older}, out
-    uid, date, pid, name, modalities, description, count = found[recent]
+    _uid, date, pid, name, modalities, description, count = found[recent]
     assert (date, pid, name, description, count) == ("20240115", patient, "Doe^John",
                                                      f"CHEST {patient}", "4")
     assert set(modalities.split("\\")) == {"CT", "MR"}
@@ -296,7 +297,7 @@ def test_fetch_reports_per_instance_failures(env: Env) -> None:
     the exit status says the study is incomplete, and a re-run retries only the failure."""
     parts = study_parts("PID-" + secrets.token_hex(4))
     study = seed(env.peer, parts)
-    mr = [sop for sop, data in parts.items() if _read(data).Modality == "MR"][0]
+    mr = next(sop for sop, data in parts.items() if _read(data).Modality == "MR")
     squatter = make_instance(series=str(_read(parts[mr]).SeriesInstanceUID))  # another study
     with httpx.Client(base_url=env.server.dicomweb, headers=env.server.auth, timeout=30) as client:
         assert stow(client, [to_bytes(squatter)]).status_code == 200

@@ -7,23 +7,26 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
-from conftest import database_url_for, run_cli
-from factory import make_instance, to_bytes
 from cloudfilm.config import Settings
+from cloudfilm.services.archive.retention import Retention, RetentionError, add_years
 from cloudfilm.services.context import Archive
 from cloudfilm.services.exchange.importer import import_paths
-from cloudfilm.services.archive.retention import Retention, RetentionError, add_years
 from cloudfilm.storage.index.access_models import (
-    GrantRow, PersonRecordRow, PersonRow, UserRow,
+    GrantRow,
+    PersonRecordRow,
+    PersonRow,
+    UserRow,
 )
 from cloudfilm.storage.index.models import InstanceRow
+from conftest import database_url_for, run_cli
+from factory import make_instance, to_bytes
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def add_grant(archive: Archive, person: int, study_uids: list[str] | None, **fie
         owner = UserRow(username=f"owner{person}-{len(str(fields))}-{id(fields)}", role="patient")
         session.add(owner)
         session.flush()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         values: dict[str, object] = {
             "owner_user_id": owner.id, "person_id": person, "audience": "link",
             "permissions": "view", "created_at": now, "valid_from": now - timedelta(days=1),
@@ -141,13 +144,13 @@ def test_policies_per_source_with_a_default(setup: Setup) -> None:
     assert report[s.a_new][2:5] == ["10", "2034-03-01", "kept"]
     assert report[s.b_old][2:5] == ["forever", "never", "kept"]  # the source's own policy wins
     assert report[s.no_issuer][2:5] == ["20", "2020-01-01", "may be deleted"]  # the default
-    arrived = datetime.now(timezone.utc).date()
+    arrived = datetime.now(UTC).date()
     assert report[s.no_date][3] == add_years(arrived, 10).isoformat()
     assert setup.retention.may_delete(s.a_old) == (True,
                                                    "retention of 10 years ended on 2020-01-15")
     allowed, why = setup.retention.may_delete(s.a_new)
     assert not allowed and why == "kept until 2034-03-01 (10 years)"
-    assert setup.retention.may_delete(s.a_new, datetime(2034, 3, 1, tzinfo=timezone.utc))[0]
+    assert setup.retention.may_delete(s.a_new, datetime(2034, 3, 1, tzinfo=UTC))[0]
     assert setup.retention.policies() == {"HOSP_A": 10, "*": 20, "HOSP_B": None}
     code, out = setup.cli("retention", "policy", "list")
     assert out.splitlines() == ["*\t20", "HOSP_A\t10", "HOSP_B\tforever"]
@@ -213,7 +216,7 @@ def test_active_grants_block_deletion_and_ended_ones_do_not(setup: Setup) -> Non
     s = setup.studies
     setup.retention.set_policy("*", 0)
     person = link_person(setup.archive, "PA1", "HOSP_A")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     add_grant(setup.archive, person, [s.a_old], revoked_at=now - timedelta(hours=1))
     add_grant(setup.archive, person, [s.a_old], valid_until=now.date() - timedelta(days=1))
     add_grant(setup.archive, person, [s.b_old])  # another person's study: no effect
@@ -233,7 +236,7 @@ def test_a_timeline_grant_blocks_the_studies_it_covers(setup: Setup) -> None:
     s = setup.studies
     setup.retention.set_policy("*", 0)
     person = link_person(setup.archive, "PA1", "HOSP_A")
-    before = datetime.now(timezone.utc) - timedelta(days=2)
+    before = datetime.now(UTC) - timedelta(days=2)
     # a timeline grant without include_future covers only what had arrived when it was made
     add_grant(setup.archive, person, None, created_at=before, valid_from=before)
     assert setup.retention.may_delete(s.a_old)[0] is True  # arrived after the grant was made
@@ -241,7 +244,7 @@ def test_a_timeline_grant_blocks_the_studies_it_covers(setup: Setup) -> None:
                         include_future=True)
     assert {setup.retention.may_delete(u)[1] for u in (s.a_old, s.a_new)} == {
         f"blocked by grant #{forward} (active until "
-        f"{(datetime.now(timezone.utc).date() + timedelta(days=30)).isoformat()})"}
+        f"{(datetime.now(UTC).date() + timedelta(days=30)).isoformat()})"}
 
 
 def test_an_unknown_study_may_be_deleted_as_there_is_nothing_to_keep(setup: Setup) -> None:

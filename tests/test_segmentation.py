@@ -31,7 +31,7 @@ SignedDistance = Callable[[np.ndarray], np.ndarray]  # points (..., 3) in mm -> 
 
 def coverage(shape: tuple[int, ...], spacing: np.ndarray, inside: SignedDistance) -> np.ndarray:
     """Fraction of each voxel inside a shape, supersampled where the surface crosses it."""
-    grid = np.stack(np.meshgrid(*[np.arange(n) * d for n, d in zip(shape, spacing)],
+    grid = np.stack(np.meshgrid(*[np.arange(n) * d for n, d in zip(shape, spacing, strict=True)],
                                 indexing="ij"), axis=-1)
     distance = inside(grid)
     fraction = (distance < 0).astype(np.float32)
@@ -103,7 +103,7 @@ class Phantom:
 
     @property
     def seed(self) -> tuple[int, int, int]:
-        k, i, j = (int(round(c / s)) for c, s in zip(self.centre, self.spacing))
+        k, i, j = (int(round(c / s)) for c, s in zip(self.centre, self.spacing, strict=True))
         return k, i, j
 
 
@@ -205,7 +205,7 @@ def test_the_outline_draws_the_axes_on_the_best_slice() -> None:
     assert np.linalg.norm(d - c) * 0.7 == pytest.approx(seg.short_axis_mm, abs=0.02)
     cosine = np.dot(b - a, d - c) / (np.linalg.norm(b - a) * np.linalg.norm(d - c))
     assert abs(cosine) < 0.01  # perpendicular
-    k0, i0, j0 = seg.mask_offset_kij
+    k0, _i0, _j0 = seg.mask_offset_kij
     assert seg.mask[seg.best_slice - k0].sum() == max(seg.mask.sum(axis=(1, 2)))
     patient = volume.voxel_to_patient(seg.centre_kij)
     assert np.allclose(seg.centre_patient_mm, patient)

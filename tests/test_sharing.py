@@ -16,7 +16,7 @@ import secrets
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
@@ -24,22 +24,30 @@ import segno
 from PIL import Image
 from sqlalchemy import delete, select, update
 
-from conftest import Server
-from test_people import (
-    HOSPITAL_A, HOSPITAL_B, Account, audit_rows, execute, fetch, link, make_account, store_study,
-    uid_list, unique,
-)
 from cloudfilm.services.access.accounts import AccountService
 from cloudfilm.services.access.share_card import mask_name
-from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.access_models import GrantRow, OutboxRow, RateLimitRow, UserRow
+from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import StudyRow
-
+from conftest import Server
+from test_people import (
+    HOSPITAL_A,
+    HOSPITAL_B,
+    Account,
+    audit_rows,
+    execute,
+    fetch,
+    link,
+    make_account,
+    store_study,
+    uid_list,
+    unique,
+)
 
 
 def today() -> date:
     """The server's today (UTC), asked at the moment of use: a run may cross midnight."""
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 @dataclass
@@ -287,7 +295,7 @@ def test_timeline_shares_and_future_studies(server: Server, folder: Folder,
                                             operator: Account) -> None:
     person = folder.patient.person_id
     execute(server, update(StudyRow).where(StudyRow.study_uid.in_([folder.first, folder.second]))
-            .values(created_at=datetime.now(timezone.utc) - timedelta(days=1)))  # arrived earlier
+            .values(created_at=datetime.now(UTC) - timedelta(days=1)))  # arrived earlier
     frozen = share(folder.patient, {"scope": {"patient": person}})
     future = share(folder.patient, {"scope": {"patient": person, "include_future": True}})
     pid = folder.patient.http.get(f"/api/persons/{person}").json()["records"][0]["patient_id"]

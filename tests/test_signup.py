@@ -15,11 +15,19 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from conftest import Server
-from test_people import (
-    HOSPITAL_A, Account, audit_rows, claim_code, fetch, make_account, store_study, unique,
-)
 from cloudfilm.storage.index.access_models import UserRow
+from conftest import Server
+from jobs_wait import wait_for_tracking
+from test_people import (
+    HOSPITAL_A,
+    Account,
+    audit_rows,
+    claim_code,
+    fetch,
+    make_account,
+    store_study,
+    unique,
+)
 
 BIRTH = "19600101"  # what store_study writes as PatientBirthDate
 PASSWORD = "a long enough password"
@@ -308,6 +316,7 @@ def test_nodules_measured_before_the_patient_keeps_the_film_follow_the_record(
             "instance_uid": image["00080018"]["Value"][0], "center_patient_mm": [1, 1, 1.25],
             "long_axis_mm": 8.0, "short_axis_mm": 6.0, "nodule_type": "solid"})
         assert made.status_code == 201, made.text
+        wait_for_tracking(admin, study)
     with visitor(server) as browser:
         first = store_study(server, operator, HOSPITAL_A, unique("O"))
         assert sign_up(browser, claim_code=claim_code(server, first)).status_code == 201
@@ -315,9 +324,10 @@ def test_nodules_measured_before_the_patient_keeps_the_film_follow_the_record(
                             json={"film_url": url, "birth_date": "1960-01-01"})
         assert kept.status_code == 201, kept.text
         me = browser.get("/api/me").json()["person_id"]
+        moved = wait_for_tracking(browser, study)  # the folder changed: tracked again in a job
         nodules = browser.get(f"/api/persons/{me}/nodules").json()["nodules"]
         assert [[m["long_axis_mm"] for m in n["measurements"]] for n in nodules] == [[8.0]]
-        assert browser.get(f"/api/studies/{study}/nodules").json()["assessment"]["category"]
+        assert moved["assessment"]["category"]
 
 
 def test_the_sign_up_form_needs_its_own_token_and_signs_in(

@@ -118,7 +118,7 @@ def test_native_frames_with_exact_part_headers(client: httpx.Client, series: dic
     assert body.rstrip(b"\r\n").endswith(f"\r\n--{boundary}--".encode())
     parts = parse_multipart(response)
     frames = np.frombuffer(multi.PixelData, dtype=np.int16).reshape(5, 8, 8)
-    for (headers, data), number in zip(parts, (1, 3, 5)):
+    for (headers, data), number in zip(parts, (1, 3, 5), strict=True):
         assert headers["content-type"] == \
             "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
         assert data == frames[number - 1].tobytes()
@@ -219,7 +219,7 @@ def test_delete_removes_rows_and_blobs(fresh_server: Server) -> None:
     keep = make_instance()
     doomed = [make_instance(study=study, series=series_uid, instance_number=i) for i in range(3)]
     with httpx.Client(base_url=fresh_server.dicomweb, headers=fresh_server.auth) as http:
-        assert stow(http, [to_bytes(d) for d in doomed + [keep]]).status_code == 200
+        assert stow(http, [to_bytes(d) for d in [*doomed, keep]]).status_code == 200
         one = http.delete(_instance_url(doomed[0]))
         assert one.status_code == 200 and one.json() == {"deleted_instances": 1}
         assert http.get(_instance_url(doomed[0]) + "/metadata").status_code == 404

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import DemoSite, log_in, running_demo_site, screenshot
+from jobs_wait import wait_for_tracking
 
 PHONE = dict(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
              locale="zh-CN")
@@ -150,6 +151,8 @@ def measure_and_report(site: DemoSite) -> None:
                 "short_axis_mm": nodule["diameter_mm"] * 0.8, "nodule_type": nodule["type"],
                 "lobe": "RUL"})
             assert measured.status_code == 201, measured.text
+        for study in patient["studies"]:  # tracked, assessed and the SR written in a job
+            wait_for_tracking(admin, study["study_uid"])
         newest = max(patient["studies"], key=lambda s: s["study_date"])
         name = patient["patient_name"]
         report = hospital_report(study=newest["study_uid"], patient_id=newest["patient_id"],

@@ -8,6 +8,7 @@ node    manage the known remote DICOM nodes
 measure segment and measure the nodule under a click on a CT slice (JSON)
 advise  guideline follow-up (Fleischner 2017, Lung-RADS v2022) for a nodule case on stdin
 film    issue or withdraw a hospital cloud film (a link, QR code and slip for one study)
+worker  run background jobs (registration and tracking, notifications, reminders, films)
 """
 
 from __future__ import annotations
@@ -17,13 +18,25 @@ import logging
 import os
 import sys
 
-from cloudfilm.commands import advise, archive, audit, media, nodes, people, remote, retention, serve, users
-from cloudfilm.commands import measure
-from cloudfilm.commands import films
+from cloudfilm.commands import (
+    advise,
+    archive,
+    audit,
+    films,
+    measure,
+    media,
+    nodes,
+    people,
+    remote,
+    retention,
+    serve,
+    users,
+    worker,
+)
 from cloudfilm.config import SettingError
 
 COMMAND_MODULES = [serve, archive, nodes, remote, media, users, audit, retention, people, advise,
-                   measure, films]
+                   measure, films, worker]
 
 
 def build_parser() -> argparse.ArgumentParser:

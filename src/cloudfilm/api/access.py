@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import ColumnElement
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
@@ -21,9 +20,10 @@ from starlette.requests import HTTPConnection
 from cloudfilm.api.authn import SESSION_COOKIE, client_ip, principal
 from cloudfilm.api.errors import NotFound
 from cloudfilm.domain.access import Decision, Permission
-from cloudfilm.services.context import Archive
 from cloudfilm.services.access.people import audit_entry
 from cloudfilm.services.access.policy import Policy
+from cloudfilm.services.archive.query import Visible
+from cloudfilm.services.context import Archive
 
 
 def archive_of(conn: HTTPConnection) -> Archive:
@@ -113,7 +113,8 @@ async def require_upload(conn: HTTPConnection, study: str, *,
 
 
 async def visible_clause(conn: HTTPConnection,
-                         permission: Permission = Permission.VIEW) -> ColumnElement[bool] | None:
-    """The ``visible=`` filter for QueryService for this caller (None: unrestricted)."""
+                         permission: Permission = Permission.VIEW) -> Visible:
+    """The ``visible=`` filter for QueryService for this caller (None: unrestricted); the
+    route hands it on without looking inside."""
     return await run_in_threadpool(Policy(archive_of(conn)).visible_clause, principal(conn),
                                    permission)

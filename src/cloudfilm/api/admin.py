@@ -19,7 +19,6 @@ from cloudfilm.domain.nodes import InvalidNode, Node
 from cloudfilm.services.context import Archive
 from cloudfilm.services.exchange.nodes import UnknownNode
 
-
 ADMINS = (Role.ADMIN, Role.OPERATOR)  # hospital IT connects PACS
 
 

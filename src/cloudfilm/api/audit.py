@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
@@ -24,14 +24,33 @@ from cloudfilm.api.authn import require_user
 from cloudfilm.api.errors import BadParameter
 from cloudfilm.domain.access import Role
 from cloudfilm.domain.audit import EVENT_CODES
-from cloudfilm.services.context import Archive
-from cloudfilm.services.audit.record import AuditRecord
+from cloudfilm.domain.clock import as_utc
+from cloudfilm.i18n import N_, Localizer, localizer
 from cloudfilm.services.audit.export import dicom_audit_messages_xml, fhir_bundle
-from cloudfilm.web.i18n import Localizer, localizer
-from cloudfilm.web.labels import ACTIONS
+from cloudfilm.services.audit.record import AuditRecord
+from cloudfilm.services.context import Archive
 
 FORMATS = {"fhir": "application/fhir+json", "dicom": "application/xml", "json": "application/json"}
 DEFAULT_LIMIT, MAX_LIMIT = 1000, 10_000
+# What each action means to a patient, in the access log (JSON here, and the share page).
+ACTIONS = {
+    "view": N_("looked at images"), "download": N_("downloaded images"),
+    "query": N_("looked at the list of scans"), "upload": N_("uploaded images"),
+    "store": N_("received images"), "delete": N_("deleted images"),
+    "share-create": N_("shared images"), "share-renew": N_("renewed a share"),
+    "share-revoke": N_("stopped a share"), "share-open": N_("opened a shared link"),
+    "link": N_("added a hospital record"), "unlink": N_("removed a hospital record"),
+    "admin": N_("changed settings"), "login": N_("signed in"),
+    "login-failed": N_("failed to sign in"), "logout": N_("signed out"),
+    "access-denied": N_("was refused access"),
+    "caregiver-invite": N_("invited a family helper"),
+    "caregiver-add": N_("added a family helper"),
+    "caregiver-accept": N_("became a family helper"),
+    "caregiver-withdraw": N_("took back an invitation"),
+    "caregiver-remove": N_("removed a family helper"),
+    "measure": N_("measured a nodule"),
+}
+
 
 def _archive(request: Request) -> Archive:
     return request.app.state.archive  # type: ignore[no-any-return]
@@ -46,11 +65,11 @@ def parse_instant(name: str, value: str, *, end: bool = False) -> datetime:
     try:
         if len(value) == 10:
             day = date.fromisoformat(value) + timedelta(days=1 if end else 0)
-            return datetime.combine(day, time(), timezone.utc)
+            return datetime.combine(day, time(), UTC)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise BadParameter(name, "expected an ISO 8601 date or date-time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return as_utc(moment)
 
 
 def parse_int(request: Request, name: str, default: int | None, *, low: int = 1,

@@ -34,15 +34,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cloudfilm.domain.access import ANONYMOUS, Principal, Role
 from cloudfilm.services.access import credentials
 from cloudfilm.services.access.accounts import (
-    AccountService, ResolvedSession, accounts_of, principal_for_user,
+    AccountService,
+    ResolvedSession,
+    accounts_of,
+    principal_for_user,
 )
-from cloudfilm.services.audit.log import failures_recorded
 from cloudfilm.services.access.people import audit_entry
+from cloudfilm.services.audit.log import failures_recorded
 
 __all__ = [
-    "AuthenticationMiddleware", "CSRF_EXEMPT_PATHS", "SESSION_COOKIE", "CSRF_COOKIE",
-    "clear_session_cookies", "client_ip", "principal", "principal_for_user", "require_user",
-    "set_session_cookies", "wants_secure_cookies",
+    "CSRF_COOKIE",
+    "CSRF_EXEMPT_PATHS",
+    "SESSION_COOKIE",
+    "AuthenticationMiddleware",
+    "clear_session_cookies",
+    "client_ip",
+    "principal",
+    "principal_for_user",
+    "require_user",
+    "set_session_cookies",
+    "wants_secure_cookies",
 ]
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from starlette.routing import Route
 from cloudfilm.api.access import archive_of, audit, require_upload
 from cloudfilm.api.authn import principal
 from cloudfilm.api.uploads import FormPart, Placer, form_boundary, receive_form, scratch_dir
-from cloudfilm.services.exchange import documents
-from cloudfilm.services.context import Archive
 from cloudfilm.services.access.policy import Policy
+from cloudfilm.services.context import Archive
+from cloudfilm.services.exchange import documents
 
 FORM_OVERHEAD = 1 << 20  # headers and the title field around the document
 
@@ -54,7 +54,7 @@ def _attach(archive: Archive, part: FormPart, title: str | None,
     assert part.path is not None
     try:
         return documents.attach(archive, part.path, part.filename or "document", title=title,
-                                **target)  # type: ignore[arg-type]
+                                **target)
     except documents.UnknownTarget as exc:
         raise HTTPException(404, str(exc)) from exc
     except documents.UnsupportedDocument as exc:

@@ -22,10 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from cloudfilm.api.multipart import in_thread_batches
 from cloudfilm.api.access import audit, require_study
 from cloudfilm.api.authn import principal
+from cloudfilm.api.multipart import in_thread_batches
 from cloudfilm.domain.access import Permission
+from cloudfilm.services.access.people import PeopleService
+from cloudfilm.services.access.policy import Policy
 from cloudfilm.services.context import Archive
 from cloudfilm.services.exchange.export import (
     AmbiguousPatient,
@@ -36,8 +38,6 @@ from cloudfilm.services.exchange.export import (
     stream_originals,
     studies_for,
 )
-from cloudfilm.services.access.people import PeopleService
-from cloudfilm.services.access.policy import Policy
 
 
 def _zip_response(archive: Archive, plan: ExportPlan, name: str, *,
@@ -80,8 +80,8 @@ async def export_person(request: Request) -> Response:
         person_id = int(request.path_params["id"])
     except ValueError as exc:
         raise HTTPException(404, "person not found") from exc
-    clause = await run_in_threadpool(Policy(archive).visible_clause, who, Permission.DOWNLOAD)
-    studies = await run_in_threadpool(PeopleService(archive).studies_of, person_id, clause)
+    studies = await run_in_threadpool(PeopleService(archive).studies_for, who, person_id,
+                                      Permission.DOWNLOAD)
     decisions = await run_in_threadpool(Policy(archive).check_many, who, Permission.DOWNLOAD,
                                         [s.study_uid for s in studies])
     allowed = {uid: d for uid, d in decisions.items() if d.allowed}

@@ -14,21 +14,16 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from cloudfilm.api.authn import client_ip, require_user
-from cloudfilm.api.links import HEADERS, _cross_site
+from cloudfilm.api.authn import require_user
 from cloudfilm.api.people import OPERATORS, archive_of, call, int_param, json_body, respond
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Principal
+from cloudfilm.domain.clock import utcnow
 from cloudfilm.services.access import share_card
 from cloudfilm.services.access.films import FilmInfo, FilmService, film_json, parse_film_request
-from cloudfilm.services.access.people import TooManyAttempts
-from cloudfilm.services.access.policy import utcnow
-from cloudfilm.web.films import CODE_LOCKED, CODE_WRONG, film_slip_pdf
-from cloudfilm.web.i18n import localizer
-from cloudfilm.web.templating import render
 
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
@@ -62,70 +57,17 @@ async def revoke_film(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _film_url(request: Request) -> tuple[FilmService, Any, Any, str]:
-    who = require_user(request, OPERATORS)
-    films = FilmService(archive_of(request))
-    film, grant = await call(films.get, who, int_param(request.path_params["id"], "film id"))
-    return films, film, grant, f"{site_base(request)}{films.path(grant)}"
-
-
 async def qr_png(request: Request) -> Response:
-    _, _, _, url = await _film_url(request)
-    body = await run_in_threadpool(share_card.qr_png, url)
+    who = require_user(request, OPERATORS)
+    info = await call(FilmService(archive_of(request)).film, who,
+                      int_param(request.path_params["id"], "film id"))
+    body = await run_in_threadpool(share_card.qr_png, f"{site_base(request)}{info.path}")
     return Response(body, media_type="image/png", headers=PRIVATE)
 
-
-async def slip_pdf(request: Request) -> Response:
-    """The printable slip, Chinese first and English below."""
-    films, film, grant, _ = await _film_url(request)
-    body = await call(film_slip_pdf, films, film, grant, site_base(request))
-    headers = PRIVATE | {"Content-Disposition": f'inline; filename="film-{film.id}.pdf"'}
-    return Response(body, media_type="application/pdf", headers=headers)
-
-
-# -- typing the slip's code: /code ----------------------------------------------------------
-
-
-def code_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
-    """The form for the code on the slip (works without JavaScript, no account needed)."""
-    loc = localizer(request)
-    return render(request, "film_code.html", {"title": loc.gettext("Open your cloud film"),
-                                              "message": message},
-                  status=status, anonymous=True, headers=HEADERS)
-
-
-async def code_form(request: Request) -> Response:
-    return code_page(request)
-
-
-async def submit_code(request: Request) -> Response:
-    """POST /code with ``code``: the film's link (which then opens as every link does), or
-    the form again; wrong codes count against the address (10 per 15 minutes)."""
-    loc = localizer(request)
-    if _cross_site(request):
-        return code_page(request, loc.gettext("Please open the link again."), 403)
-    typed = str((await request.form()).get("code", ""))[:40]
-    films = FilmService(archive_of(request))
-    try:
-        path = await run_in_threadpool(films.open_code, typed, client_ip(request))
-    except TooManyAttempts:
-        response = code_page(request, loc.gettext(CODE_LOCKED), 429)
-        response.headers["Retry-After"] = str(15 * 60)
-        return response
-    if path is None:
-        return code_page(request, loc.gettext(CODE_WRONG), 404)
-    return RedirectResponse(path, status_code=303, headers=HEADERS)
-
-
-page_routes = [
-    Route("/code", code_form, methods=["GET"]),
-    Route("/code", submit_code, methods=["POST"]),
-]
 
 routes = [
     Route("/films", create_film, methods=["POST"]),
     Route("/films", list_films, methods=["GET"]),
     Route("/films/{id}", revoke_film, methods=["DELETE"]),
     Route("/films/{id}/qr.png", qr_png, methods=["GET"]),
-    Route("/films/{id}/slip.pdf", slip_pdf, methods=["GET"]),
-]
+]  # /films/{id}/slip.pdf is rendered with the pages' words: web/films.py

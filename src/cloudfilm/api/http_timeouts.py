@@ -16,28 +16,26 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from cloudfilm.config import env_number
+from cloudfilm.config import HttpSettings
 
 
 @dataclass(frozen=True)
 class HttpTimeouts:
-    """Seconds and bytes; CLOUDFILM_HTTP_HEADER_TIMEOUT, _BODY_TIMEOUT and _KEEPALIVE override."""
+    """Seconds and bytes; the seconds come from CLOUDFILM_HTTP_HEADER_TIMEOUT, _BODY_TIMEOUT
+    and _KEEPALIVE (``Settings.http``)."""
 
-    header_seconds: float = 15.0
-    body_idle_seconds: float = 60.0
-    keep_alive_seconds: float = 30.0
+    header_seconds: float = HttpSettings.header_timeout
+    body_idle_seconds: float = HttpSettings.body_timeout
+    keep_alive_seconds: float = HttpSettings.keepalive
     max_header_bytes: int = 64 << 10
 
     @classmethod
-    def from_env(cls) -> HttpTimeouts:
-        def seconds(name: str, default: float) -> float:
-            return env_number(f"CLOUDFILM_HTTP_{name}", default, minimum=1)
-        base = cls()
-        return cls(header_seconds=seconds("HEADER_TIMEOUT", base.header_seconds),
-                   body_idle_seconds=seconds("BODY_TIMEOUT", base.body_idle_seconds),
-                   keep_alive_seconds=seconds("KEEPALIVE", base.keep_alive_seconds))
+    def from_settings(cls, settings: HttpSettings) -> HttpTimeouts:
+        return cls(header_seconds=settings.header_timeout, body_idle_seconds=settings.body_timeout,
+                   keep_alive_seconds=settings.keepalive)
 
 
 def guarded_protocol(timeouts: HttpTimeouts) -> type[HttpToolsProtocol]:
@@ -108,7 +106,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _body_timed_out(self) -> None:
         self._deadline = None
-        if self.flow is not None and self.flow.read_paused:
+        flow: FlowControl | None = self.flow  # uvicorn starts it as None, typed FlowControl
+        if flow is not None and flow.read_paused:
             self._arm(self.timeouts.body_idle_seconds, self._body_timed_out)
         elif self._in_body and not self.transport.is_closing():
             self.transport.close()  # the application sees a disconnect and drops what it staged

@@ -23,7 +23,9 @@ class MediaRange:
 
 def _split(text: str, separator: str) -> list[str]:
     """Split on a separator outside double quotes."""
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted

@@ -9,13 +9,18 @@ GET    /api/studies/{study}/nodules                  measurements, assessment, e
 POST   /api/studies/{study}/nodules/measure          {series_uid, instance_uid, x, y}: segment
 POST   /api/studies/{study}/nodules                  a manual measurement (axes in mm)
 POST   /api/studies/{study}/nodules/assess           {guideline?, risk?}: re-run the guideline
-POST   /api/studies/{study}/nodules/track            re-run matching with the prior study
+POST   /api/studies/{study}/nodules/track            re-run matching with the prior study (202)
 GET    /api/studies/{study}/nodules/fhir             FHIR R4 Bundle of Observations
 PATCH  /api/nodule-measurements/{id}                 type, lobe, calcification, morphology
 DELETE /api/nodule-measurements/{id}
 POST   /api/nodule-measurements/{id}/link            {nodule_id}: same nodule as that one
 POST   /api/nodule-measurements/{id}/confirm | /new | /unlink
 GET    /api/persons/{id}/nodules                     trajectories (growth chart, tracking table)
+
+A new or changed measurement is stored at once; registration and tracking (seconds) run
+in the folder's ``nodules.settle`` job. Answers carry ``"tracking": "pending"`` until it
+has run (the measurement's nodule and label, the assessment and the SR follow), then
+``"done"``.
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ from cloudfilm.api.access import archive_of, audit, require_study, require_uploa
 from cloudfilm.api.authn import principal, require_user
 from cloudfilm.api.people import int_param, json_body, respond
 from cloudfilm.domain.access import Decision, Permission, Role
-from cloudfilm.services.nodules import service
-from cloudfilm.services.nodules.service import NewMeasurement, NoduleError, NoduleService
 from cloudfilm.services.access.people import PeopleService, actor_name
+from cloudfilm.services.nodules.model import NewMeasurement, NoduleError, NotFound, measurement_dict
+from cloudfilm.services.nodules.service import NoduleService
 
 CLINICIANS = (Role.PHYSICIAN, Role.OPERATOR, Role.ADMIN)
 
@@ -48,7 +53,7 @@ async def _run(function: Any, *args: Any, **kwargs: Any) -> Any:
         return await run_in_threadpool(function, *args, **kwargs)
     except NoduleError as error:
         raise HTTPException(422, str(error)) from error
-    except service.NotFound as error:
+    except NotFound as error:
         raise HTTPException(404, f"{error.args[0]} not found") from error
 
 
@@ -59,13 +64,19 @@ async def _clinician_on(request: Request, study: str) -> Decision:
     return await require_upload(request, study, action="measure")
 
 
-def _number(body: dict[str, Any], key: str, *, required: bool = True) -> float | None:
+def _number(body: dict[str, Any], key: str) -> float:
     value = body.get(key)
-    if value is None and not required:
-        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise HTTPException(400, f"{key} must be a number")
     return float(value)
+
+
+def _optional_number(body: dict[str, Any], key: str) -> float | None:
+    return None if body.get(key) is None else _number(body, key)
+
+
+def _tracking(nodules: NoduleService, study: str) -> str:
+    return "pending" if nodules.tracking_pending(study) else "done"
 
 
 async def study_nodules(request: Request) -> Response:
@@ -75,7 +86,9 @@ async def study_nodules(request: Request) -> Response:
     await _run(nodules.sync, study)
     measurements = await _run(nodules.study_measurements, study)
     assessment = await _run(nodules.assessment, study)
-    return respond({"study_uid": study, "measurements": measurements, "assessment": assessment})
+    tracking = await _run(_tracking, nodules, study)
+    return respond({"study_uid": study, "measurements": measurements, "assessment": assessment,
+                    "tracking": tracking})
 
 
 async def measure(request: Request) -> Response:
@@ -88,19 +101,21 @@ async def measure(request: Request) -> Response:
             raise HTTPException(400, f"{key} is required")
     x, y = _number(body, "x"), _number(body, "y")
     who = principal(request)
+    nodules = _nodules(request)
     try:
         row, nodule = await run_in_threadpool(
-            _nodules(request).measure_click, study, body["series_uid"], body["instance_uid"],
+            nodules.measure_click, study, body["series_uid"], body["instance_uid"],
             x, y, actor_name(who))
     except NoduleError as error:
         return JSONResponse({"error": str(error)}, status_code=422)
-    except service.NotFound as error:
+    except NotFound as error:
         raise HTTPException(404, f"{error.args[0]} not found") from error
     await audit(request, "measure", decision, study, detail={"nodule_measurement": row.id})
-    data = service.measurement_dict(row, nodule.label if nodule else None)
+    data = measurement_dict(row, nodule.label if nodule else None)
     data["suggested_type"] = row.nodule_type
     return respond({"measurement": data, "nodule": None if nodule is None else
-                    {"id": nodule.id, "label": nodule.label}}, 201)
+                    {"id": nodule.id, "label": nodule.label},
+                    "tracking": await _run(_tracking, nodules, study)}, 201)
 
 
 async def add_manual(request: Request) -> Response:
@@ -115,16 +130,17 @@ async def add_manual(request: Request) -> Response:
                                    "airway", "lobe") if body.get(k) is not None}
     m = NewMeasurement(
         series_uid=str(body.get("series_uid") or ""), instance_uid=str(body.get("instance_uid") or ""),
-        centre_mm=tuple(float(v) for v in centre),  # type: ignore[arg-type]
+        centre_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
         long_axis_mm=_number(body, "long_axis_mm"), short_axis_mm=_number(body, "short_axis_mm"),
-        volume_mm3=_number(body, "volume_mm3", required=False),
-        solid_component_mm=_number(body, "solid_component_mm", required=False), **fields)
+        volume_mm3=_optional_number(body, "volume_mm3"),
+        solid_component_mm=_optional_number(body, "solid_component_mm"), **fields)
     if not m.series_uid or not m.instance_uid:
         raise HTTPException(400, "series_uid and instance_uid are required")
-    row, nodule = await _run(_nodules(request).add, study, m, actor_name(principal(request)))
+    nodules = _nodules(request)
+    row, nodule = await _run(nodules.add, study, m, actor_name(principal(request)))
     await audit(request, "measure", decision, study, detail={"nodule_measurement": row.id})
-    return respond({"measurement": service.measurement_dict(row, nodule.label if nodule else None)},
-                   201)
+    return respond({"measurement": measurement_dict(row, nodule.label if nodule else None),
+                    "tracking": await _run(_tracking, nodules, study)}, 201)
 
 
 async def assess(request: Request) -> Response:
@@ -140,9 +156,8 @@ async def track(request: Request) -> Response:
     study = request.path_params["study"]
     await _clinician_on(request, study)
     nodules = _nodules(request)
-    result = await _run(nodules.track, study)
-    await _run(nodules.refresh, study)
-    return respond(result)
+    await _run(nodules.retrack, study)
+    return respond({"study_uid": study, "tracking": await _run(_tracking, nodules, study)}, 202)
 
 
 async def fhir(request: Request) -> Response:
@@ -160,7 +175,7 @@ async def _measurement_study(request: Request) -> tuple[int, str, Decision]:
     require_user(request, CLINICIANS)
     try:
         row, _ = await run_in_threadpool(_nodules(request).get, measurement_id)
-    except service.NotFound:
+    except NotFound:
         raise HTTPException(404, f"measurement {measurement_id} not found") from None
     decision = await require_upload(request, row.study_uid, action="measure")
     return measurement_id, row.study_uid, decision
@@ -173,7 +188,7 @@ async def update_measurement(request: Request) -> Response:
         body["nodule_type"] = body.pop("type")
     row = await _run(_nodules(request).update, measurement_id, body)
     await audit(request, "measure", decision, study, detail={"nodule_measurement": measurement_id})
-    return respond({"measurement": service.measurement_dict(row)})
+    return respond({"measurement": measurement_dict(row)})
 
 
 async def delete_measurement(request: Request) -> Response:
@@ -201,7 +216,8 @@ async def relink(request: Request) -> Response:
     await audit(request, "measure", decision, study,
                 detail={"nodule_measurement": measurement_id, "tracking": action})
     row, nodule = await _run(nodules.get, measurement_id)
-    return respond({"measurement": service.measurement_dict(row, nodule.label if nodule else None)})
+    return respond({"measurement": measurement_dict(row, nodule.label if nodule else None),
+                    "tracking": await _run(_tracking, nodules, study)})
 
 
 async def person_nodules(request: Request) -> Response:

@@ -29,10 +29,13 @@ from starlette.routing import Route
 from cloudfilm.api.authn import client_ip, require_user
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Principal, Role, may_act_for
-from cloudfilm.services.context import Archive
 from cloudfilm.services.access.people import (
-    CaregiverService, PeopleService, ServiceError, audit_entry,
+    CaregiverService,
+    PeopleService,
+    ServiceError,
+    audit_entry,
 )
+from cloudfilm.services.context import Archive
 
 T = TypeVar("T")
 OPERATORS = (Role.OPERATOR, Role.ADMIN)
@@ -91,7 +94,7 @@ async def get_person(request: Request) -> Response:
     if not (who.unrestricted or may_act_for(who, person_id)):
         raise HTTPException(404, f"person {person_id} not found")
     people = PeopleService(archive_of(request))
-    person = await call(people.person, person_id)
+    person = await call(people.person_info, person_id)
     records = await call(people.records, person_id)
     return respond({"id": person.id, "display_name": person.display_name,
                     "birth_date": person.birth_date, "sex": person.sex,
@@ -145,7 +148,7 @@ async def claim(request: Request) -> Response:
 async def _timeline(request: Request, who: Principal, person_id: int) -> Response:
     people = PeopleService(archive_of(request))
     manages = who.unrestricted or may_act_for(who, person_id)
-    await call(people.person, person_id)  # 404 when there is no such person
+    await call(people.person_info, person_id)  # 404 when there is no such person
     studies = await call(people.timeline, who, person_id)
     if not studies and not manages:  # no grant covers anything: say nothing about the person
         raise HTTPException(404, f"person {person_id} not found")

@@ -4,7 +4,8 @@
 caller's shares (and those of persons they act for) with open counts; ``renew`` keeps
 the same URL and QR code; ``DELETE`` revokes at once. ``qr.png``, ``qr.svg`` and
 ``card.pdf`` render the link for the owner (the secret never leaves these owner-only
-routes except as the URL itself).
+routes except as the URL itself); the card is printed in the pages' words by
+web/card_words.py.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from starlette.routing import Route
 from cloudfilm.api.authn import require_user
 from cloudfilm.api.people import archive_of, call, int_param, json_body, respond
 from cloudfilm.api.urls import site_base
+from cloudfilm.domain.access import Principal
+from cloudfilm.domain.clock import utcnow
 from cloudfilm.services.access import share_card
-from cloudfilm.services.access.policy import utcnow
 from cloudfilm.services.access.sharing import (
-    ABSENT, ShareInfo, SharingService, parse_share_request, parse_valid_until,
+    ABSENT,
+    ShareInfo,
+    SharingService,
+    parse_share_request,
+    parse_valid_until,
 )
-from cloudfilm.storage.index.access_models import GrantRow
-from cloudfilm.web.card_words import card_words
 
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
@@ -73,36 +77,26 @@ async def revoke_share(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _owned_link(request: Request) -> tuple[SharingService, GrantRow, str]:
+async def owned_link(request: Request) -> tuple[Principal, SharingService, ShareInfo, str]:
     """The caller's link share and its absolute URL; 404 for physician shares (no link)."""
     who = require_user(request)
     sharing = SharingService(archive_of(request))
-    row = await call(sharing.owned, who, int_param(request.path_params["id"], "share id"))
-    path = sharing.link_path(row)
-    if path is None:
+    share = await call(sharing.get, who, int_param(request.path_params["id"], "share id"))
+    if share.link_path is None:
         raise HTTPException(404, "this share has no link (it names a physician)")
-    return sharing, row, f"{site_base(request)}{path}"
+    return who, sharing, share, f"{site_base(request)}{share.link_path}"
 
 
 async def qr_png(request: Request) -> Response:
-    _, _, url = await _owned_link(request)
+    *_, url = await owned_link(request)
     body = await run_in_threadpool(share_card.qr_png, url)
     return Response(body, media_type="image/png", headers=PRIVATE)
 
 
 async def qr_svg(request: Request) -> Response:
-    _, _, url = await _owned_link(request)
+    *_, url = await owned_link(request)
     body = await run_in_threadpool(share_card.qr_svg, url)
     return Response(body, media_type="image/svg+xml", headers=PRIVATE)
-
-
-async def card_pdf(request: Request) -> Response:
-    """The printable card: masked name, study dates and hospitals, QR code, URL, PIN notes."""
-    sharing, row, url = await _owned_link(request)
-    facts = await call(sharing.card_facts, row)
-    body = await run_in_threadpool(share_card.card_pdf, facts, url, card_words(facts.valid_until))
-    headers = PRIVATE | {"Content-Disposition": f'inline; filename="share-{row.id}.pdf"'}
-    return Response(body, media_type="application/pdf", headers=headers)
 
 
 routes = [
@@ -112,5 +106,4 @@ routes = [
     Route("/shares/{id}", revoke_share, methods=["DELETE"]),
     Route("/shares/{id}/qr.png", qr_png, methods=["GET"]),
     Route("/shares/{id}/qr.svg", qr_svg, methods=["GET"]),
-    Route("/shares/{id}/card.pdf", card_pdf, methods=["GET"]),
-]
+]  # /shares/{id}/card.pdf is printed in the pages' words: web/card_words.py

@@ -14,7 +14,7 @@
 Why JSON only for sign-up: a cross-site form cannot send ``application/json`` without a
 CORS preflight, which this server never grants, so nobody can sign a visitor in to an
 account of theirs (login CSRF); the portal's form uses the pre-session token of
-api/login.py instead.
+web/login_pages.py instead.
 """
 
 from __future__ import annotations

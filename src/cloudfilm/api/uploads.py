@@ -35,12 +35,19 @@ from starlette.routing import Route
 
 from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.media import parse_media_type
+from cloudfilm.i18n import N_, Localizer, localizer
 from cloudfilm.services.access.admission import FolderRefused, UploadAdmission
-from cloudfilm.services.context import Archive
-from cloudfilm.services.exchange.importer import ImportResult, Walker, count, import_paths, unsafe_name
 from cloudfilm.services.archive.ingest import NOT_ADDABLE_HERE
 from cloudfilm.services.archive.multipart_stream import MalformedMultipart, PartStream, boundary_problem
-from cloudfilm.web.i18n import N_, Localizer, localizer
+from cloudfilm.services.context import Archive
+from cloudfilm.services.exchange.importer import (
+    ImportLimits,
+    ImportResult,
+    Walker,
+    count,
+    import_paths,
+    unsafe_name,
+)
 
 MAX_UPLOAD_BYTES = 16 << 30
 MAX_PARTS = 100_000
@@ -212,7 +219,7 @@ def _import(archive: Archive, root: Path, parts: list[FormPart],
     results = [ImportResult(p.filename or p.name, "failed", p.error) for p in parts if p.error]
     notes: list[str] = []
     if any(p.path is not None for p in parts):
-        walker = Walker(notes, base=root)
+        walker = Walker(notes, ImportLimits.from_settings(archive.settings.imports), base=root)
         results += import_paths(archive.ingest, [root], lambda r: None, notes, walker, admission)
     return results, notes
 

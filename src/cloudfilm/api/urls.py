@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 
 def site_base(request: Request) -> str:
-    configured = request.app.state.archive.settings.public_url
+    configured: str | None = request.app.state.archive.settings.public_url
     if configured:
         return configured.rstrip("/")
     host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"

@@ -18,10 +18,10 @@ from cloudfilm.api.access import audit, audit_view, download_study, require_stud
 from cloudfilm.api.errors import BadParameter, NotFound
 from cloudfilm.domain.access import Permission
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE
-from cloudfilm.services.imaging import pixels
-from cloudfilm.services.context import Archive
-from cloudfilm.services.imaging.rendering import RenderOptions, render_frame
 from cloudfilm.services.archive.retrieve import NotStored, StoredInstance
+from cloudfilm.services.context import Archive
+from cloudfilm.services.imaging import pixels
+from cloudfilm.services.imaging.rendering import RenderOptions, render_frame
 
 REQUIRED = ("studyUID", "seriesUID", "objectUID")
 DICOM = "application/dicom"
@@ -35,7 +35,7 @@ def _number(request: Request, name: str, default: float | None = None) -> float 
     try:
         return float(value)
     except ValueError:
-        raise BadParameter(name, f"{value!r} is not a number")
+        raise BadParameter(name, f"{value!r} is not a number") from None
 
 
 def _render_options(request: Request, media_type: str) -> RenderOptions:
@@ -86,6 +86,16 @@ async def _find(request: Request, asked: str | None) -> tuple[StoredInstance, st
     return items[0], wanted
 
 
+def _explicit_little_endian(archive: Archive, item: StoredInstance) -> bytes:
+    with archive.retrieve.open(item) as stream:
+        return pixels.to_explicit_little_endian(stream)
+
+
+def _render(archive: Archive, item: StoredInstance, frame: int, options: RenderOptions) -> bytes:
+    with archive.retrieve.open(item) as stream:
+        return render_frame(stream, frame, options)
+
+
 async def wado(request: Request) -> Response:
     q = request.query_params
     if q.get("requestType") != "WADO":
@@ -101,7 +111,7 @@ async def wado(request: Request) -> Response:
             return StreamingResponse(archive.retrieve.file_chunks(item), media_type=DICOM)
         if ts != EXPLICIT_LE:
             raise HTTPException(406, f"transcoding to {ts} is not supported")
-        data = await run_in_threadpool(pixels.to_explicit_little_endian, archive.retrieve.path(item))
+        data = await run_in_threadpool(_explicit_little_endian, archive, item)
         return Response(data, media_type=DICOM)
     if wanted not in IMAGE_TYPES:
         raise BadParameter("contentType", f"{wanted!r} is not offered (application/dicom, image/jpeg, image/png)")
@@ -110,6 +120,5 @@ async def wado(request: Request) -> Response:
     frame = int(_number(request, "frameNumber", 1) or 1)
     if not 1 <= frame <= item.number_of_frames:
         raise BadParameter("frameNumber", f"must be between 1 and {item.number_of_frames}")
-    data = await run_in_threadpool(render_frame, archive.retrieve.path(item), frame,
-                                   _render_options(request, wanted))
+    data = await run_in_threadpool(_render, archive, item, frame, _render_options(request, wanted))
     return Response(data, media_type=wanted)

@@ -34,7 +34,7 @@ def run_advise(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("advise", help="guideline follow-up for a nodule case (JSON on stdin)",
                                  description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
-from cloudfilm.services.exchange.importer import SKIPPED, ImportResult, import_paths
+from cloudfilm.services.exchange.importer import (
+    SKIPPED,
+    ImportLimits,
+    ImportResult,
+    Walker,
+    import_paths,
+)
 
 
 def _show(result: ImportResult) -> None:
@@ -20,7 +26,8 @@ def _show(result: ImportResult) -> None:
 def run_import(args: argparse.Namespace) -> int:
     notes: list[str] = []
     with opened(args) as archive:
-        results = import_paths(archive.ingest, [Path(p) for p in args.paths], _show, notes)
+        walker = Walker(notes, ImportLimits.from_settings(archive.settings.imports))
+        results = import_paths(archive.ingest, [Path(p) for p in args.paths], _show, notes, walker)
     for note in notes:
         print(f"note: {note}")
     counts = {s: sum(r.status == s for r in results) for s in ("stored", "duplicate", "failed", SKIPPED)}
@@ -31,8 +38,8 @@ def run_import(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """Synthetic CTs, then (unless --images-only) each study's radiology report in Chinese and
     English and every nodule measured, tracked and assessed (issue 12, part 8)."""
-    from cloudfilm.services.demo.generate import DemoOptions, generate_demo, write_truth
     from cloudfilm.services.demo.care import seed_nodule_care
+    from cloudfilm.services.demo.generate import DemoOptions, generate_demo, write_truth
     from cloudfilm.services.demo.reports import write_demo_reports
 
     with opened(args) as archive:
@@ -82,7 +89,7 @@ def run_demo_logins(args: argparse.Namespace) -> int:
                 PeopleService(archive).link(system, patient.person_id, record["patient_id"],
                                             record["issuer"])
             with archive.index.session() as session:
-                owner = principal_for_user(session, session.get(UserRow, patient.id))
+                owner = principal_for_user(session, session.get_one(UserRow, patient.id))
             ensure_demo_physician_share(archive, owner, "demo-physician")
         film = _demo_film(archive, truth_path, args.base_url)
     print("demo logins (open /login on the server):")
@@ -98,8 +105,8 @@ def _demo_film(archive: Any, truth_path: Path, base_url: str | None) -> str:
     import json
 
     from cloudfilm.commands.films import DEFAULT_BASE, write_slip
-    from cloudfilm.services.demo.film import ensure_demo_film
     from cloudfilm.services.access.films import FilmService
+    from cloudfilm.services.demo.film import ensure_demo_film
 
     if not truth_path.exists():
         return ""
@@ -118,7 +125,7 @@ def run_check(args: argparse.Namespace) -> int:
     from cloudfilm.services.archive.check import check_archive
 
     with opened(args, recover=False) as archive:
-        report = check_archive(archive.index, archive.blobs)
+        report = check_archive(archive.index, archive.blobs, hashes=not args.sizes_only)
     for problem in report.problems:
         print(problem)
     verdict = "clean" if report.clean else f"{len(report.problems)} difference(s)"
@@ -148,4 +155,6 @@ def register(commands: Any) -> None:
 
     check = commands.add_parser("check", help="verify index rows against stored blobs")
     add_data_arg(check)
+    check.add_argument("--sizes-only", action="store_true",
+                       help="compare sizes, not SHA-256 (no blob is read back)")
     check.set_defaults(func=run_check)

@@ -16,9 +16,9 @@ from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
 from cloudfilm.commands.people import cli_operator
+from cloudfilm.domain.clock import utcnow
 from cloudfilm.services.access.films import FilmService, film_json, parse_film_request
 from cloudfilm.services.access.people import ServiceError
-from cloudfilm.services.access.policy import utcnow
 
 DEFAULT_BASE = "http://127.0.0.1:8080"
 
@@ -48,8 +48,8 @@ def write_slip(films: FilmService, film_id: int, base: str, path: Path) -> None:
     """The film's printable slip (the same PDF as ``/api/films/{id}/slip.pdf``)."""
     from cloudfilm.web.films import film_slip_pdf
 
-    film, grant = films.get(cli_operator(), film_id)
-    path.write_bytes(film_slip_pdf(films, film, grant, base))
+    info, facts = films.slip(cli_operator(), film_id)
+    path.write_bytes(film_slip_pdf(info, facts, base))
 
 
 def run_revoke(args: argparse.Namespace) -> int:

@@ -16,9 +16,9 @@ from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
 from cloudfilm.domain.segmentation import SegmentationError
-from cloudfilm.services.nodules.measure import measure_at, measurement_json
 from cloudfilm.services.archive.retrieve import NotStored
 from cloudfilm.services.imaging.volumes import VolumeError
+from cloudfilm.services.nodules.measure import measure_at, measurement_json
 
 
 def run_measure(args: argparse.Namespace) -> int:

@@ -16,8 +16,8 @@ from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
 from cloudfilm.domain.audit import AuditEntry
-from cloudfilm.services.context import Archive
 from cloudfilm.services.archive.retention import Retention, RetentionError, StudyRetention, summarise
+from cloudfilm.services.context import Archive
 
 
 def _audit(archive: Archive, detail: dict[str, Any], study_uid: str = "") -> None:

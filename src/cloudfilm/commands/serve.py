@@ -23,38 +23,36 @@ def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from cloudfilm.api.app import create_app
     from cloudfilm.api.http_timeouts import HttpTimeouts, guarded_protocol
-    from cloudfilm.services.access.film_autoissue import stable_age, start_film_autoissue
-    from cloudfilm.services.notify.notifications import start_notification_worker
+    from cloudfilm.app import create_app
+    from cloudfilm.services.jobs.worker import start_worker
 
-    timeouts = HttpTimeouts.from_env()  # settings first: a bad value stops before anything runs
-    film_stable_age = stable_age()
+    settings = Settings.load(args.data)  # first: a bad value stops before anything runs
+    timeouts = HttpTimeouts.from_settings(settings.http)
     if args.dimse_port:
-        from cloudfilm.dimse.server import max_per_address, start_dimse
-
-        max_per_address()
-    archive = Archive.open(Settings.load(args.data))
+        from cloudfilm.dimse.server import start_dimse
+    archive = Archive.open(settings)
     dimse: Any = None
-    notifier = start_notification_worker(archive)
-    film_watcher = start_film_autoissue(archive, film_stable_age)
+    # CLOUDFILM_EMBEDDED_WORKER: jobs run here too (make run is one process) unless
+    # separate `cloudfilm worker` processes run them.
+    worker = start_worker(archive) if settings.embedded_worker else None
     try:
         if args.dimse_port:
             dimse = start_dimse(archive, ae_title=args.ae_title, host=args.host, port=args.dimse_port)
         print(f"cloudfilm serving {archive.settings.data_dir} at http://{args.host}:{args.port}/dicomweb"
-              + (f" and DIMSE {args.ae_title}@{args.host}:{args.dimse_port}" if dimse else ""),
-              flush=True)
+              + (f" and DIMSE {args.ae_title}@{args.host}:{args.dimse_port}" if dimse else "")
+              + ("" if worker else " (no job worker: run 'cloudfilm worker')"), flush=True)
         config = uvicorn.Config(create_app(archive), host=args.host, port=args.port, loop="uvloop",
                                 http=guarded_protocol(timeouts), access_log=False,
                                 log_level="warning",
                                 timeout_keep_alive=int(timeouts.keep_alive_seconds))
         # uvicorn re-raises SIGTERM once it has stopped; as SystemExit it lets the
-        # clean-up below run (final audit checkpoint, DIMSE, notifier and film watcher stop).
+        # clean-up below run (final audit checkpoint, DIMSE and job worker stop).
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.Server(config).run()
     finally:
-        film_watcher.stop()
-        notifier.stop()
+        if worker is not None:
+            worker.stop()
         if dimse is not None:
             dimse.stop()
         archive.close()

@@ -45,7 +45,7 @@ class CallerPolicy(str, Enum):
     ANY = "any"  # anyone who can reach the port
 
     @classmethod
-    def parse(cls, value: str) -> "CallerPolicy":
+    def parse(cls, value: str) -> CallerPolicy:
         text = value.strip().lower() or cls.LOOPBACK.value
         try:
             return cls(text)

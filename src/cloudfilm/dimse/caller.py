@@ -29,9 +29,10 @@ from cloudfilm.domain.access import Principal
 from cloudfilm.domain.audit import AuditEntry
 from cloudfilm.domain.matching import Query
 from cloudfilm.domain.nodes import Node
-from cloudfilm.services.context import Archive
 from cloudfilm.services.access.policy import Policy, node_principal
-from cloudfilm.services.archive.query import SearchResult, Visible
+from cloudfilm.services.archive.query import SearchResult
+from cloudfilm.services.context import Archive
+from cloudfilm.storage.index.queries import Visible
 
 AdmittedBy = Literal["node", "loopback", "any", "none"]
 
@@ -66,7 +67,7 @@ class Caller:
         return node_principal(self.ae_title, self.node)
 
 
-_callers: "weakref.WeakKeyDictionary[Association, Caller]" = weakref.WeakKeyDictionary()
+_callers: weakref.WeakKeyDictionary[Association, Caller] = weakref.WeakKeyDictionary()
 _callers_lock = threading.Lock()
 
 

@@ -29,8 +29,8 @@ from cloudfilm.dimse.identifiers import (
 )
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query, QueryError, query_from_identifier
-from cloudfilm.services.context import Archive
 from cloudfilm.services.archive.query import QueryService, SearchResult
+from cloudfilm.services.context import Archive
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Each handler is thin and calls the services DICOMweb uses:
 | EVT_REQUESTED | `access.on_requested` (who calls: node + address, policy; A-ASSOCIATE-RJ) | NodeService |
 | EVT_ACCEPTED | `access.on_accepted` (log), `settle_socket` (read timeout) | - |
 | EVT_C_ECHO | `handle_echo` (PS3.4 A.4) | - |
-| EVT_C_STORE | `handle_store_if_permitted`: `access.store_refusal`, then `store.handle_store` (PS3.4 B.2.2) | IngestService, like STOW-RS |
+| EVT_C_STORE | `handle_store_if_permitted` → `store.handle_store` (PS3.4 B.2.2) | IngestService, like STOW-RS |
 | EVT_C_FIND | `find.handle_find` (PS3.4 C.4.1) | QueryService, like QIDO-RS |
 | EVT_C_MOVE | `retrieve.handle_move` (PS3.4 C.4.2) | QueryService + RetrieveService |
 | EVT_C_GET | `retrieve.handle_get` (PS3.4 C.4.3) | QueryService + RetrieveService |

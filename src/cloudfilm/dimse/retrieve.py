@@ -40,9 +40,9 @@ from cloudfilm.dimse.identifiers import (
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Kind, Query, QueryError, query_from_identifier
 from cloudfilm.domain.nodes import Node
-from cloudfilm.services.context import Archive
-from cloudfilm.services.archive.query import Visible
 from cloudfilm.services.archive.retrieve import NotStored, StoredInstance
+from cloudfilm.services.context import Archive
+from cloudfilm.storage.index.queries import Visible
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,8 @@ def load(archive: Archive, instance: StoredInstance) -> Dataset:
     a failure and lists the SOP Instance UID as failed (PS3.4 C.4.2.1.4.2).
     """
     try:
-        return pydicom.dcmread(archive.retrieve.path(instance))
+        with archive.retrieve.open(instance) as stream:
+            return pydicom.dcmread(stream)
     except Exception:
         log.exception("cannot read stored instance %s (blob %s)", instance.sop_uid,
                       instance.blob_key)
@@ -211,7 +212,7 @@ def fit_to_association(ds: Dataset, assoc: Association) -> Dataset:
     if _accepts_native(assoc, sop_class):
         try:
             ds.decompress(generate_instance_uid=False)
-        except Exception as exc:  # no codec: the sub-operation fails and is counted
+        except Exception as exc:  # noqa: BLE001 - no codec: the sub-operation fails and is counted
             log.warning("cannot decompress %s for C-GET: %s", ds.get("SOPInstanceUID"), exc)
     return ds
 

@@ -16,7 +16,6 @@ other addresses keep getting associations.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -30,7 +29,7 @@ from pydicom import uid
 from pynetdicom import AE, AllStoragePresentationContexts, _config
 from pynetdicom.transport import ThreadedAssociationServer
 
-from cloudfilm.config import env_number
+from cloudfilm.config import DimseSettings
 from cloudfilm.dimse.access import CallerPolicy, audit_refusal_once
 from cloudfilm.dimse.handlers import handlers_for
 from cloudfilm.dimse.identifiers import QUERY_RETRIEVE_MODELS, VERIFICATION
@@ -64,7 +63,7 @@ MAX_PDU = 256 * 1024  # what we ask peers to send per PDU; fewer, larger PDUs co
 # a peer sends it right after connecting, so an idle connection is closed soon.
 ASSOCIATION_REQUEST_TIMEOUT = 5
 MAX_ASSOCIATIONS = 32
-DEFAULT_MAX_PER_ADDRESS = 10
+DEFAULT_MAX_PER_ADDRESS = DimseSettings.max_per_address
 
 
 def storage_classes() -> list[str]:
@@ -102,12 +101,6 @@ def _quiet_pynetdicom() -> None:
     ours = logging.getLogger("cloudfilm.dimse")
     if ours.level == logging.NOTSET:  # association log lines are wanted unless configured
         ours.setLevel(logging.INFO)
-
-
-def max_per_address() -> int:
-    """``CLOUDFILM_DIMSE_MAX_PER_ADDRESS``: open connections one address may hold."""
-    return int(env_number("CLOUDFILM_DIMSE_MAX_PER_ADDRESS", DEFAULT_MAX_PER_ADDRESS,
-                          whole=True, minimum=1))
 
 
 class PerAddressCappedServer(ThreadedAssociationServer):
@@ -193,14 +186,13 @@ def start_dimse(archive: Archive, *, ae_title: str, host: str, port: int,
                 allow: str | None = None) -> DimseServer:
     """Start the acceptor without blocking; the caller's thread goes on to serve HTTP.
 
-    ``allow`` (default: env ``CLOUDFILM_DIMSE_ALLOW``, else ``loopback``) says which
+    ``allow`` (default: CLOUDFILM_DIMSE_ALLOW, ``archive.settings.dimse.allow``) says which
     calling AEs may associate; see `dimse.access.CallerPolicy`. The per-address cap
-    is env ``CLOUDFILM_DIMSE_MAX_PER_ADDRESS`` (default 10).
+    is CLOUDFILM_DIMSE_MAX_PER_ADDRESS (``archive.settings.dimse.max_per_address``).
     """
     _quiet_pynetdicom()
-    policy = CallerPolicy.parse(allow if allow is not None
-                                else os.environ.get("CLOUDFILM_DIMSE_ALLOW", ""))
-    cap = max_per_address()
+    policy = CallerPolicy.parse(allow if allow is not None else archive.settings.dimse.allow)
+    cap = archive.settings.dimse.max_per_address
     ae = build_ae(ae_title)
     server = ae.make_server((host, port), evt_handlers=handlers_for(archive, ae_title, policy),
                             server_class=PerAddressCappedServer, max_per_address=cap,

@@ -17,7 +17,6 @@ alone with 0124H and the same reason a patient's upload gets.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import weakref
@@ -34,13 +33,13 @@ from pynetdicom.events import Event
 from pynetdicom.status import STATUS_FAILURE, STORAGE_SERVICE_CLASS_STATUS
 
 from cloudfilm.dimse import caller
-from cloudfilm.services.context import Archive
 from cloudfilm.services.archive.ingest import (
     NOT_AUTHORIZED,
     Admission,
     IngestOutcome,
     PreparedInstance,
 )
+from cloudfilm.services.context import Archive
 from cloudfilm.storage.blobs import BlobStore, StagedBlob
 from cloudfilm.storage.index.writer import RecordKey, WriteRights
 
@@ -80,18 +79,7 @@ def part10_header(file_meta: FileMetaDataset) -> bytes:
 
 def stage(event: Event, blobs: BlobStore) -> StagedBlob:
     """Write the received instance into staging as a Part-10 file, hashed, then fsync it."""
-    path, fh = blobs.new_staging_file()
-    digest, size = hashlib.sha256(), 0
-    try:
-        with fh:
-            for chunk in (part10_header(event.file_meta), received_bytes(event)):
-                fh.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-        return blobs.seal(path, size, digest.hexdigest())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    return blobs.stage_chunks((part10_header(event.file_meta), received_bytes(event)))
 
 
 @dataclass
@@ -135,7 +123,7 @@ class RegisteredSender:
         """Stores are audited by `caller.audit_once`."""
 
 
-_senders: "weakref.WeakKeyDictionary[Association, Admission]" = weakref.WeakKeyDictionary()
+_senders: weakref.WeakKeyDictionary[Association, Admission] = weakref.WeakKeyDictionary()
 _senders_lock = threading.Lock()
 
 

@@ -66,7 +66,7 @@ class Grant:
             return False
         return self.valid_until is None or now.date() <= self.valid_until
 
-    def covers(self, study: "StudyRef") -> bool:
+    def covers(self, study: StudyRef) -> bool:
         if study.person_id != self.person_id:
             return False
         if self.study_uids is not None:

@@ -33,7 +33,14 @@ from typing import Any
 from cloudfilm.domain import brock, fleischner, lungrads
 from cloudfilm.domain.growth import doubling_time
 from cloudfilm.domain.nodule import (
-    Airway, Calcification, Lobe, Measurement, Morphology, NoduleType, TENTH_MM, round_half_up,
+    TENTH_MM,
+    Airway,
+    Calcification,
+    Lobe,
+    Measurement,
+    Morphology,
+    NoduleType,
+    round_half_up,
 )
 
 GUIDELINES = ("fleischner-2017", "lung-rads-2022")
@@ -54,7 +61,7 @@ def _path(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _get(obj: dict[str, Any], key: str, where: str, *, required: bool = True) -> Any:
+def _get(obj: object, key: str, where: str, *, required: bool = True) -> Any:
     if not isinstance(obj, dict):
         raise CaseError(where or "(input)", "must be an object")
     if key not in obj or obj[key] is None:
@@ -64,12 +71,7 @@ def _get(obj: dict[str, Any], key: str, where: str, *, required: bool = True) ->
     return obj[key]
 
 
-def _number(obj: dict[str, Any], key: str, where: str, *, required: bool = True,
-            positive: bool = True) -> float | None:
-    value = _get(obj, key, where, required=required)
-    if value is None:
-        return None
-    name = _path(where, key)
+def _as_number(value: object, name: str, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise CaseError(name, f"must be a number, not {value!r}")
     if positive and value <= 0:
@@ -77,7 +79,16 @@ def _number(obj: dict[str, Any], key: str, where: str, *, required: bool = True,
     return float(value)
 
 
-def _flag(obj: dict[str, Any], key: str, where: str, default: bool = False) -> bool:
+def _number(obj: object, key: str, where: str, *, positive: bool = True) -> float:
+    return _as_number(_get(obj, key, where), _path(where, key), positive)
+
+
+def _optional_number(obj: object, key: str, where: str, *, positive: bool = True) -> float | None:
+    value = _get(obj, key, where, required=False)
+    return None if value is None else _as_number(value, _path(where, key), positive)
+
+
+def _flag(obj: object, key: str, where: str, default: bool = False) -> bool:
     value = obj.get(key) if isinstance(obj, dict) else None
     if value is None:
         return default
@@ -86,17 +97,27 @@ def _flag(obj: dict[str, Any], key: str, where: str, default: bool = False) -> b
     return value
 
 
-def _choice(obj: dict[str, Any], key: str, where: str, options: tuple[str, ...], *,
-            required: bool = True, default: str | None = None) -> str | None:
-    value = _get(obj, key, where, required=required and default is None)
+def _optional_choice(obj: object, key: str, where: str, options: tuple[str, ...]) -> str | None:
+    value = _get(obj, key, where, required=False)
     if value is None:
-        return default
+        return None
     if value not in options:
         raise CaseError(_path(where, key), f"must be one of {', '.join(options)}; got {value!r}")
-    return value
+    return str(value)
 
 
-def _date(obj: dict[str, Any], key: str, where: str) -> date:
+def _choice(obj: object, key: str, where: str, options: tuple[str, ...], *,
+            default: str | None = None) -> str:
+    """A required choice, or ``default`` when the field is absent and a default is given."""
+    value = _optional_choice(obj, key, where, options)
+    if value is not None:
+        return value
+    if default is None:
+        raise CaseError(_path(where, key), "is required")
+    return default
+
+
+def _date(obj: object, key: str, where: str) -> date:
     value = _get(obj, key, where)
     try:
         return date.fromisoformat(value)
@@ -143,7 +164,9 @@ def _subject(data: dict[str, Any], guideline: str) -> Subject:
     if age != int(age) or not 0 < age < 130:
         raise CaseError("patient.age", "must be whole years between 1 and 129")
     sex = _choice(p, "sex", "patient", ("F", "M", "O", "U"))
-    risk = _choice(p, "risk", "patient", ("low", "high"), required=guideline == "fleischner-2017")
+    risks = ("low", "high")
+    risk = (_choice(p, "risk", "patient", risks) if guideline == "fleischner-2017"
+            else _optional_choice(p, "risk", "patient", risks))
     return Subject(int(age), sex == "F", fleischner.Risk(risk) if risk else None,
                    _flag(p, "family_history", "patient"), _flag(p, "emphysema", "patient"),
                    _flag(p, "screening", "patient"), _flag(p, "known_cancer", "patient"),
@@ -175,7 +198,7 @@ def _measurement(n: dict[str, Any], where: str, *, when: date, kind: NoduleType,
             study_uid=_NO_IMAGE, series_uid=_NO_IMAGE, instance_uid=_NO_IMAGE,
             centre_mm=(0.0, 0.0, 0.0), long_axis_mm=long_axis, short_axis_mm=short_axis,
             nodule_type=kind, study_date=when, measured_by="advise input",
-            solid_component_mm=solid, volume_mm3=_number(n, "volume_mm3", where, required=False),
+            solid_component_mm=solid, volume_mm3=_optional_number(n, "volume_mm3", where),
             calcification=calcification, morphology=morphology, lobe=lobe)
     except ValueError as error:
         raise CaseError(where, str(error)) from None
@@ -187,7 +210,7 @@ def _nodule(n: dict[str, Any], i: int, exam_date: date) -> CaseNodule:
     if not isinstance(ident, str) or not ident:
         raise CaseError(f"{where}.id", "must be a non-empty string")
     kind = NoduleType(_choice(n, "type", where, tuple(t.value for t in NoduleType)))
-    solid = _number(n, "solid_component_mm", where, required=False)
+    solid = _optional_number(n, "solid_component_mm", where)
     if solid is not None and kind is not NoduleType.PART_SOLID:
         raise CaseError(f"{where}.solid_component_mm", "only a part-solid nodule has one")
     lobe_text = _get(n, "lobe", where, required=False)
@@ -207,12 +230,12 @@ def _nodule(n: dict[str, Any], i: int, exam_date: date) -> CaseNodule:
         when = _date(prior_data, "date", pwhere)
         if when >= exam_date:
             raise CaseError(f"{pwhere}.date", "must be before exam.date")
-        prior_solid = _number(prior_data, "solid_component_mm", pwhere, required=False)
+        prior_solid = _optional_number(prior_data, "solid_component_mm", pwhere)
         prior = _measurement(prior_data, pwhere, when=when, kind=kind, lobe=lobe,
                              calcification=calcification, morphology=morphology,
                              solid=prior_solid if kind is NoduleType.PART_SOLID else None)
-        category = _choice(prior_data, "category", pwhere,
-                           tuple(c.value for c in lungrads.Category), required=False)
+        category = _optional_choice(prior_data, "category", pwhere,
+                                    tuple(c.value for c in lungrads.Category))
         prior_category = lungrads.Category(category) if category else None
     return CaseNodule(ident, current, prior, prior_category,
                       _flag(n, "suspicious_features", where))
@@ -289,11 +312,11 @@ def _fleischner(case: Case) -> dict[str, Any]:
                                  screening=s.screening, known_cancer=s.known_cancer,
                                  immunosuppressed=s.immunosuppressed)
     result = fleischner.assess(patient, [n.current for n in case.nodules])
-    if not result.applicable:
+    rule = result.rule
+    if not result.applicable or rule is None:
         return {"category": "not applicable", "recommendation": "; ".join(result.reasons),
                 "next_scan": None, "rule": f"{fleischner.SOURCE}, Table note (scope)",
                 "rule_id": "F17-scope", "guiding_nodule": None}
-    rule = result.rule
     guiding = case.nodules[result.guiding.index].id if result.guiding else None
     out = {"category": fleischner_cell(rule), "recommendation": rule.text,
            "next_scan": _window(result.next_scan_window(case.exam_date)),
@@ -343,7 +366,7 @@ def _lungrads(case: Case) -> dict[str, Any]:
            "next_scan": _window(result.next_scan_window(case.exam_date)),
            "rule": result.rule.citation, "rule_id": result.rule.row_id,
            "guiding_nodule": guiding,
-           "statuses": {n.id: f.status.value for n, f in zip(case.nodules, findings)}}
+           "statuses": {n.id: f.status.value for n, f in zip(case.nodules, findings, strict=True)}}
     if result.rule.extrapolated:
         out["note"] = "this row is the project's reading where the table is silent"
     return out

@@ -113,7 +113,7 @@ class Checkpoint:
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def parse(cls, line: str, key: bytes) -> "Checkpoint":
+    def parse(cls, line: str, key: bytes) -> Checkpoint:
         """The checkpoint in ``line``; ValueError if it is malformed or its MAC is wrong."""
         try:
             fields = json.loads(line)

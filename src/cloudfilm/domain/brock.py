@@ -87,7 +87,7 @@ class BrockInputs:
     @classmethod
     def from_measurement(cls, m: Measurement, *, age_years: float, female: bool,
                          family_history_lung_cancer: bool, emphysema: bool,
-                         nodule_count: int) -> "BrockInputs":
+                         nodule_count: int) -> BrockInputs:
         """Nodule predictors from a measurement: longest axis, type, lobe and spiculation."""
         if m.lobe is None:
             raise ValueError("the lobe is needed for the upper-lobe term")

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import pydicom
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 
 PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -112,13 +112,14 @@ def dataset_to_json(ds: pydicom.Dataset, bulk_prefix: str) -> dict[str, Any]:
     for tag in sorted(ds.keys()):
         if tag.element == 0:  # group lengths carry no information in JSON
             continue
-        item = ds.get_item(tag, keep_deferred=True)
-        raw = isinstance(item, RawDataElement)
+        # pydicom's overload says DataElement; an element never accessed is still raw.
+        item = cast("DataElement | RawDataElement", ds.get_item(tag, keep_deferred=True))
         vr = _pixel_vr(ds, item) if tag == 0x7FE00010 else vr_of(int(tag), item.VR)
         key = tag_key(int(tag))
         if vr == "SQ":
             out[key] = _sequence_json(ds[tag].value, f"{bulk_prefix}/{key}")
-        elif is_bulk(int(tag), vr, item.length if raw else _len(item)):
+        elif is_bulk(int(tag), vr,
+                     item.length if isinstance(item, RawDataElement) else _len(item)):
             out[key] = {"vr": vr, "BulkDataURI": f"{bulk_prefix}/{key}"}
         else:
             out[key] = _element_json(ds, tag, item, charset)

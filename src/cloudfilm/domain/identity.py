@@ -39,7 +39,7 @@ class Profile:
 
     @classmethod
     def of(cls, display_name: str, birth_date: str, sex: str,
-           records: Iterable[Any] = ()) -> "Profile":
+           records: Iterable[Any] = ()) -> Profile:
         records = list(records)
         keys = name_keys(display_name).union(*(record_name_keys(r) for r in records))
         births = {b for b in [birth_date, *(_get(r, "birth_date") for r in records)] if b}

@@ -382,7 +382,7 @@ def _identifier_conditions(ds: pydicom.Dataset, prefix: tuple[int, ...]) -> list
         tag = int(element.tag)
         if element.tag.element == 0 or (not prefix and tag in NOT_KEYS):
             continue
-        path = prefix + (tag,)
+        path = (*prefix, tag)
         name = ".".join(tag_name(t) for t in path)
         if element.VR == "SQ":
             items = list(element.value or [])

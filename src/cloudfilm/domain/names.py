@@ -22,7 +22,7 @@ def fold(text: str) -> str:
 
 def split_groups(value: str) -> tuple[str, str, str]:
     """Split a PN value into (alphabetic, ideographic, phonetic) groups."""
-    parts = (value.split("=") + ["", "", ""])[:3]
+    parts = [*value.split("="), "", "", ""][:3]
     return parts[0], parts[1], parts[2]
 
 

@@ -80,12 +80,12 @@ class Lobe(str, Enum):
     LLL = "LLL"
 
     @property
-    def upper(self) -> bool:
+    def is_upper(self) -> bool:
         """Upper-lobe location is a risk factor (Fleischner 2017; Brock 'upper lobe')."""
         return self in (Lobe.RUL, Lobe.LUL)
 
     @classmethod
-    def parse(cls, text: str) -> "Lobe":
+    def parse(cls, text: str) -> Lobe:
         """Accept codes and common names; 'lingula' maps to LUL (it is part of that lobe)."""
         key = " ".join(text.strip().lower().replace("_", " ").replace("-", " ").split())
         aliases = {
@@ -260,4 +260,4 @@ class Measurement:
 
     @property
     def upper_lobe(self) -> bool:
-        return self.lobe is not None and self.lobe.upper
+        return self.lobe is not None and self.lobe.is_upper

@@ -123,14 +123,14 @@ def segment_nodule(volume: CtVolume, seed_kij: tuple[int, int, int]) -> NoduleSe
     lung around it, or when the region leaks out of the search box or reaches the volume edge.
     """
     shape = volume.hu.shape
-    if not all(0 <= int(s) < n for s, n in zip(seed_kij, shape)):
+    if not all(0 <= int(s) < n for s, n in zip(seed_kij, shape, strict=True)):
         raise SegmentationError(f"the click {tuple(seed_kij)} (slice, row, column) is outside "
                                 f"the volume of {shape[0]} slices of {shape[1]}x{shape[2]}")
     spacing = np.asarray(volume.spacing_mm, dtype=float)
     for half_mm in SEARCH_BOX_MM:
         box = _Box.around(shape, seed_kij, spacing, half_mm)
         hu = np.asarray(volume.hu[box.slices], dtype=np.float32)
-        seed = tuple(int(s) - o for s, o in zip(seed_kij, box.offset))
+        seed = tuple(int(s) - o for s, o in zip(seed_kij, box.offset, strict=True))
         region = _segment_in_box(hu, spacing, seed, box)
         if region is not None:
             return _measure(volume, hu, spacing, region, box)
@@ -153,7 +153,7 @@ class _Box:
     def around(cls, shape: tuple[int, ...], seed: tuple[int, int, int], spacing: np.ndarray,
                half_mm: float) -> _Box:
         bounds = []
-        for s, n, d in zip(seed, shape, spacing):
+        for s, n, d in zip(seed, shape, spacing, strict=True):
             half = int(math.ceil(half_mm / d))
             bounds.append((max(0, int(s) - half), min(n, int(s) + half + 1), n))
         return cls(tuple(slice(lo, hi) for lo, hi, _ in bounds),  # type: ignore[arg-type]
@@ -175,7 +175,7 @@ class _Box:
 
 
 def _face(region: np.ndarray, axis: int, end: int) -> np.ndarray:
-    return np.take(region, -1 if end else 0, axis=axis)
+    return np.asarray(np.take(region, -1 if end else 0, axis=axis))
 
 
 # -- the region --------------------------------------------------------------------------------
@@ -264,16 +264,16 @@ def _find_seed(image: _Image, click: tuple[int, ...]) -> tuple[int, ...]:
     the brightest voxel nearby could be a vessel next to a ground-glass nodule.
     """
     reach = np.ceil(SEARCH_RADIUS_MM / image.spacing).astype(int)
-    lo = [max(0, c - r) for c, r in zip(click, reach)]
-    hi = [min(n, c + r + 1) for c, n, r in zip(click, image.hu.shape, reach)]
+    lo = [max(0, c - r) for c, r in zip(click, reach, strict=True)]
+    hi = [min(n, c + r + 1) for c, n, r in zip(click, image.hu.shape, reach, strict=True)]
     window = image.smooth[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     if image.smooth[click] >= float(np.percentile(window, 10)) + MIN_CONTRAST_HU:
         return click
-    axes = [(np.arange(a, b) - c) * d for a, b, c, d in zip(lo, hi, click, image.spacing)]
+    axes = [(np.arange(a, b) - c) * d for a, b, c, d in zip(lo, hi, click, image.spacing, strict=True)]
     k, i, j = np.meshgrid(*axes, indexing="ij")
     near = k ** 2 + i ** 2 + j ** 2 <= SEARCH_RADIUS_MM ** 2
     best = np.unravel_index(int(np.argmax(np.where(near, window, -np.inf))), window.shape)
-    return tuple(int(b) + a for a, b in zip(lo, best))
+    return tuple(int(b) + a for a, b in zip(lo, best, strict=True))
 
 
 def _lung_around(image: _Image, seed: tuple[int, ...]) -> float:
@@ -319,8 +319,8 @@ def _nearest(mask: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray) -> tu
     if mask[seed]:
         return seed
     reach = np.ceil(SEARCH_RADIUS_MM / spacing).astype(int)
-    lo = [max(0, s - r) for s, r in zip(seed, reach)]
-    found = np.argwhere(mask[tuple(slice(a, s + r + 1) for a, s, r in zip(lo, seed, reach))])
+    lo = [max(0, s - r) for s, r in zip(seed, reach, strict=True)]
+    found = np.argwhere(mask[tuple(slice(a, s + r + 1) for a, s, r in zip(lo, seed, reach, strict=True))])
     if found.size:
         gaps = np.linalg.norm((found + lo - np.asarray(seed)) * spacing, axis=1)
         if gaps.min() <= SEARCH_RADIUS_MM:
@@ -353,19 +353,19 @@ def _component_at(mask: np.ndarray, seed: tuple[int, ...]) -> np.ndarray:
     if not mask[seed]:
         return np.zeros_like(mask)
     labels, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-    return labels == labels[seed]
+    return np.asarray(labels == labels[seed])
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
-    return labels == int(np.argmax(sizes))
+    return np.asarray(labels == int(np.argmax(sizes)))
 
 
 def _distance_to(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """Distance in mm from every voxel to the nearest voxel of ``mask``."""
-    return ndimage.distance_transform_edt(~mask, sampling=spacing)
+    return np.asarray(ndimage.distance_transform_edt(~mask, sampling=spacing))
 
 
 def _open(mask: np.ndarray, spacing: np.ndarray, radius: float) -> np.ndarray:
@@ -374,7 +374,7 @@ def _open(mask: np.ndarray, spacing: np.ndarray, radius: float) -> np.ndarray:
     padded = np.pad(mask, pad)
     core = ndimage.distance_transform_edt(padded, sampling=spacing) > radius
     opened = _distance_to(core, spacing) <= radius
-    return opened[pad:-pad, pad:-pad, pad:-pad] & mask
+    return np.asarray(opened[pad:-pad, pad:-pad, pad:-pad] & mask)
 
 
 def _lung_hull(image: _Image, threshold: float) -> np.ndarray:
@@ -384,7 +384,7 @@ def _lung_hull(image: _Image, threshold: float) -> np.ndarray:
     padded = np.pad(lung, pad, mode="edge")
     dilated = _distance_to(padded, image.spacing) <= LUNG_HULL_MM
     closed = ndimage.distance_transform_edt(dilated, sampling=image.spacing) > LUNG_HULL_MM
-    return closed[pad:-pad, pad:-pad, pad:-pad] | lung
+    return np.asarray(closed[pad:-pad, pad:-pad, pad:-pad] | lung)
 
 
 def _levels(image: _Image, mask: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -496,7 +496,7 @@ def _slice_contour(region: _Region, k: int) -> np.ndarray:
     contours = measure.find_contours(image, region.threshold)
     if not contours:
         raise SegmentationError("no outline found on the best slice")
-    return max(contours, key=_polygon_area) - 1.0
+    return np.asarray(max(contours, key=_polygon_area) - 1.0)
 
 
 def _polygon_area(points: np.ndarray) -> float:

@@ -56,7 +56,8 @@ class NodulePoint:
     def __post_init__(self) -> None:
         if not self.id:
             raise ValueError("a nodule needs an id")
-        if len(self.centre_mm) != 3 or not all(math.isfinite(v) for v in self.centre_mm):
+        centre: tuple[float, ...] = self.centre_mm  # callers may pass any tuple (JSON input)
+        if len(centre) != 3 or not all(math.isfinite(v) for v in centre):
             raise ValueError(f"nodule {self.id}: centre_mm must be three finite numbers (x, y, z)")
         if not (math.isfinite(self.diameter_mm) and self.diameter_mm >= 0):
             raise ValueError(f"nodule {self.id}: diameter_mm must be a finite number >= 0")
@@ -110,7 +111,7 @@ def match_nodules(prior: Sequence[NodulePoint], current: Sequence[NodulePoint],
     distances = _distances(prior, current, to_prior)
     allowed = distances <= _tolerances(prior, current, tolerance_mm)
     rows, cols = linear_sum_assignment(_gated_cost(distances, allowed))
-    kept = sorted((int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c])
+    kept = sorted((int(r), int(c)) for r, c in zip(rows, cols, strict=True) if allowed[r, c])
     pairs = tuple(Match(current[r].id, prior[c].id, float(distances[r, c])) for r, c in kept)
     matched_current = {r for r, _ in kept}
     matched_prior = {c for _, c in kept}

@@ -51,7 +51,7 @@ class CtVolume:
 
     def voxel_to_patient(self, kij: tuple[float, float, float] | np.ndarray) -> np.ndarray:
         """Patient (x, y, z) in mm of the (fractional) voxel (k, i, j)."""
-        return np.asarray(self.origin_mm) + self._axes() @ np.asarray(kij, dtype=float)
+        return np.asarray(np.asarray(self.origin_mm) + self._axes() @ np.asarray(kij, dtype=float))
 
     def patient_to_voxel(self, xyz: tuple[float, float, float] | np.ndarray) -> np.ndarray:
         """Fractional voxel (k, i, j) of the patient point (x, y, z) in mm."""

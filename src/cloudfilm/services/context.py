@@ -7,17 +7,19 @@ from dataclasses import dataclass
 
 from cloudfilm.config import Settings
 from cloudfilm.domain.audit import audit_key
-from cloudfilm.services.audit.log import AuditLog
-from cloudfilm.services.audit.syslog import forwarder_from_env
 from cloudfilm.services.access.credentials import load_server_key
+from cloudfilm.services.access.ratelimit import RateLimiter
 from cloudfilm.services.archive.deletion import DeletionService
 from cloudfilm.services.archive.ingest import IngestService
-from cloudfilm.services.exchange.nodes import NodeService
-from cloudfilm.services.notify.outbox import Outbox
 from cloudfilm.services.archive.query import QueryService
-from cloudfilm.services.access.ratelimit import RateLimiter
 from cloudfilm.services.archive.retrieve import RetrieveService
-from cloudfilm.storage.blobs import FileSystemBlobStore, secure_data_dir
+from cloudfilm.services.audit.log import AuditLog
+from cloudfilm.services.audit.syslog import forwarder_for
+from cloudfilm.services.exchange.nodes import NodeService
+from cloudfilm.services.jobs.queue import JobQueue, open_queue
+from cloudfilm.services.notify.outbox import Outbox
+from cloudfilm.storage.blob_url import open_blob_store
+from cloudfilm.storage.blobs import BlobStore, secure_data_dir
 from cloudfilm.storage.index.db import Index
 
 
@@ -25,7 +27,7 @@ from cloudfilm.storage.index.db import Index
 class Archive:
     settings: Settings
     index: Index
-    blobs: FileSystemBlobStore
+    blobs: BlobStore
     ingest: IngestService
     retrieve: RetrieveService
     deletion: DeletionService
@@ -35,15 +37,17 @@ class Archive:
     outbox: Outbox
     rate_limiter: RateLimiter
     server_key: bytes
+    jobs: JobQueue
 
     @classmethod
-    def open(cls, settings: Settings, *, recover: bool = True) -> "Archive":
+    def open(cls, settings: Settings, *, recover: bool = True) -> Archive:
         """Migrate the index, then finish any write a crash interrupted."""
         secure_data_dir(settings.data_dir)
+        blobs = open_blob_store(settings.blob_url, settings.data_dir,
+                                cache_bytes=settings.blob_cache_mb << 20)
         index = Index(settings.database_url)
         index.migrate()
-        blobs = FileSystemBlobStore(settings.data_dir)
-        server_key = load_server_key(settings.data_dir)
+        server_key = load_server_key(settings.data_dir, settings.secret_key)
         archive = cls(settings, index, blobs,
                       ingest=IngestService(index, blobs, overwrite=settings.overwrite),
                       retrieve=RetrieveService(index, blobs),
@@ -52,15 +56,17 @@ class Archive:
                       nodes=NodeService(index),
                       audit=AuditLog(index, key=audit_key(server_key),
                                      anchor_dir=settings.data_dir,
-                                     forwarder=forwarder_from_env()),
+                                     forwarder=forwarder_for(settings.syslog)),
                       outbox=Outbox(index),
                       rate_limiter=RateLimiter(index),
-                      server_key=server_key)
+                      server_key=server_key,
+                      jobs=open_queue(settings, index))
         if recover:
             archive.ingest.recover()
         return archive
 
     def close(self) -> None:
         self.audit.close()  # the closing checkpoint needs the index
+        self.jobs.close()
         self.index.dispose()
         self.blobs.close()

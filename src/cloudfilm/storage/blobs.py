@@ -1,87 +1,129 @@
-"""Blob storage: the received Part-10 bytes, stored unchanged.
+"""Blob storage: the received Part-10 bytes, stored unchanged, behind one interface.
 
-The ingest protocol is *stage → index → commit*:
+Callers get streams, bytes and byte ranges, never a path: the same code runs on the
+local file system (`FileSystemBlobStore`, the default) and on any S3-compatible object
+store (storage/s3.py). `open_blob_store` picks one from ``CLOUDFILM_BLOB_URL``.
 
-1. Bytes go into ``incoming/`` (hashed as they arrive) and are fsynced.
-2. The caller records the index row (one transaction).
-3. `commit()` renames the staged file to its key and fsyncs the directory.
+The ingest protocol is *stage → place → index → commit* (services/archive/ingest.py):
 
-A crash between 2 and 3 leaves a staged file that `staged()` lists, so recovery
-can finish the rename. Deletion mirrors it through ``trash/``. Everything here
-sits behind `BlobStore` so an object store can replace the file system later
-without touching callers.
+1. Bytes go into local staging (storage/staging.py), hashed as they arrive, and are fsynced.
+2. `place` chooses the key the index row will name. The file system only names it; an
+   object store uploads the bytes there now and returns once the store confirmed the write.
+3. The caller records the index row (one transaction).
+4. `commit` publishes: the file system renames the staged file to its key and fsyncs the
+   directory; an object store, which already holds the bytes, drops the local copy.
 
-Each process stages under a name of its own, ``incoming/<owner>.<random>.part``,
-and holds an ``flock`` on ``locks/<owner>.lock`` for as long as it lives (the kernel
-drops it when the process dies, even by kill -9). Recovery only touches files whose
-owner's lock it can take, so a CLI command run beside a live server never sees, let
-alone deletes, what the server is receiving. Trash works the same way. Files and
-folders are created owner-only (0600, 0700): they hold patients' images.
+So the index never names bytes that exist nowhere. A crash on the file system between
+3 and 4 leaves a staged file that `staged()` lists, and recovery finishes the rename; on
+an object store the same staged file tells recovery which upload to delete when no row
+names it. Deletion mirrors this through ``trash/``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
-import secrets
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-CHUNK = 1 << 20
+from cloudfilm.storage.staging import (
+    CHUNK,
+    DIR_MODE,
+    FILE_MODE,
+    ProcessClaim,
+    StagedBlob,
+    StagingArea,
+    StagingWriter,
+    fsync_path,
+    owner_of,
+)
+
+__all__ = [
+    "CHUNK",
+    "DIR_MODE",
+    "FILE_MODE",
+    "BlobStore",
+    "BlobStoreError",
+    "FileSystemBlobStore",
+    "ProcessClaim",
+    "StagedBlob",
+    "StagingWriter",
+    "blob_key_for",
+    "owner_of",
+    "secure_data_dir",
+    "stored_sha256",
+]
 
 
-@dataclass(frozen=True)
-class StagedBlob:
-    """Bytes that are durable on disk but not yet visible under a key."""
-
-    path: Path
-    size: int
-    sha256: str
+class BlobStoreError(OSError):
+    """The blob store did not confirm a write or cannot serve a read; the text says why."""
 
 
 class BlobStore(Protocol):
-    """What the services need from a blob store."""
+    """What the services need from a blob store: staging, publishing, reading, deleting."""
 
+    # -- staging (local, storage/staging.py) -----------------------------------------
     def new_staging_file(self) -> tuple[Path, BinaryIO]: ...
-    def seal(self, path: Path, size: int, sha256: str) -> StagedBlob: ...
-    def stage_file(self, source: Path) -> StagedBlob: ...
+    def staging_writer(self) -> StagingWriter: ...
+    def stage_chunks(self, chunks: Iterable[bytes]) -> StagedBlob: ...
     def stage_reader(self, source: BinaryIO) -> StagedBlob: ...
-    def commit(self, staged: StagedBlob, key: str) -> None:
-        """Atomically publish the staged bytes under ``key``.
-
-        No directory fsync: the bytes were fsynced in staging and the index row is
-        committed, so if a crash loses the rename the file is still in ``incoming/``
-        and `IngestService.recover()` publishes it at the next start.
-        """
-        target = self.path(key)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.replace(staged.path, target)
-
-    def discard(self, staged: StagedBlob) -> None: ...
+    def stage_bytes(self, data: bytes) -> StagedBlob: ...
+    def stage_file(self, source: Path) -> StagedBlob: ...
+    def seal(self, staged: StagedBlob) -> StagedBlob: ...
     def staged(self) -> list[Path]: ...
+    def identify(self, path: Path) -> StagedBlob: ...
+
+    # -- publishing ------------------------------------------------------------------
+    def place(self, staged: StagedBlob, sop_instance_uid: str) -> StagedBlob:
+        """The staged blob with the key its index row will name; an object store has the
+        bytes there, confirmed, when this returns (`BlobStoreError` otherwise)."""
+        ...
+
+    def key_for(self, staged: StagedBlob, sop_instance_uid: str) -> str:
+        """The key `place` gives this staged file (recovery asks without placing)."""
+        ...
+
+    def commit(self, staged: StagedBlob, key: str) -> None:
+        """The index row naming ``key`` is committed: make the bytes readable there."""
+        ...
+
+    def discard(self, staged: StagedBlob) -> None:
+        """No index row names these bytes: drop the staged file and whatever `place` wrote."""
+        ...
+
+    # -- reading ---------------------------------------------------------------------
     def exists(self, key: str) -> bool: ...
-    def path(self, key: str) -> Path: ...
+    def size(self, key: str) -> int: ...
+    def open(self, key: str) -> BinaryIO:
+        """A seekable binary stream over the blob; close it (``with``) when done."""
+        ...
+
+    def read_bytes(self, key: str) -> bytes: ...
     def read_range(self, key: str, offset: int, length: int) -> bytes: ...
     def iter_bytes(self, key: str, chunk: int = 4 * CHUNK) -> Iterator[bytes]: ...
-    def keys(self) -> Iterator[str]: ...
+    def listing(self) -> Iterator[tuple[str, int]]:
+        """Every stored blob's key and size, for `cloudfilm check`."""
+        ...
+
+    # -- deleting --------------------------------------------------------------------
     def move_to_trash(self, keys: list[str]) -> None: ...
     def delete(self, keys: list[str]) -> None: ...
     def trashed(self) -> list[tuple[Path, str]]: ...
     def restore(self, trashed: Path, key: str) -> None: ...
     def purge(self, trashed: Path) -> None: ...
 
+    def close(self) -> None: ...
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+
+def stored_sha256(blobs: BlobStore, key: str) -> str:
+    """The SHA-256 of a stored blob, read back as a stream (recovery and `cloudfilm check`)."""
+    digest = hashlib.sha256()
+    for chunk in blobs.iter_bytes(key):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def blob_key_for(sop_instance_uid: str) -> str:
@@ -90,160 +132,56 @@ def blob_key_for(sop_instance_uid: str) -> str:
     return f"{digest[:2]}/{digest[2:4]}/{digest}"
 
 
-FILE_MODE, DIR_MODE = 0o600, 0o700
-
-
-class ProcessClaim:
-    """This store's claim on the files it stages and trashes while it lives.
-
-    ``<root>/locks/<owner>.lock`` is ``flock``ed from the first staged file on; staged
-    and trashed files carry ``<owner>.`` in their names. The lock file is created
-    under a temporary name, locked, then renamed, so no file ever names an owner whose
-    lock is not yet held; the kernel drops the lock when the process dies (kill -9 too).
-    """
-
-    def __init__(self, locks: Path) -> None:
-        self.locks = locks
-        self._owner: str | None = None
-        self._fd: int | None = None
-        self._making = threading.Lock()
-
-    @property
-    def owner(self) -> str:
-        with self._making:
-            return self._owner or self._claim()
-
-    def _claim(self) -> str:
-        self.locks.mkdir(mode=DIR_MODE, exist_ok=True)
-        owner = f"{os.getpid()}-{secrets.token_hex(8)}"
-        pending = self.locks / f".{owner}.lock"
-        fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.replace(pending, self.locks / f"{owner}.lock")
-        self._owner, self._fd = owner, fd
-        return owner
-
-    def release(self) -> None:
-        """A clean close: whatever is still named after this owner becomes an orphan."""
-        with self._making:
-            if self._fd is not None and self._owner is not None:
-                (self.locks / f"{self._owner}.lock").unlink(missing_ok=True)
-                os.close(self._fd)
-            self._owner, self._fd = None, None
-
-    def is_live(self, owner: str) -> bool:
-        """True while some process holds ``owner``'s lock; a dead owner's lock file is removed."""
-        if owner == self._owner:
-            return True
-        path = self.locks / f"{owner}.lock"
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        else:
-            path.unlink(missing_ok=True)
-            return False
-        finally:
-            os.close(fd)
-
-
-def owner_of(path: Path) -> str:
-    """The owner named in a staged or trashed file name; "" for names before owners existed."""
-    head, dot, _ = path.name.partition(".")
-    return head if dot and "-" in head else ""
-
-
-class FileSystemBlobStore:
-    """Blobs as files under ``<root>/blobs``; staging and trash beside them."""
+class FileSystemBlobStore(StagingArea):
+    """Blobs as files under ``<root>/blobs``; staging and trash beside them, so that
+    publishing is an atomic rename on one file system."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        super().__init__(root)
         self.blobs = root / "blobs"
-        self.incoming = root / "incoming"
-        self.trash = root / "trash"
-        for directory in (self.blobs, self.incoming, self.trash):
-            directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        self.claim = ProcessClaim(root / "locks")
+        self.blobs.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
 
-    def close(self) -> None:
-        """Release this store's claim; whatever it left staged is recovered later."""
-        self.claim.release()
+    # -- publishing --------------------------------------------------------
+    def key_for(self, staged: StagedBlob, sop_instance_uid: str) -> str:
+        return blob_key_for(sop_instance_uid)
 
-    def _orphans(self, paths: Iterator[Path]) -> list[Path]:
-        live: dict[str, bool] = {}
-        found = []
-        for path in paths:
-            owner = owner_of(path)
-            if owner not in live:
-                live[owner] = bool(owner) and self.claim.is_live(owner)
-            if not live[owner]:
-                found.append(path)
-        return sorted(found)
-
-    # -- staging -----------------------------------------------------------
-    def new_staging_file(self) -> tuple[Path, BinaryIO]:
-        path = self.incoming / f"{self.claim.owner}.{secrets.token_hex(16)}.part"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        return path, os.fdopen(fd, "wb")
-
-    def seal(self, path: Path, size: int, sha256: str) -> StagedBlob:
-        """fsync a staged file written and closed elsewhere: now it survives a crash."""
-        _fsync_path(path)
-        return StagedBlob(path=path, size=size, sha256=sha256)
-
-    def stage_file(self, source: Path) -> StagedBlob:
-        with open(source, "rb") as src:
-            return self.stage_reader(src)
-
-    def stage_reader(self, source: BinaryIO) -> StagedBlob:
-        """Copy a readable stream (a file, a zip member) into staging, hashing as it goes."""
-        path, fh = self.new_staging_file()
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with fh:
-                while chunk := source.read(CHUNK):
-                    fh.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return StagedBlob(path=path, size=size, sha256=digest.hexdigest())
+    def place(self, staged: StagedBlob, sop_instance_uid: str) -> StagedBlob:
+        """Only names the key: the bytes stay in staging until `commit` renames them."""
+        return replace(staged, key=self.key_for(staged, sop_instance_uid))
 
     def commit(self, staged: StagedBlob, key: str) -> None:
         """Atomically publish the staged bytes under ``key`` and make the rename durable."""
-        target = self.path(key)
+        target = self._file(key)
         created = not target.parent.exists()
         target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.replace(staged.path, target)
-        _fsync_path(target.parent)
+        fsync_path(target.parent)
         if created:
-            _fsync_path(target.parent.parent)
-            _fsync_path(target.parent.parent.parent)
+            fsync_path(target.parent.parent)
+            fsync_path(target.parent.parent.parent)
 
     def discard(self, staged: StagedBlob) -> None:
-        staged.path.unlink(missing_ok=True)
-
-    def staged(self) -> list[Path]:
-        """Staged files no live process owns (a crash left them); never another's in-flight ones."""
-        return self._orphans(self.incoming.glob("*.part"))
+        """The key is shared by every write of one instance, so only staging is dropped."""
+        self.drop_staged(staged)
 
     # -- reading -----------------------------------------------------------
-    def path(self, key: str) -> Path:
+    def _file(self, key: str) -> Path:
         return self.blobs / key
 
     def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
+        return self._file(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self._file(key).stat().st_size
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self._file(key), "rb")
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._file(key).read_bytes()
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
-        fd = os.open(self.path(key), os.O_RDONLY)
+        fd = os.open(self._file(key), os.O_RDONLY)
         try:
             return os.pread(fd, length, offset)
         finally:
@@ -251,7 +189,7 @@ class FileSystemBlobStore:
 
     def iter_bytes(self, key: str, chunk: int = 4 * CHUNK) -> Iterator[bytes]:
         """The blob in pread chunks (a typical CT instance is one chunk)."""
-        fd = os.open(self.path(key), os.O_RDONLY)
+        fd = os.open(self._file(key), os.O_RDONLY)
         try:
             size, offset = os.fstat(fd).st_size, 0
             while offset < size:
@@ -263,37 +201,33 @@ class FileSystemBlobStore:
         finally:
             os.close(fd)
 
-    def keys(self) -> Iterator[str]:
+    def listing(self) -> Iterator[tuple[str, int]]:
         for path in self.blobs.rglob("*"):
             if path.is_file():
-                yield path.relative_to(self.blobs).as_posix()
+                yield path.relative_to(self.blobs).as_posix(), path.stat().st_size
 
     # -- deletion ----------------------------------------------------------
-    def _trash_name(self, key: str) -> Path:
-        return self.trash / f"{self.claim.owner}.{key.replace('/', '~')}"
-
     def move_to_trash(self, keys: list[str]) -> None:
         """First half of a delete: blobs leave their keys but stay recoverable."""
         for key in keys:
-            source = self.path(key)
+            source = self._file(key)
             if source.exists():
-                os.replace(source, self._trash_name(key))
-        _fsync_path(self.trash)
+                os.replace(source, self.trash_entry(key))
+        fsync_path(self.trash)
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
-            self._trash_name(key).unlink(missing_ok=True)
+            self.trash_entry(key).unlink(missing_ok=True)
 
     def trashed(self) -> list[tuple[Path, str]]:
         """Trashed blobs of deletes no live process is finishing (see `staged`)."""
-        orphans = self._orphans(p for p in self.trash.iterdir() if p.is_file())
-        return [(p, p.name.rpartition(".")[2].replace("~", "/")) for p in orphans]
+        return self.trash_entries()
 
     def restore(self, trashed: Path, key: str) -> None:
-        target = self.path(key)
+        target = self._file(key)
         target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.replace(trashed, target)
-        _fsync_path(target.parent)
+        fsync_path(target.parent)
 
     def purge(self, trashed: Path) -> None:
         trashed.unlink(missing_ok=True)

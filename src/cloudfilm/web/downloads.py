@@ -8,10 +8,10 @@ from typing import Any
 from urllib.parse import quote
 
 from cloudfilm.domain.access import Permission, Principal
-from cloudfilm.services.context import Archive
+from cloudfilm.i18n import Localizer
 from cloudfilm.services.access.people import PeopleService
 from cloudfilm.services.access.policy import Policy
-from cloudfilm.web.i18n import Localizer
+from cloudfilm.services.context import Archive
 
 
 def study_download(archive: Archive, loc: Localizer, who: Principal,
@@ -27,8 +27,7 @@ def study_download(archive: Archive, loc: Localizer, who: Principal,
 def folder_download(archive: Archive, loc: Localizer, who: Principal,
                     person_id: int) -> dict[str, Any] | None:
     """The button's links for every scan of the folder ``who`` may download, or None."""
-    clause = Policy(archive).visible_clause(who, Permission.DOWNLOAD)
-    studies = PeopleService(archive).studies_of(person_id, clause)
+    studies = PeopleService(archive).studies_for(who, person_id, Permission.DOWNLOAD)
     if not studies:
         return None
     base = f"/api/persons/{person_id}"

@@ -41,7 +41,7 @@ from typing import Any
 
 from cloudfilm.domain.growth import LUNGRADS_GROWTH_MM, SIGNIFICANT_VOLUME_CHANGE_PERCENT
 from cloudfilm.domain.nodule import Calcification, NoduleType
-from cloudfilm.web.i18n import N_, Localizer
+from cloudfilm.i18n import N_, Localizer
 
 GUIDELINES = ("fleischner-2017", "lung-rads-2022")
 LUNG_RADS_CATEGORIES = ("0", "1", "2", "3", "4A", "4B", "4X")
@@ -233,42 +233,42 @@ def lung_rads_base(category: str) -> str | None:
     return base if base in LUNG_RADS_CATEGORIES else None
 
 
-def _join(l: Localizer, sentences: list[str]) -> str:
+def _join(loc: Localizer, sentences: list[str]) -> str:
     """Chinese sentences end in 。 and are not separated by spaces."""
-    return ("" if l.language == "zh" else " ").join(s for s in sentences if s)
+    return ("" if loc.language == "zh" else " ").join(s for s in sentences if s)
 
 
-def _item(l: Localizer, label: str, text: str) -> str:
-    return l.gettext("%(label)s: %(text)s", label=label, text=text)
+def _item(loc: Localizer, label: str, text: str) -> str:
+    return loc.gettext("%(label)s: %(text)s", label=label, text=text)
 
 
-def _describe_nodule(l: Localizer, nodule: NoduleFacts) -> list[str]:
+def _describe_nodule(loc: Localizer, nodule: NoduleFacts) -> list[str]:
     sentences = [
-        l.gettext("It is %(size)s mm across, about the size of %(object)s.",
+        loc.gettext("It is %(size)s mm across, about the size of %(object)s.",
                   size=size_text(nodule.mean_diameter_mm),
-                  object=l.gettext(everyday_object(nodule.mean_diameter_mm))),
-        l.gettext(TYPE_SENTENCES[NoduleType(nodule.nodule_type)]),
+                  object=loc.gettext(everyday_object(nodule.mean_diameter_mm))),
+        loc.gettext(TYPE_SENTENCES[NoduleType(nodule.nodule_type)]),
     ]
     calcification = Calcification(nodule.calcification)
     if calcification.benign:
-        sentences.append(l.gettext("It is calcified: it has calcium in it, like bone. This "
+        sentences.append(loc.gettext("It is calcified: it has calcium in it, like bone. This "
                                    "kind of calcium is often seen in old, healed spots."))
     elif calcification is not Calcification.NONE:
-        sentences.append(l.gettext("It is calcified: it has some calcium in it, like bone."))
+        sentences.append(loc.gettext("It is calcified: it has some calcium in it, like bone."))
     return sentences
 
 
-def _found(l: Localizer, summary: StudyNoduleSummary) -> Paragraph:
-    heading = l.gettext("What was found")
+def _found(loc: Localizer, summary: StudyNoduleSummary) -> Paragraph:
+    heading = loc.gettext("What was found")
     count = len(summary.nodules)
     if count == 1:
-        intro = l.gettext("The scan shows a small round spot in the lung. Doctors call it a "
+        intro = loc.gettext("The scan shows a small round spot in the lung. Doctors call it a "
                           "nodule.")
         return Paragraph("found", heading,
-                         _join(l, [intro, *_describe_nodule(l, summary.nodules[0])]))
-    intro = l.gettext("The scan shows %(num)s small round spots in the lungs. Doctors call "
+                         _join(loc, [intro, *_describe_nodule(loc, summary.nodules[0])]))
+    intro = loc.gettext("The scan shows %(num)s small round spots in the lungs. Doctors call "
                       "them nodules.", num=count)
-    items = tuple(_item(l, n.label, _join(l, _describe_nodule(l, n))) for n in summary.nodules)
+    items = tuple(_item(loc, n.label, _join(loc, _describe_nodule(loc, n))) for n in summary.nodules)
     return Paragraph("found", heading, intro, items)
 
 
@@ -291,134 +291,134 @@ def counts_as_growth(nodule: NoduleFacts) -> bool:
     return shown_growth_mm(nodule) > LUNGRADS_GROWTH_MM or by_volume
 
 
-def _growth_sentences(l: Localizer, nodule: NoduleFacts, when: str, before: str) -> list[str]:
+def _growth_sentences(loc: Localizer, nodule: NoduleFacts, when: str, before: str) -> list[str]:
     change = nodule.change
     assert change is not None
     growth = shown_growth_mm(nodule)
     if growth > LUNGRADS_GROWTH_MM:
-        sentences = [l.gettext("It has grown by %(growth)s mm since your scan of %(date)s. It "
+        sentences = [loc.gettext("It has grown by %(growth)s mm since your scan of %(date)s. It "
                                "was %(before)s mm then.", growth=size_text(float(growth)),
                                date=when, before=before)]
     else:
-        sentences = [l.gettext("It has grown since your scan of %(date)s. It was %(before)s mm "
+        sentences = [loc.gettext("It has grown since your scan of %(date)s. It was %(before)s mm "
                                "across then and is %(now)s mm now.", date=when, before=before,
                                now=size_text(nodule.mean_diameter_mm))]
     if change.volume_change_percent is not None and change.volume_change_percent > 0:
-        sentences.append(l.gettext("Its volume went up by about %(percent)s%%.",
+        sentences.append(loc.gettext("Its volume went up by about %(percent)s%%.",
                                    percent=round(change.volume_change_percent)))
     if change.vdt_days is not None:
-        sentences.append(l.gettext("At this pace, it would double in volume in about "
+        sentences.append(loc.gettext("At this pace, it would double in volume in about "
                                    "%(days)s days. Doctors call this the doubling time.",
                                    days=round(change.vdt_days)))
     return sentences
 
 
-def _describe_change(l: Localizer, nodule: NoduleFacts) -> list[str]:
+def _describe_change(loc: Localizer, nodule: NoduleFacts) -> list[str]:
     change = nodule.change
     if change is None:
-        return [l.gettext("This is the first scan in your folder that shows this spot. There "
+        return [loc.gettext("This is the first scan in your folder that shows this spot. There "
                           "is no earlier scan to compare it with yet.")]
-    when, before = l.date(change.prior_date), size_text(change.prior_mean_diameter_mm)
+    when, before = loc.date(change.prior_date), size_text(change.prior_mean_diameter_mm)
     if counts_as_growth(nodule):
-        return _growth_sentences(l, nodule, when, before)
+        return _growth_sentences(loc, nodule, when, before)
     if shown_growth_mm(nodule) < -LUNGRADS_GROWTH_MM:
-        return [l.gettext("It is smaller than on your scan of %(date)s. It was %(before)s mm "
+        return [loc.gettext("It is smaller than on your scan of %(date)s. It was %(before)s mm "
                           "then.", date=when, before=before)]
-    return [l.gettext("It is about the same size as on your scan of %(date)s. It was "
+    return [loc.gettext("It is about the same size as on your scan of %(date)s. It was "
                       "%(before)s mm then.", date=when, before=before),
-            l.gettext("Small differences between two scans are normal.")]
+            loc.gettext("Small differences between two scans are normal.")]
 
 
-def _changed(l: Localizer, summary: StudyNoduleSummary) -> Paragraph:
-    heading = l.gettext("How it changed")
+def _changed(loc: Localizer, summary: StudyNoduleSummary) -> Paragraph:
+    heading = loc.gettext("How it changed")
     if len(summary.nodules) == 1:
-        return Paragraph("change", heading, _join(l, _describe_change(l, summary.nodules[0])))
+        return Paragraph("change", heading, _join(loc, _describe_change(loc, summary.nodules[0])))
     items = []
     for nodule in summary.nodules:
-        text = (l.gettext("First seen on this scan.") if nodule.change is None
-                else _join(l, _describe_change(l, nodule)))
-        items.append(_item(l, nodule.label, text))
+        text = (loc.gettext("First seen on this scan.") if nodule.change is None
+                else _join(loc, _describe_change(loc, nodule)))
+        items.append(_item(loc, nodule.label, text))
     return Paragraph("change", heading,
-                     l.gettext("Here is how each spot compares with your last scan."),
+                     loc.gettext("Here is how each spot compares with your last scan."),
                      tuple(items))
 
 
-def _guideline(l: Localizer, assessment: ExamAssessment) -> list[str]:
+def _guideline(loc: Localizer, assessment: ExamAssessment) -> list[str]:
     if assessment.not_applicable:
-        return [l.gettext("The usual guide for these spots does not fit your case. Your "
+        return [loc.gettext("The usual guide for these spots does not fit your case. Your "
                           "doctor will plan the next step with you.")]
     if assessment.guideline == "fleischner-2017":
-        return [l.gettext("Doctors used the Fleischner Society guide (2017) to plan the next "
+        return [loc.gettext("Doctors used the Fleischner Society guide (2017) to plan the next "
                           "step. It is for spots found by chance on a CT scan.")]
     category = assessment.category.strip().upper()
     base = lung_rads_base(category) or category
-    sentences = [l.gettext("This was a lung screening scan. Doctors sort these scans with "
+    sentences = [loc.gettext("This was a lung screening scan. Doctors sort these scans with "
                            "Lung-RADS, a scale from 0 to 4. This scan is in group "
                            "%(category)s.", category=base),
-                 l.gettext(LUNG_RADS_MEANING[base], category=base)]
+                 loc.gettext(LUNG_RADS_MEANING[base], category=base)]
     if category.endswith("S"):
-        sentences.append(l.gettext("The letter S means the scan also showed something else. "
+        sentences.append(loc.gettext("The letter S means the scan also showed something else. "
                                    "Your report says more about it."))
     return sentences
 
 
-def _next_scan(l: Localizer, assessment: ExamAssessment) -> list[str]:
+def _next_scan(loc: Localizer, assessment: ExamAssessment) -> list[str]:
     earliest, latest = assessment.next_scan_earliest, assessment.next_scan_latest
     if assessment.not_applicable:
         return []
     if earliest is None:
         if assessment.guideline == "fleischner-2017":
-            return [l.gettext("The guide says no more scans are needed just to watch this "
+            return [loc.gettext("The guide says no more scans are needed just to watch this "
                               "spot.")]
         if lung_rads_base(assessment.category) in ("4B", "4X"):
             return []  # its meaning already says the doctor plans the tests
-        return [l.gettext("There is no set date for the next scan. Your doctor will plan the "
+        return [loc.gettext("There is no set date for the next scan. Your doctor will plan the "
                           "next step with you.")]
     if assessment.next_scan_optional:
-        return [l.gettext("The guide says a CT scan around %(date)s is optional. Talk about it "
-                          "with your doctor.", date=l.date(earliest))]
+        return [loc.gettext("The guide says a CT scan around %(date)s is optional. Talk about it "
+                          "with your doctor.", date=loc.date(earliest))]
     if latest is None or latest == earliest:
-        when = l.gettext("The guide suggests your next CT scan around %(date)s.",
-                         date=l.date(earliest))
+        when = loc.gettext("The guide suggests your next CT scan around %(date)s.",
+                         date=loc.date(earliest))
     else:
-        when = l.gettext("The guide suggests your next CT scan between %(earliest)s and "
-                         "%(latest)s.", earliest=l.date(earliest), latest=l.date(latest))
-    return [when, l.gettext("cloudfilm will send you a reminder before then.")]
+        when = loc.gettext("The guide suggests your next CT scan between %(earliest)s and "
+                         "%(latest)s.", earliest=loc.date(earliest), latest=loc.date(latest))
+    return [when, loc.gettext("cloudfilm will send you a reminder before then.")]
 
 
-def _plan(l: Localizer, assessment: ExamAssessment) -> Paragraph:
-    return Paragraph("plan", l.gettext("What happens next"),
-                     _join(l, [*_guideline(l, assessment), *_next_scan(l, assessment)]))
+def _plan(loc: Localizer, assessment: ExamAssessment) -> Paragraph:
+    return Paragraph("plan", loc.gettext("What happens next"),
+                     _join(loc, [*_guideline(loc, assessment), *_next_scan(loc, assessment)]))
 
 
-def _not_cancer(l: Localizer, summary: StudyNoduleSummary) -> Paragraph:
-    sentences = [l.gettext("Most lung nodules are not cancer."),
-                 l.gettext("In a large study of lung scans (NLST, 2011), when a scan showed a "
+def _not_cancer(loc: Localizer, summary: StudyNoduleSummary) -> Paragraph:
+    sentences = [loc.gettext("Most lung nodules are not cancer."),
+                 loc.gettext("In a large study of lung scans (NLST, 2011), when a scan showed a "
                            "spot worth checking, 96 times out of 100 it was not cancer.")]
     if all(n.nodule_type == NoduleType.SOLID.value
            and float(size_text(n.mean_diameter_mm)) < FLEISCHNER_SMALL_MM
            for n in summary.nodules):
-        sentences.append(l.gettext("Among solid spots smaller than 6 mm, fewer than 1 in 100 "
+        sentences.append(loc.gettext("Among solid spots smaller than 6 mm, fewer than 1 in 100 "
                                    "are cancer, even in people at higher risk (Fleischner "
                                    "Society, 2017)."))
-    return Paragraph("not-cancer", l.gettext("Most spots are not cancer"), _join(l, sentences))
+    return Paragraph("not-cancer", loc.gettext("Most spots are not cancer"), _join(loc, sentences))
 
 
-def _doctor(l: Localizer) -> Paragraph:
-    return Paragraph("doctor", l.gettext("Your doctor will explain"), _join(l, [
-        l.gettext("These words help you read the report. They are not a diagnosis."),
-        l.gettext("Your doctor will explain what it means for you."),
-        l.gettext("Write down your questions for your next visit."),
+def _doctor(loc: Localizer) -> Paragraph:
+    return Paragraph("doctor", loc.gettext("Your doctor will explain"), _join(loc, [
+        loc.gettext("These words help you read the report. They are not a diagnosis."),
+        loc.gettext("Your doctor will explain what it means for you."),
+        loc.gettext("Write down your questions for your next visit."),
     ]))
 
 
-def explain_study(l: Localizer, summary: StudyNoduleSummary) -> Explanation:
-    """The plain-language explanation of one study's nodules, in ``l``'s language."""
-    headline = l.gettext("Your scan of %(date)s in plain words",
-                         date=l.date(summary.assessment.exam_date))
-    return Explanation(l.language, headline, (
-        _found(l, summary), _changed(l, summary), _plan(l, summary.assessment),
-        _not_cancer(l, summary), _doctor(l)))
+def explain_study(loc: Localizer, summary: StudyNoduleSummary) -> Explanation:
+    """The plain-language explanation of one study's nodules, in ``loc``'s language."""
+    headline = loc.gettext("Your scan of %(date)s in plain words",
+                         date=loc.date(summary.assessment.exam_date))
+    return Explanation(loc.language, headline, (
+        _found(loc, summary), _changed(loc, summary), _plan(loc, summary.assessment),
+        _not_cancer(loc, summary), _doctor(loc)))
 
 
 # -- readability ----------------------------------------------------------------------------
@@ -487,11 +487,11 @@ def readability_report() -> dict[str, Any]:
     highest grade over the renderings, and "overall" is the grade of all rendered text.
     The glossary's definitions are graded one by one ("glossary_worst") and together.
     """
-    l = Localizer("en")
+    loc = Localizer("en")
     by_kind: dict[str, float] = {}
     samples: dict[str, str] = {}
     everything: list[str] = []
-    for explanation in (explain_study(l, s) for s in representative_summaries().values()):
+    for explanation in (explain_study(loc, s) for s in representative_summaries().values()):
         for part in (Paragraph("headline", "", explanation.headline), *explanation.paragraphs):
             grade = _grade(part.full_text)
             everything.append(part.full_text)
@@ -499,9 +499,9 @@ def readability_report() -> dict[str, Any]:
                 by_kind[part.key], samples[part.key] = grade, part.full_text
     from cloudfilm.web.glossary import entries  # the glossary's definitions are read too
 
-    definitions = {e.key: _grade(e.definition) for e in entries(l)}
+    definitions = {e.key: _grade(e.definition) for e in entries(loc)}
     return {"metric": "Flesch-Kincaid grade (textstat 0.7.4)",
             "paragraphs": by_kind, "worst_text": samples,
             "overall": _grade(" ".join(everything)),
             "glossary_worst": max(definitions.values()),
-            "glossary_overall": _grade(" ".join(e.definition for e in entries(l)))}
+            "glossary_overall": _grade(" ".join(e.definition for e in entries(loc)))}

@@ -1,9 +1,11 @@
-"""The hospital desk's cloud-film page, ``/admin/films``, and the slip's words (issue 12).
+"""The hospital desk's cloud-film page, ``/admin/films``, the slip, and ``/code`` (issue 12).
 
 An operator finds a study by PatientID, accession number or name, presses "Issue cloud
 film" and gets the link, its QR code and the printable slip at once; earlier films of the
 study are listed with a button to withdraw each. The slip's words live here, in the
-catalogue, so the PDF (services/access/film_slip.py) is Chinese first like every patient page.
+catalogue, so the PDF (services/access/film_slip.py, served at
+``/api/films/{id}/slip.pdf``) is Chinese first like every patient page. A patient without
+a camera types the slip's code at ``/code``.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from cloudfilm.api.authn import principal
+from cloudfilm.api.authn import client_ip, principal, require_user
+from cloudfilm.api.films import PRIVATE
+from cloudfilm.api.people import OPERATORS, call, int_param
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Principal, Role
+from cloudfilm.i18n import N_, Localizer, localizer
 from cloudfilm.services.access.film_slip import SlipWords, slip_pdf
 from cloudfilm.services.access.films import FilmInfo, FilmService, SlipFacts
-from cloudfilm.services.access.people import ServiceError
-from cloudfilm.web.i18n import N_, Localizer, localizer
-from cloudfilm.web.pages import is_user, not_found
+from cloudfilm.services.access.people import ServiceError, TooManyAttempts
+from cloudfilm.web.pages import archive_of, is_user, not_found
+from cloudfilm.web.share_links import HEADERS, cross_site
 from cloudfilm.web.templating import render
 
 CODE_WRONG = N_("This code does not open a cloud film. Check each letter and try again, or "
@@ -53,13 +58,23 @@ def slip_words(language: str, facts: SlipFacts, code_url: str) -> SlipWords:
                               address=code_url))
 
 
-def film_slip_pdf(films: FilmService, film: Any, grant: Any, base: str) -> bytes:
-    """The printable slip of one film, Chinese first and English below; ``base`` is the
-    server's public address (the QR code and the typed-code address start with it)."""
-    facts = films.slip_facts(film, grant)
-    info, code_url = films.info(film, grant), f"{base}/code"
+def film_slip_pdf(info: FilmInfo, facts: SlipFacts, base: str) -> bytes:
+    """The printable slip of one film (`FilmService.slip`), Chinese first and English below;
+    ``base`` is the server's public address (the QR code and the typed-code address start
+    with it)."""
+    code_url = f"{base}/code"
     return slip_pdf(facts, f"{base}{info.path}", info.code, slip_words("zh", facts, code_url),
                     slip_words("en", facts, code_url))
+
+
+async def slip(request: Request) -> Response:
+    """``GET /api/films/{id}/slip.pdf``: the printable slip, for operators and admins."""
+    who = require_user(request, OPERATORS)
+    info, facts = await call(FilmService(archive_of(request)).slip, who,
+                             int_param(request.path_params["id"], "film id"))
+    body = await run_in_threadpool(film_slip_pdf, info, facts, site_base(request))
+    headers = PRIVATE | {"Content-Disposition": f'inline; filename="film-{info.id}.pdf"'}
+    return Response(body, media_type="application/pdf", headers=headers)
 
 
 def _desk(request: Request) -> Principal | None:
@@ -135,8 +150,47 @@ async def revoke_from_page(request: Request) -> Response:
     return RedirectResponse(f"/admin/films?{params}", status_code=303)
 
 
+# -- typing the slip's code: /code ----------------------------------------------------------
+
+
+def code_page(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
+    """The form for the code on the slip (works without JavaScript, no account needed)."""
+    loc = localizer(request)
+    return render(request, "film_code.html", {"title": loc.gettext("Open your cloud film"),
+                                              "message": message},
+                  status=status, anonymous=True, headers=HEADERS)
+
+
+async def code_form(request: Request) -> Response:
+    return code_page(request)
+
+
+async def submit_code(request: Request) -> Response:
+    """POST /code with ``code``: the film's link (which then opens as every link does), or
+    the form again; wrong codes count against the address (10 per 15 minutes)."""
+    loc = localizer(request)
+    if cross_site(request):
+        return code_page(request, loc.gettext("Please open the link again."), 403)
+    typed = str((await request.form()).get("code", ""))[:40]
+    films = FilmService(archive_of(request))
+    try:
+        path = await run_in_threadpool(films.open_code, typed, client_ip(request))
+    except TooManyAttempts:
+        response = code_page(request, loc.gettext(CODE_LOCKED), 429)
+        response.headers["Retry-After"] = str(15 * 60)
+        return response
+    if path is None:
+        return code_page(request, loc.gettext(CODE_WRONG), 404)
+    return RedirectResponse(path, status_code=303, headers=HEADERS)
+
+
 routes = [
+    Route("/code", code_form, methods=["GET"]),
+    Route("/code", submit_code, methods=["POST"]),
     Route("/admin/films", films_page, methods=["GET"]),
     Route("/admin/films", issue_from_page, methods=["POST"]),
     Route("/admin/films/{id}/revoke", revoke_from_page, methods=["POST"]),
 ]
+
+# Mounted under /api by cloudfilm/app.py, next to api/films.py's routes.
+api_routes = [Route("/films/{id}/slip.pdf", slip, methods=["GET"])]

@@ -25,7 +25,7 @@ from functools import cache
 
 from markupsafe import Markup, escape
 
-from cloudfilm.web.i18n import N_, Localizer
+from cloudfilm.i18n import N_, Localizer
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,13 @@ class Entry:
     definition: str
 
 
-def _words(l: Localizer, term: Term) -> list[str]:
-    return [w.strip() for w in l.gettext(term.words).split("|") if w.strip()]
+def _words(loc: Localizer, term: Term) -> list[str]:
+    return [w.strip() for w in loc.gettext(term.words).split("|") if w.strip()]
 
 
-def entries(l: Localizer) -> list[Entry]:
-    """Every term with its title and definition, in ``l``'s language (for a word list)."""
-    return [Entry(t.key, _words(l, t)[0], l.gettext(t.definition)) for t in TERMS]
+def entries(loc: Localizer) -> list[Entry]:
+    """Every term with its title and definition, in ``loc``'s language (for a word list)."""
+    return [Entry(t.key, _words(loc, t)[0], loc.gettext(t.definition)) for t in TERMS]
 
 
 def _boundary(word: str) -> str:
@@ -128,10 +128,10 @@ def _boundary(word: str) -> str:
 @cache
 def _matcher(language: str) -> tuple[re.Pattern[str], dict[str, Entry]]:
     """One pattern of every word, longest first, and the entry of each word (lower case)."""
-    l = Localizer(language)
+    loc = Localizer(language)
     by_word: dict[str, Entry] = {}
-    for term, entry in zip(TERMS, entries(l)):
-        for word in _words(l, term):
+    for term, entry in zip(TERMS, entries(loc), strict=True):
+        for word in _words(loc, term):
             by_word.setdefault(word.lower(), entry)
     ordered = sorted(by_word, key=lambda w: (-len(w), w))
     return re.compile("|".join(_boundary(w) for w in ordered), re.IGNORECASE), by_word
@@ -177,8 +177,8 @@ def _skipped_regions(tokens: list[str]) -> list[bool]:
     return flags
 
 
-def highlight(l: Localizer, text: str, *, id_prefix: str | None = None) -> Markup:
-    """``text`` with the first occurrence of each glossary word marked, in ``l``'s language.
+def highlight(loc: Localizer, text: str, *, id_prefix: str | None = None) -> Markup:
+    """``text`` with the first occurrence of each glossary word marked, in ``loc``'s language.
 
     A plain ``str`` is escaped first (it may be report or user data). A ``Markup`` is kept
     as HTML: only its text outside tags is marked, never inside marked terms, links,
@@ -190,11 +190,11 @@ def highlight(l: Localizer, text: str, *, id_prefix: str | None = None) -> Marku
         id_prefix = f"gl{next(_counter)}"
     elif not _ID_PREFIX.fullmatch(id_prefix):
         raise ValueError(f"id_prefix {id_prefix!r} must be a letter then letters, digits, - or _")
-    pattern, by_word = _matcher(l.language)
+    pattern, by_word = _matcher(loc.language)
     source = str(text) if isinstance(text, Markup) else str(escape(text))
     tokens = _TAG.split(source)
     seen: set[str] = set()
     out = [token if skip or token.startswith("<")
            else _mark_text(token, pattern, by_word, seen, id_prefix)
-           for token, skip in zip(tokens, _skipped_regions(tokens))]
+           for token, skip in zip(tokens, _skipped_regions(tokens), strict=True)]
     return Markup("".join(out))

@@ -44,7 +44,7 @@ class Series:
 def _nice_step(span: float) -> float:
     """1, 2 or 5 times a power of ten, giving about four ticks over ``span``."""
     raw = max(span / 4, 1e-9)
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     return next(factor * power for factor in (1, 2, 5, 10) if raw <= factor * power)
 
 
@@ -60,7 +60,7 @@ def _series(dates: list[date], values: list[float], unit: str) -> Series:
         return TOP + inner_h * (1 - v / top_value)
 
     points = tuple(Point(LEFT + inner_w * ((d - first).days / days if len(dates) > 1 else 0.5),
-                         y_of(v), v, d) for d, v in zip(dates, values))
+                         y_of(v), v, d) for d, v in zip(dates, values, strict=True))
     ticks = []
     tick = 0.0
     while tick <= top_value + 1e-9:
@@ -75,10 +75,9 @@ def chart(measurements: list[dict[str, Any]]) -> dict[str, Any]:
     dated.sort(key=lambda item: item[0])
     dates = [d for d, _ in dated]
     diameter = _series(dates, [float(m["mean_diameter_mm"]) for _, m in dated], "mm")
-    volumes = [m.get("volume_mm3") for _, m in dated]
-    if any(v is None for v in volumes):  # estimate from the mean diameter, as the guidelines do
-        volumes = [v if v is not None else math.pi * float(m["mean_diameter_mm"]) ** 3 / 6
-                   for v, (_, m) in zip(volumes, dated)]
-    volume = _series(dates, [float(v) for v in volumes], "mm³")
+    # A volume not measured is estimated from the mean diameter, as the guidelines do.
+    volumes = [float(v) if (v := m.get("volume_mm3")) is not None
+               else math.pi * float(m["mean_diameter_mm"]) ** 3 / 6 for _, m in dated]
+    volume = _series(dates, volumes, "mm³")
     return {"width": WIDTH, "height": HEIGHT, "left": LEFT, "bottom": HEIGHT - BOTTOM,
             "right": WIDTH - RIGHT, "diameter": diameter, "volume": volume}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloudfilm.domain import fleischner, lungrads
-from cloudfilm.web.i18n import N_, Localizer
+from cloudfilm.i18n import N_, Localizer
 
 # Why Fleischner 2017 does not apply (fleischner.applicability; advice joins them with "; ").
 _REASONS = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cloudfilm.web.i18n import N_, Localizer
+from cloudfilm.i18n import N_, Localizer
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Plain-language words for DICOM codes, audit actions, roles and statuses (both languages).
+"""Plain-language words for DICOM codes, roles and statuses (both languages); the audit
+actions' words are the access log's (api/audit.py).
 
 Why: patients said jargon made them anxious; "CT scan" and a one-line explanation read
 better than "CT" or "Modality".
@@ -6,7 +7,9 @@ better than "CT" or "Modality".
 
 from __future__ import annotations
 
-from cloudfilm.web.i18n import N_, Localizer
+from collections.abc import Sequence
+
+from cloudfilm.i18n import N_, Localizer
 
 MODALITIES = {
     "CT": N_("CT scan"), "MR": N_("MRI scan"), "CR": N_("X-ray"), "DX": N_("X-ray"),
@@ -35,24 +38,6 @@ EXPLAINED = (
                       "them.")),
 )
 
-ACTIONS = {
-    "view": N_("looked at images"), "download": N_("downloaded images"),
-    "query": N_("looked at the list of scans"), "upload": N_("uploaded images"),
-    "store": N_("received images"), "delete": N_("deleted images"),
-    "share-create": N_("shared images"), "share-renew": N_("renewed a share"),
-    "share-revoke": N_("stopped a share"), "share-open": N_("opened a shared link"),
-    "link": N_("added a hospital record"), "unlink": N_("removed a hospital record"),
-    "admin": N_("changed settings"), "login": N_("signed in"),
-    "login-failed": N_("failed to sign in"), "logout": N_("signed out"),
-    "access-denied": N_("was refused access"),
-    "caregiver-invite": N_("invited a family helper"),
-    "caregiver-add": N_("added a family helper"),
-    "caregiver-accept": N_("became a family helper"),
-    "caregiver-withdraw": N_("took back an invitation"),
-    "caregiver-remove": N_("removed a family helper"),
-    "measure": N_("measured a nodule"),
-}
-
 ROLES = {
     "patient": N_("patient"), "caregiver": N_("family helper"), "physician": N_("doctor"),
     "operator": N_("hospital staff"), "admin": N_("administrator"), "share": N_("share link"),
@@ -73,12 +58,12 @@ def modality(loc: Localizer, code: str) -> str:
     return loc.gettext(MODALITIES[code]) if code in MODALITIES else code
 
 
-def modalities(loc: Localizer, codes: list[str]) -> str:
+def modalities(loc: Localizer, codes: Sequence[str]) -> str:
     shown = [c for c in codes if c not in ("SR", "DOC", "OT")] or list(codes)
     return ", ".join(dict.fromkeys(modality(loc, c) for c in shown))
 
 
-def glossary(loc: Localizer, codes: list[str]) -> list[tuple[str, str]]:
+def glossary(loc: Localizer, codes: Sequence[str]) -> list[tuple[str, str]]:
     """(term, explanation) for the kinds of scan shown, then the common words."""
     found = [(modality(loc, c), loc.gettext(GLOSSARY[c])) for c in dict.fromkeys(codes)
              if c in GLOSSARY]

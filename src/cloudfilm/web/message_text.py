@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from cloudfilm.web.i18n import N_, Localizer
+from cloudfilm.i18n import N_, Localizer
 
 # Texts the services queue word for word (services/access/people.py).
 CATALOGUE_TEXTS = (

@@ -19,9 +19,10 @@ from starlette.routing import BaseRoute, Route
 from cloudfilm.api.access import audit, require_upload
 from cloudfilm.api.authn import principal
 from cloudfilm.domain.access import Decision
-from cloudfilm.services.nodules.service import NoduleError, NoduleService, NotFound
+from cloudfilm.i18n import localizer
+from cloudfilm.services.nodules.model import NoduleError, NotFound
+from cloudfilm.services.nodules.service import NoduleService
 from cloudfilm.web.nodule_views import is_clinician
-from cloudfilm.web.i18n import localizer
 from cloudfilm.web.pages import archive_of, bad_request, message_page, not_found
 
 

@@ -12,11 +12,12 @@ from datetime import date
 from typing import Any
 
 from cloudfilm.domain.access import Principal, Role
-from cloudfilm.services.context import Archive
-from cloudfilm.services.nodules.service import NoduleError, NoduleService, NotFound
+from cloudfilm.i18n import N_, Localizer
 from cloudfilm.services.access.policy import Policy
+from cloudfilm.services.context import Archive
+from cloudfilm.services.nodules.model import NoduleError, NotFound
+from cloudfilm.services.nodules.service import NoduleService
 from cloudfilm.web import explanations, growth_chart, guideline_words
-from cloudfilm.web.i18n import N_, Localizer
 
 TYPE_LABELS = {"solid": N_("solid"), "part-solid": N_("part-solid"),
                "ground-glass": N_("ground-glass")}

@@ -13,10 +13,10 @@ The OHIF route matches only a path naming a file of the build (or a page under /
 it never shadows another route, and it is mounted last. The login middleware guards it
 like everything else: anonymous page requests go to /login, asset requests get a 401.
 The same-origin HttpOnly session cookie then authenticates OHIF's DICOMweb calls to
-``/dicomweb`` (see web/ohif/app-config.js); no token is ever put in a URL. Its pages
+``/dicomweb`` (see frontend/ohif/app-config.js); no token is ever put in a URL. Its pages
 carry a Content-Security-Policy made for the build (:func:`page_csp`).
 
-``web/ohif/build.sh`` (``make web``) fills the build directory and gzips the big text and
+``frontend/ohif/build.sh`` (``make web``) fills the build directory and gzips the big text and
 WASM files beside themselves (``X.gz``), which are sent to clients that accept gzip.
 """
 
@@ -44,7 +44,7 @@ from starlette.types import Receive, Scope, Send
 __all__ = ["BASENAME", "BUILD_DIR", "ohif_url", "page_csp", "routes"]
 
 BUILD_DIR = Path(__file__).resolve().parent / "static" / "build" / "ohif"
-BASENAME = "/ohif"                     # routerBasename in web/ohif/app-config.js
+BASENAME = "/ohif"                     # routerBasename in frontend/ohif/app-config.js
 # Current study left, prior right. Opened from a URL, OHIF 3.13 starts this protocol at its
 # first stage, a 2x2 grid (each study's second series below; empty for one-series studies):
 # its stages have no ids, so the URL's stageId cannot pick the 2x1 one.
@@ -142,7 +142,7 @@ def _file_response(request_headers: Headers, found: _Found, cache_control: str,
 
 def _missing_build() -> Response:
     return PlainTextResponse(
-        "The OHIF viewer is not built on this server: run `make web` (web/ohif/build.sh).",
+        "The OHIF viewer is not built on this server: run `make web` (frontend/ohif/build.sh).",
         status_code=503, headers={"Cache-Control": "no-store"})
 
 

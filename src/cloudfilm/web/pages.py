@@ -10,7 +10,6 @@ middleware has already checked the session's CSRF token on every unsafe request.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any, TypeVar
@@ -24,24 +23,34 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cloudfilm.api.access import audit_view, require_study
+from cloudfilm.api.audit import ACTIONS
 from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.urls import site_base
 from cloudfilm.domain.access import Permission, Principal, Role, may_act_for
-from cloudfilm.services.context import Archive
-from cloudfilm.services.notify.notifications import list_in_app, mark_read
+from cloudfilm.domain.clock import utcnow
+from cloudfilm.i18n import N_, Localizer, localizer
+from cloudfilm.services.access import portal
 from cloudfilm.services.access.people import (
-    CAREGIVER_ROLES, CaregiverService, Conflict, Forbidden, Invalid, NotFound, PeopleService,
-    ServiceError, TimelineStudy, audit_entry,
+    CAREGIVER_ROLES,
+    CaregiverService,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PeopleService,
+    ServiceError,
+    TimelineStudy,
+    audit_entry,
 )
-from cloudfilm.services.access.policy import Policy, utcnow
+from cloudfilm.services.access.policy import Policy
 from cloudfilm.services.access.sharing import ShareInfo, SharingService, parse_share_request
 from cloudfilm.services.access.signup import SignupService
-from cloudfilm.storage.index.access_models import GrantRow
-from cloudfilm.web import (
-    downloads, labels, message_text, nodule_views, portal_data, report_text,
-)
+from cloudfilm.services.access.study_detail import StudyDetail, pdf_bytes, study_detail
+from cloudfilm.services.context import Archive
+from cloudfilm.services.notify.notifications import list_in_app, mark_read
+from cloudfilm.web import downloads, labels, message_text, nodule_views, report_text
 from cloudfilm.web.guides import guide
-from cloudfilm.web.i18n import N_, Localizer, localizer
+from cloudfilm.web.ohif import BASENAME, ohif_url
 from cloudfilm.web.templating import STATIC_DIR, render
 
 T = TypeVar("T")
@@ -119,7 +128,7 @@ async def home(request: Request) -> Response:
 # -- view models ------------------------------------------------------------------------
 
 
-def study_card(loc: Localizer, study: TimelineStudy | portal_data.StudyDetail,
+def study_card(loc: Localizer, study: TimelineStudy | StudyDetail,
                href: str) -> dict[str, Any]:
     images = study.instances if isinstance(study, TimelineStudy) else \
         sum(s.images for s in study.series)
@@ -157,21 +166,16 @@ def chosen_person(request: Request, who: Principal) -> int | None:
     return None
 
 
-def share_person(request: Request, who: Principal) -> int | None:
-    if who.kind != "share" or who.share_grant_id is None:
-        return None
-    with archive_of(request).index.session() as session:
-        row = session.get(GrantRow, who.share_grant_id)
-        return row.person_id if row is not None else None
+async def share_person(request: Request, who: Principal) -> int | None:
+    """The person a share session's grant is about (None for any other caller)."""
+    scope = await thread(portal.share_scope, archive_of(request), who)
+    return scope.person_id if scope is not None else None
 
 
-def share_grant_studies(request: Request, who: Principal) -> list[str] | None:
+async def share_grant_studies(request: Request, who: Principal) -> tuple[str, ...] | None:
     """The studies a share session's grant names (None: a timeline grant)."""
-    with archive_of(request).index.session() as session:
-        row = session.get(GrantRow, who.share_grant_id)
-        if row is None or row.study_uids is None:
-            return None
-        return list(json.loads(row.study_uids))
+    scope = await thread(portal.share_scope, archive_of(request), who)
+    return scope.study_uids if scope is not None else None
 
 
 async def _audited_timeline(request: Request, who: Principal,
@@ -179,7 +183,7 @@ async def _audited_timeline(request: Request, who: Principal,
     """The person's studies as ``who`` may see them; None when ``who`` may see nothing of
     them (no person, or a physician or link without a live grant). Audited like the API."""
     archive = archive_of(request)
-    if not await thread(portal_data.person_exists, archive, person_id):
+    if not await thread(portal.person_exists, archive, person_id):
         return None
     manages = who.unrestricted or (who.kind == "user" and may_act_for(who, person_id))
     studies = await thread(PeopleService(archive).timeline, who, person_id)
@@ -199,7 +203,8 @@ async def timeline(request: Request) -> Response:
     """All of a person's studies, newest first, grouped by year."""
     who = principal(request)
     if who.kind == "share":
-        return await render_timeline(request, who, share_person(request, who), shared=True)
+        return await render_timeline(request, who, await share_person(request, who),
+                                     shared=True)
     if not is_user(who):
         return not_found(request)
     raw = request.query_params.get("person")
@@ -225,7 +230,7 @@ async def render_timeline(request: Request, who: Principal, person_id: int | Non
     if studies is None or (shared and not studies):
         return not_found(request)
     loc = localizer(request)
-    name = await thread(portal_data.person_name, archive_of(request), person_id)
+    name = await thread(portal.person_name, archive_of(request), person_id)
     own = who.own_person_id == person_id
     cards = [study_card(loc, s, f"/studies/{quote(s.study_uid)}") for s in studies]
     hospitals = sorted({s.hospital for s in studies if s.hospital})
@@ -246,14 +251,14 @@ async def case_folder(request: Request) -> Response:
     person_id = parse_id(request.path_params["person_id"])
     if person_id is None or who.kind not in ("user", "share"):
         return not_found(request)
-    if who.kind == "share" and share_person(request, who) != person_id:
+    if who.kind == "share" and await share_person(request, who) != person_id:
         return not_found(request)
     studies = await _audited_timeline(request, who, person_id)
     if studies is None:
         return not_found(request)
     archive, loc = archive_of(request), localizer(request)
-    name = await thread(portal_data.person_name, archive, person_id)
-    details = [d for d in [await thread(portal_data.study_detail, archive, s.study_uid)
+    name = await thread(portal.person_name, archive, person_id)
+    details = [d for d in [await thread(study_detail, archive, s.study_uid)
                            for s in studies if s.documents] if d is not None]
     reports, photos = [], []
     for detail in details:
@@ -283,42 +288,6 @@ async def case_folder(request: Request) -> Response:
 # -- one study ----------------------------------------------------------------------------
 
 
-def ohif_link(study: str, prior: str | None) -> str:
-    """The OHIF viewer's URL (from the OHIF module when it offers one)."""
-    try:
-        from cloudfilm.web.ohif import ohif_url  # type: ignore[attr-defined]
-    except ImportError:
-        ohif_url = None
-    if ohif_url is not None:
-        try:
-            return str(ohif_url(study, prior))
-        except TypeError:
-            pass
-    if prior:
-        return "/viewer?" + urlencode({"StudyInstanceUIDs": f"{study},{prior}",
-                                       "hangingProtocolId": "@ohif/hpCompare"})
-    return "/viewer?" + urlencode({"StudyInstanceUIDs": study})
-
-
-def find_prior() -> Callable[[Archive, Principal, str], str | None]:
-    """The viewer's prior-finder when it has one (so the page and the viewer's "compare"
-    button agree), else this module's own."""
-    try:
-        from cloudfilm.web.viewer import find_prior as viewer_prior  # type: ignore[attr-defined]
-    except ImportError:
-        return portal_data.prior_study
-    return viewer_prior  # type: ignore[no-any-return]
-
-
-def ohif_home() -> str:
-    """The OHIF study list (from the OHIF module when it says where it lives)."""
-    try:
-        from cloudfilm.web.ohif import BASENAME  # type: ignore[attr-defined]
-    except ImportError:
-        return "/viewer"
-    return f"{BASENAME}/"
-
-
 async def study_page(request: Request) -> Response:
     return await render_study(request, request.path_params["study"])
 
@@ -331,12 +300,12 @@ async def render_study(request: Request, study_uid: str) -> Response:
     except HTTPException:
         return not_found(request)
     archive, loc = archive_of(request), localizer(request)
-    detail = await thread(portal_data.study_detail, archive, study_uid)
+    detail = await thread(study_detail, archive, study_uid)
     if detail is None:
         return not_found(request)
     await audit_view(request, decision, study_uid)
-    prior = await thread(find_prior(), archive, who, study_uid)
-    prior_detail = await thread(portal_data.study_detail, archive, prior) if prior else None
+    prior = await thread(portal.prior_study, archive, who, study_uid)
+    prior_detail = await thread(study_detail, archive, prior) if prior else None
     person_id = detail.person_id
     manages = person_id is not None and who.kind == "user" and may_act_for(who, person_id)
     clinician = nodule_views.is_clinician(who)
@@ -347,12 +316,17 @@ async def render_study(request: Request, study_uid: str) -> Response:
                "images": loc.ngettext("%(num)s image", "%(num)s images", s.images)}
               for s in detail.series]
     single_share = who.kind == "share" and len(
-        await thread(share_grant_studies, request, who) or ()) == 1
+        await share_grant_studies(request, who) or ()) == 1
     back = None if single_share else "/shared" if who.kind == "share" else (
         f"/timeline?person={person_id}" if person_id is not None and (manages or
                                                                       who.role is Role.PHYSICIAN
                                                                       or who.unrestricted)
         else "/")
+    whose = ""  # a family helper always sees whose folder this is
+    if manages and person_id is not None and person_id != who.own_person_id:
+        whose = person_label(loc, await thread(portal.person_name, archive, person_id), person_id)
+    film = await thread(SignupService(archive).film_of_link, who) if who.kind == "share" \
+        else None  # issue 12: a film's link offers to keep the film
     return render(request, "study.html", {
         "title": f"{loc.date(detail.date)} · {labels.modalities(loc, detail.modalities)}",
         "card": study_card(loc, detail, f"/studies/{uid}"), "detail": detail, "series": series,
@@ -364,16 +338,12 @@ async def render_study(request: Request, study_uid: str) -> Response:
         "prior_text": (loc.date(prior_detail.date) + (f" · {prior_detail.hospital}"
                                                       if prior_detail.hospital else ""))
         if prior_detail else "",
-        "ohif_url": ohif_link(study_uid, prior) if clinician else None,
+        "ohif_url": ohif_url(study_uid, prior) if clinician else None,
         "share_url": f"/share?{urlencode({'person': person_id, 'study': study_uid})}"
         if manages else None,
         "folder_url": f"/patients/{person_id}" if person_id is not None and who.kind == "user"
         else None,
-        "whose": person_label(loc, await thread(portal_data.person_name, archive, person_id),
-                              person_id) if manages and person_id != who.own_person_id
-        else "",  # a family helper always sees whose folder this is
-        "keep_url": "/keep" if who.kind == "share" and await thread(
-            SignupService(archive).film_of_link, who) else None,  # issue 12: a film's link
+        "whose": whose, "keep_url": "/keep" if film else None,
         "back_url": back, "glossary": labels.glossary(loc, detail.modalities),
         "guide": guide("study", loc), "study_uid": study_uid,
         "nodules": await thread(nodule_views.study_panel, archive, loc, who, study_uid, person_id),
@@ -393,7 +363,7 @@ async def study_document(request: Request) -> Response:
         decision = await require_study(request, Permission.VIEW, study)
     except HTTPException:
         return not_found(request)
-    body = await thread(portal_data.pdf_bytes, archive_of(request), study,
+    body = await thread(pdf_bytes, archive_of(request), study,
                         request.path_params["series"], request.path_params["sop"])
     if body is None:
         return not_found(request)
@@ -406,7 +376,7 @@ async def study_document(request: Request) -> Response:
 # -- sharing ------------------------------------------------------------------------------
 
 
-def _validity(choice: str, today: date) -> date | None | str:
+def _validity(choice: str, today: date) -> date | str | None:
     """The form's "how long" choice → an end date, None (no end), or "" when invalid."""
     if choice == "none":
         return None
@@ -454,7 +424,7 @@ def _access_view(loc: Localizer, record: Any, studies: dict[str, TimelineStudy],
     study = studies.get(entry.study_uid or "")
     return {"when": loc.datetime(record.at) + " UTC", "when_iso": record.at.isoformat(),
             "actor": actor,
-            "what": labels.translate(loc, labels.ACTIONS, entry.action),
+            "what": labels.translate(loc, ACTIONS, entry.action),
             "study": f"{loc.date(study.date)} · {study.hospital}".strip(" ·") if study else "",
             "failed": entry.outcome != "success", "source": entry.source,
             "for": names.get(entry.person_id or -1, "")}
@@ -492,8 +462,8 @@ async def render_share(request: Request, who: Principal, person_id: int, *, stat
               if s.person_id == person_id]
     base = site_base(request)
     highlight = parse_id(request.query_params.get("new"))
-    log = await thread(portal_data.access_log, archive, {person_id})
-    name = await thread(portal_data.person_name, archive, person_id)
+    log = await thread(portal.access_log, archive, {person_id})
+    name = await thread(portal.person_name, archive, person_id)
     done = request.query_params.get("done", "")
     preselected = request.query_params.get("study") if form is None else None
     return render(request, "share.html", {
@@ -590,23 +560,23 @@ async def share_create(request: Request) -> Response:
                     f"#share-{share.id}")
 
 
-async def _owned_share(request: Request) -> tuple[Principal, int, GrantRow] | None:
+async def _owned_share(request: Request) -> tuple[Principal, int, ShareInfo] | None:
     who = principal(request)
     share_id = parse_id(request.path_params["id"])
     if not is_user(who) or share_id is None:
         return None
     try:
-        row = await thread(SharingService(archive_of(request)).owned, who, share_id)
+        share = await thread(SharingService(archive_of(request)).get, who, share_id)
     except ServiceError:
         return None
-    return who, share_id, row
+    return who, share_id, share
 
 
 async def share_renew(request: Request) -> Response:
     owned = await _owned_share(request)
     if owned is None:
         return not_found(request)
-    who, share_id, row = owned
+    who, share_id, share = owned
     form = await request.form()
     until = _validity(str(form.get("valid", "90")), utcnow().date())
     loc = localizer(request)
@@ -616,18 +586,18 @@ async def share_renew(request: Request) -> Response:
         await thread(SharingService(archive_of(request)).renew, who, share_id, until)
     except ServiceError as exc:
         return message_page(request, exc.status, loc.gettext("The share was not renewed"),
-                            _service_message(loc, exc), (f"/share?person={row.person_id}",
+                            _service_message(loc, exc), (f"/share?person={share.person_id}",
                                                          loc.gettext("Back to sharing")))
-    return redirect(f"/share?person={row.person_id}&done=renewed#share-{share_id}")
+    return redirect(f"/share?person={share.person_id}&done=renewed#share-{share_id}")
 
 
 async def share_revoke(request: Request) -> Response:
     owned = await _owned_share(request)
     if owned is None:
         return not_found(request)
-    who, share_id, row = owned
+    who, share_id, share = owned
     await thread(SharingService(archive_of(request)).revoke, who, share_id)
-    return redirect(f"/share?person={row.person_id}&done=revoked#share-{share_id}")
+    return redirect(f"/share?person={share.person_id}&done=revoked#share-{share_id}")
 
 
 # -- caregivers ---------------------------------------------------------------------------
@@ -782,7 +752,7 @@ async def upload_page(request: Request) -> Response:
     person_id = folder
     archive, loc = archive_of(request), localizer(request)
     studies = await thread(PeopleService(archive).timeline, who, person_id)
-    name = await thread(portal_data.person_name, archive, person_id)
+    name = await thread(portal.person_name, archive, person_id)
     strings = {key: loc.gettext(text) for key, text in UPLOAD_STRINGS.items()} | {
         f"group_{form}": loc.ngettext("%(num)s image: %(reason)s", "%(num)s images: %(reason)s",
                                       number, num="%(num)s", reason="%(reason)s")
@@ -821,7 +791,7 @@ async def shared_with_me(request: Request) -> Response:
     if not is_user(who, Role.PHYSICIAN):
         return not_found(request)
     archive, loc = archive_of(request), localizer(request)
-    people = await thread(portal_data.shared_with_physician, archive, who)
+    people = await thread(portal.shared_with_physician, archive, who)
     return render(request, "shared_with_me.html", {
         "title": loc.gettext("Patients shared with me"),
         "people": [{"id": p.person_id, "name": person_label(loc, p.name, p.person_id),
@@ -840,7 +810,7 @@ async def admin_home(request: Request) -> Response:
     loc = localizer(request)
     return render(request, "admin.html", {
         "title": loc.gettext("Administration"), "is_admin": who.role is Role.ADMIN,
-        "ohif_home": ohif_home(),
+        "ohif_home": f"{BASENAME}/",
         "guide": guide("admin", loc),
     }, active="admin")
 
@@ -897,13 +867,14 @@ async def invoke_image_display(request: Request) -> Response:
         patient_id = (params.get("patientID") or "").strip()
         if not patient_id:
             return bad_request(request, loc.gettext("patientID is missing."))
-        persons = await thread(portal_data.persons_for_record, archive_of(request), patient_id,
+        persons = await thread(portal.persons_for_record, archive_of(request), patient_id,
                                params.get("issuerOfPatientID"))
         visible = []
         for person_id in persons:
             manages = who.unrestricted or (who.kind == "user" and may_act_for(who, person_id))
-            if manages or await thread(PeopleService(archive_of(request)).timeline, who,
-                                       person_id):
+            studies = [] if manages else await thread(
+                PeopleService(archive_of(request)).timeline, who, person_id)
+            if manages or studies:
                 visible.append(person_id)
         if not visible:
             return not_found(request)

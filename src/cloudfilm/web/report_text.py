@@ -11,14 +11,15 @@ still get the whole tree (templates/sr.html).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cloudfilm.domain.access import Principal
+from cloudfilm.i18n import N_, Localizer
+from cloudfilm.services.access.study_detail import DocumentInfo, SrItem
 from cloudfilm.services.nodules.reports import report_series_uid
-from cloudfilm.web.i18n import N_, Localizer
 from cloudfilm.web.nodule_views import is_clinician
-from cloudfilm.web.portal_data import DocumentInfo, SrItem
 
 # Titles that are the meaning of a standard document code (LOINC 18748-4, DCM 126000 ...)
 # rather than words a hospital wrote: shown in the reader's language.
@@ -51,7 +52,7 @@ MACHINE_CONCEPTS = frozenset({
 })
 
 
-def readable_report(items: list[SrItem]) -> list[ReportSection]:
+def readable_report(items: Sequence[SrItem]) -> list[ReportSection]:
     """Headings from CONTAINER items; paragraphs from TEXT values, coded values ("Impression:
     Benign appearance") and numbers rounded to one decimal ("Diameter: 6 mm"). UIDs, dates,
     image references and the document's machine concepts are left out."""
@@ -60,7 +61,7 @@ def readable_report(items: list[SrItem]) -> list[ReportSection]:
     return [s for s in sections if s.paragraphs]
 
 
-def _walk(items: list[SrItem], sections: list[ReportSection]) -> None:
+def _walk(items: Sequence[SrItem], sections: list[ReportSection]) -> None:
     for item in items:
         if item.label in MACHINE_CONCEPTS:
             continue
@@ -109,7 +110,7 @@ def _language_rank(doc: DocumentInfo, reader: str) -> int:
 
 
 def report_entries(loc: Localizer, who: Principal, study_uid: str,
-                   documents: list[DocumentInfo]) -> list[dict[str, Any]]:
+                   documents: Sequence[DocumentInfo]) -> list[dict[str, Any]]:
     """The reports of one study as the page shows them to ``who``: clinicians see every
     report with its full tree; everyone else the readable text, without the nodule SR.
     ``title`` is translated when it is a coded title, else None (the document's own)."""

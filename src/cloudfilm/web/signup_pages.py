@@ -4,7 +4,7 @@
   with the birth date; not signed in, the sign-up page.
 - ``/signup`` (``?film=``, ``?invite=SECRET`` for a family helper, else with a claim
   code): name, login (phone or e-mail), password and, for a patient, the birth date.
-  Protected like the login form (pre-session CSRF token, api/login.py).
+  Protected like the login form (pre-session CSRF token, web/login_pages.py).
 - ``/claim``: a signed-in patient types the printed claim code; not signed in, the
   sign-up page with the claim code field.
 Service reasons are English; the visitor reads them here, in their language.
@@ -21,17 +21,22 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from cloudfilm.api.authn import client_ip, principal
-from cloudfilm.api.login import presession_csrf, presession_csrf_ok, set_presession_cookie
 from cloudfilm.api.signup import start_session
 from cloudfilm.domain.access import Principal, Role, may_act_for
+from cloudfilm.i18n import N_, localizer
 from cloudfilm.services.access import signup as reasons
+from cloudfilm.services.access.accounts import MIN_PASSWORD
+from cloudfilm.services.access.films import FilmService
 from cloudfilm.services.access.people import (
-    CAREGIVER_ROLES, RECORD_HELD, CaregiverService, PeopleService, ServiceError,
+    CAREGIVER_ROLES,
+    RECORD_HELD,
+    CaregiverService,
+    PeopleService,
+    ServiceError,
     TooManyAttempts,
 )
-from cloudfilm.services.access.films import FilmService
 from cloudfilm.services.access.signup import NewAccount, SignedUp, SignupService
-from cloudfilm.web.i18n import N_, localizer
+from cloudfilm.web.login_pages import presession_csrf, presession_csrf_ok, set_presession_cookie
 from cloudfilm.web.templating import render
 
 PERSON_COOKIE = "cf_person"  # as web/pages.py: the patient a family helper acts for
@@ -65,7 +70,7 @@ def reason_text(request: Request, exc: ServiceError) -> str:
     if isinstance(exc, TooManyAttempts):
         return loc.gettext(TOO_MANY)
     if str(exc).startswith("the password needs"):
-        return loc.gettext(SHORT_PASSWORD, num=reasons.MIN_PASSWORD)
+        return loc.gettext(SHORT_PASSWORD, num=MIN_PASSWORD)
     known = REASONS.get(str(exc))
     return loc.gettext(known) if known else loc.gettext("This did not work. Please try again.")
 

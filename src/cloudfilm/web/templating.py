@@ -22,8 +22,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse
 
 from cloudfilm.domain.access import Principal, Role
+from cloudfilm.i18n import LANG_COOKIE, LANGUAGES, N_, localizer, translations
 from cloudfilm.web import glossary
-from cloudfilm.web.i18n import LANG_COOKIE, LANGUAGES, N_, localizer, translations
 
 WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"

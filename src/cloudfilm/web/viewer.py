@@ -1,9 +1,10 @@
 """The Cornerstone3D patient/clinic viewer: its page, its built assets, the prior lookup.
 
-Why the server is thin here: the viewer is a static app (web/viewer, built by
+Why the server is thin here: the viewer is a static app (frontend/viewer, built by
 ``make web``) that reads the archive's own DICOMweb with the session cookie. The
 server only decides who may open which study (a hidden study gets the same 404 as a
-missing one) and finds the prior CT across every hospital record of the person.
+missing one) and asks services/access/portal.py for the prior CT (across every hospital
+record of the person), the same answer as the study page's "compare" link.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session, aliased
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,13 +24,9 @@ from starlette.routing import BaseRoute, Route
 
 from cloudfilm.api.access import archive_of, require_study
 from cloudfilm.api.authn import principal
-from cloudfilm.domain.access import Permission, Principal
-from cloudfilm.services.context import Archive
-from cloudfilm.services.access.people import PeopleService
-from cloudfilm.services.access.policy import Policy, study_ref_in
-from cloudfilm.storage.index import queries
-from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
-from cloudfilm.web.i18n import HTML_LANG, chosen_language
+from cloudfilm.domain.access import Permission
+from cloudfilm.i18n import HTML_LANG, chosen_language
+from cloudfilm.services.access.portal import prior_study
 from cloudfilm.web.nodule_views import may_write
 
 BUILD_DIR = Path(__file__).resolve().parent / "static" / "build" / "viewer"
@@ -188,70 +183,14 @@ async def asset(request: Request) -> Response:
     return FileResponse(found.path, media_type=found.media_type, headers=headers)
 
 
-# --- the prior study -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Candidate:
-    study_uid: str
-    date: str  # YYYYMMDD
-    time: str
-    modalities: tuple[str, ...]
-
-
-def _digits(value: str) -> str:
-    return "".join(c for c in value if c.isdigit())
-
-
-def _same_record_candidates(session: Session, study_uid: str,
-                            visible: object) -> list[_Candidate]:
-    """An unlinked study's patient record only (no person to look across)."""
-    patient_pk = session.scalar(select(StudyRow.patient_pk).where(StudyRow.study_uid == study_uid))
-    statement = select(StudyRow.id, StudyRow.study_uid, StudyRow.study_date,
-                       StudyRow.study_time).where(StudyRow.patient_pk == patient_pk)
-    if visible is not None:
-        series = aliased(SeriesRow)
-        statement = statement.where(exists(
-            select(InstanceRow.id).join(series, InstanceRow.series_pk == series.id)
-            .where(series.study_pk == StudyRow.id, visible)  # type: ignore[arg-type]
-            .correlate_except(InstanceRow, series)))
-    rows = session.execute(statement).all()
-    counts = queries.study_counts(session, [r.id for r in rows], visible)  # type: ignore[arg-type]
-    return [_Candidate(r.study_uid, r.study_date or "", r.study_time or "",
-                       tuple(counts.get(r.id, queries.StudyCounts()).modalities)) for r in rows]
-
-
-def _latest_before(candidates: list[_Candidate], study_uid: str, date: str) -> str | None:
-    earlier = [c for c in candidates if c.study_uid != study_uid and "CT" in c.modalities
-               and len(c.date) == 8 and c.date < date]
-    return max(earlier, key=lambda c: (c.date, c.time, c.study_uid)).study_uid if earlier else None
-
-
-def find_prior(archive: Archive, who: Principal, study_uid: str) -> str | None:
-    """The most recent CT dated before this study, among the person's studies the caller
-    may view (every linked hospital record), or None."""
-    with archive.index.session() as session:
-        ref = study_ref_in(session, study_uid)
-        if ref is None:
-            return None
-        current_date = _digits(session.scalar(
-            select(StudyRow.study_date).where(StudyRow.study_uid == study_uid)) or "")
-        if not current_date:
-            return None
-        if ref.person_id is None:
-            visible = Policy(archive).visible_clause(who, Permission.VIEW)
-            return _latest_before(_same_record_candidates(session, study_uid, visible),
-                                  study_uid, current_date)
-    timeline = PeopleService(archive).timeline(who, ref.person_id)
-    return _latest_before([_Candidate(s.study_uid, _digits(s.date), _digits(s.time),
-                                      tuple(s.modalities)) for s in timeline],
-                          study_uid, current_date)
-
+# --- the prior study and the tools ----------------------------------------------------------
 
 async def prior(request: Request) -> Response:
     """``{"prior": UID | null}`` for the viewer's "Compare with prior" button."""
     study = _uid(request, "study")
     await require_study(request, Permission.VIEW, study)
-    found = await run_in_threadpool(find_prior, archive_of(request), principal(request), study)
+    found = await run_in_threadpool(prior_study, archive_of(request), principal(request),
+                                    study)
     return JSONResponse({"study": study, "prior": found}, headers={"Cache-Control": "no-store"})
 
 
@@ -267,7 +206,7 @@ async def tools(request: Request) -> Response:
                         headers={"Cache-Control": "no-store"})
 
 
-# Mounted under /api by api/app.py (a root-level /api/... route is shadowed by that mount).
+# Mounted under /api by cloudfilm/app.py (a root-level /api/... route is shadowed by that mount).
 api_routes: list[BaseRoute] = [
     Route("/studies/{study}/prior", prior, methods=["GET"]),
     Route("/studies/{study}/tools", tools, methods=["GET"]),

@@ -18,9 +18,9 @@ from cloudfilm.api.access import view_study
 from cloudfilm.api.errors import BadParameter, NotFound
 from cloudfilm.api.media import parse_accept
 from cloudfilm.api.multipart import multipart_content_type, new_boundary, stream_parts
+from cloudfilm.services.archive.retrieve import NotStored, RetrieveService, StoredInstance
 from cloudfilm.services.context import Archive
 from cloudfilm.services.imaging.rendering import RenderOptions, parse_viewport, parse_window, render_frame
-from cloudfilm.services.archive.retrieve import NotStored, RetrieveService, StoredInstance
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif")
 THUMBNAIL_VIEWPORT = (128, 128)
@@ -79,10 +79,16 @@ def _frame_numbers(request: Request, item: StoredInstance) -> list[int]:
     try:
         numbers = [int(n) for n in raw.split(",")]
     except ValueError:
-        raise BadParameter("frames", f"{raw!r} is not a comma-separated list of frame numbers")
+        raise BadParameter("frames", f"{raw!r} is not a comma-separated list of frame numbers") from None
     if any(not 1 <= n <= item.number_of_frames for n in numbers):
         raise NotFound(f"frame {raw} of instance {item.sop_uid}")
     return numbers
+
+
+def _render_frame(archive: Archive, item: StoredInstance, number: int,
+                  options: RenderOptions) -> bytes:
+    with archive.retrieve.open(item) as stream:
+        return render_frame(stream, number, options)
 
 
 def _render(request: Request, thumbnail: bool) -> Response:
@@ -94,11 +100,11 @@ def _render(request: Request, thumbnail: bool) -> Response:
         item = _representative(items) if not single_instance else items[0]
         numbers = _frame_numbers(request, item)
         if len(numbers) == 1:
-            return Response(render_frame(archive.retrieve.path(item), numbers[0], options),
+            return Response(_render_frame(archive, item, numbers[0], options),
                             media_type=options.media_type)
-        rendered = [render_frame(archive.retrieve.path(item), n, options) for n in numbers]
+        rendered = [_render_frame(archive, item, n, options) for n in numbers]
     else:
-        rendered = [render_frame(archive.retrieve.path(i), 1, options) for i in items]
+        rendered = [_render_frame(archive, i, 1, options) for i in items]
     boundary = new_boundary()
     body = b"".join(stream_parts(boundary, ((options.media_type, [r]) for r in rendered)))
     return Response(body, media_type=multipart_content_type(options.media_type, boundary))

@@ -26,7 +26,6 @@ from cloudfilm.api.media import parse_media_type
 from cloudfilm.api.responses import DICOM_JSON
 from cloudfilm.api.urls import dicomweb_base, instance_url, study_url
 from cloudfilm.services.access.admission import UploadAdmission
-from cloudfilm.services.context import Archive
 from cloudfilm.services.archive.ingest import IngestOutcome, PreparedInstance
 from cloudfilm.services.archive.multipart_stream import (
     MalformedMultipart,
@@ -34,7 +33,7 @@ from cloudfilm.services.archive.multipart_stream import (
     StagingReceiver,
     boundary_problem,
 )
-from cloudfilm.storage.blobs import StagedBlob
+from cloudfilm.services.context import Archive
 
 log = logging.getLogger(__name__)
 DICOM = "application/dicom"
@@ -67,10 +66,9 @@ _PREPARE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stow-prepare")
 
 def _prepare(archive: Archive, part: ReceivedPart, study: str | None) -> PreparedInstance:
     """Seal and parse one part; an unexpected error fails this part alone (and drops its bytes)."""
-    assert part.path is not None
-    staged = StagedBlob(part.path, part.size, part.sha256)
+    staged = part.staged
     try:
-        return archive.ingest.prepare(archive.blobs.seal(part.path, part.size, part.sha256), study)
+        return archive.ingest.prepare(archive.blobs.seal(staged), study)
     except Exception:
         log.exception("STOW could not read a part")
         return PreparedInstance(staged, outcome=IngestOutcome(

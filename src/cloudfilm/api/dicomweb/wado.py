@@ -16,18 +16,28 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from cloudfilm.api.access import describe, download_study, view_study
-from cloudfilm.api.dicomweb.negotiation import AS_STORED, FrameChoice, frame_choices, \
-    instance_transfer_syntax, wants_json
+from cloudfilm.api.dicomweb.negotiation import (
+    AS_STORED,
+    FrameChoice,
+    frame_choices,
+    instance_transfer_syntax,
+    wants_json,
+)
 from cloudfilm.api.errors import BadParameter, NotFound
-from cloudfilm.api.multipart import closing, in_thread_batches, multipart_content_type, \
-    new_boundary, part_header, stream_parts
+from cloudfilm.api.multipart import (
+    closing,
+    in_thread_batches,
+    multipart_content_type,
+    new_boundary,
+    part_header,
+    stream_parts,
+)
 from cloudfilm.api.responses import json_bytes_response
 from cloudfilm.api.urls import dicomweb_base, instance_url
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE, FRAME_MEDIA_TYPES, is_native
-from cloudfilm.services.imaging import pixels
-from cloudfilm.services.imaging import transcode
-from cloudfilm.services.context import Archive
 from cloudfilm.services.archive.retrieve import NotStored, RetrieveService, StoredInstance
+from cloudfilm.services.context import Archive
+from cloudfilm.services.imaging import pixels, transcode
 
 BULK_PREFIX = b'"BulkDataURI":"'
 LOG = logging.getLogger(__name__)
@@ -41,6 +51,12 @@ def _service(request: Request) -> RetrieveService:
 def _uids(request: Request) -> tuple[str, str | None, str | None]:
     p = request.path_params
     return p["study"], p.get("series"), p.get("instance")
+
+
+def _instance_uids(request: Request) -> tuple[str, str, str]:
+    """Study, series and instance of a route that names all three (frames, bulk data)."""
+    p = request.path_params
+    return p["study"], p["series"], p["instance"]
 
 
 async def _lookup(request: Request) -> list[StoredInstance]:
@@ -60,7 +76,12 @@ def _instance_part(service: RetrieveService, item: StoredInstance,
         return (f"application/dicom; transfer-syntax={item.transfer_syntax_uid}",
                 service.file_chunks(item))
     return (f"application/dicom; transfer-syntax={EXPLICIT_LE}",
-            iter([pixels.to_explicit_little_endian(service.path(item))]))
+            iter([_explicit_little_endian(service, item)]))
+
+
+def _explicit_little_endian(service: RetrieveService, item: StoredInstance) -> bytes:
+    with service.open(item) as stream:
+        return pixels.to_explicit_little_endian(stream)
 
 
 async def retrieve_instances(request: Request) -> Response:
@@ -99,7 +120,7 @@ def parse_frame_list(value: str) -> list[int]:
     try:
         numbers = [int(n) for n in value.split(",") if n.strip()]
     except ValueError:
-        raise BadParameter("frames", f"{value!r} is not a comma-separated list of frame numbers")
+        raise BadParameter("frames", f"{value!r} is not a comma-separated list of frame numbers") from None
     if not numbers or any(n < 1 for n in numbers):
         raise BadParameter("frames", "frame numbers start at 1")
     return numbers
@@ -157,7 +178,7 @@ async def retrieve_frames(request: Request) -> Response:
     """Frames as multipart/related; type="application/octet-stream" (PS3.18 §10.4.1.1.3)."""
     numbers = parse_frame_list(request.path_params["frames"])
     choices = frame_choices(request.headers.get("accept"))
-    study, series, sop = _uids(request)
+    study, series, sop = _instance_uids(request)
     await view_study(request, study, series, sop)
     try:
         parts = await run_in_threadpool(_frames, _service(request), study, series, sop, numbers,
@@ -270,7 +291,7 @@ async def retrieve_bulkdata(request: Request) -> Response:
     """The value behind a BulkDataURI from our metadata (PS3.18 §10.4.1.1.5)."""
     path = [p.upper() for p in request.path_params["path"].strip("/").split("/")]
     choices = frame_choices(request.headers.get("accept"))
-    study, series, sop = _uids(request)
+    study, series, sop = _instance_uids(request)
     await view_study(request, study, series, sop)
     try:
         parts = await run_in_threadpool(_bulk, _service(request), study, series, sop, path, choices)

@@ -33,7 +33,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,11 +43,17 @@ from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Principal, Role
 from cloudfilm.domain.audit import AuditEntry
+from cloudfilm.domain.clock import as_utc, utcnow
 from cloudfilm.services.access import credentials
-from cloudfilm.services.audit.log import AuditLog
 from cloudfilm.services.access.ratelimit import Limit, LockedOut, RateLimiter
+from cloudfilm.services.audit.log import AuditLog
 from cloudfilm.storage.index.access_models import (
-    ApiTokenRow, CaregiverRow, GrantRow, PersonRow, UserRow, WebSessionRow,
+    ApiTokenRow,
+    CaregiverRow,
+    GrantRow,
+    PersonRow,
+    UserRow,
+    WebSessionRow,
 )
 from cloudfilm.storage.index.db import Index
 
@@ -55,8 +61,17 @@ if TYPE_CHECKING:
     from cloudfilm.services.context import Archive
 
 __all__ = [
-    "AccountError", "AccountService", "LockedOut", "LoginFailed", "SESSION_LIFETIME", "TokenInfo",
-    "User", "accounts_of", "ensure_demo_users", "parse_duration", "principal_for_user",
+    "SESSION_LIFETIME",
+    "AccountError",
+    "AccountService",
+    "LockedOut",
+    "LoginFailed",
+    "TokenInfo",
+    "User",
+    "accounts_of",
+    "ensure_demo_users",
+    "parse_duration",
+    "principal_for_user",
 ]
 
 SESSION_LIFETIME = timedelta(hours=12)  # sliding: each use moves the end
@@ -111,17 +126,6 @@ class ResolvedSession:
     csrf_hash: str
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; they were written in UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
 def parse_duration(text: str) -> timedelta | None:
     """``30m``, ``12h``, ``1d``, ``90d``, ``2w`` → timedelta; ``never`` → None (no expiry)."""
     if text.strip().lower() == "never":
@@ -174,8 +178,8 @@ def principal_for_user(session: Session, user_row: UserRow) -> Principal:
 
 
 def _token_info(row: ApiTokenRow, username: str) -> TokenInfo:
-    return TokenInfo(row.id, username, row.label, _aware(row.created_at), _aware(row.expires_at),
-                     _aware(row.revoked_at), _aware(row.last_used_at))
+    return TokenInfo(row.id, username, row.label, as_utc(row.created_at), as_utc(row.expires_at),
+                     as_utc(row.revoked_at), as_utc(row.last_used_at))
 
 
 ACCOUNT_AT_ADDRESS = Limit(max_failures=5)
@@ -195,10 +199,10 @@ class LoginKeys:
     shared: tuple[tuple[str, Limit], ...] = ()  # refunded by a success
 
     @classmethod
-    def of(cls, username: str, source: str, device: str | None) -> "LoginKeys":
+    def of(cls, username: str, source: str, device: str | None) -> LoginKeys:
         if device is not None:
             return cls((f"login-device:{username}:{device}", DEVICE))
-        shared = ((f"login-user:{username}", ACCOUNT_BACKOFF),)
+        shared: tuple[tuple[str, Limit], ...] = ((f"login-user:{username}", ACCOUNT_BACKOFF),)
         if source:
             shared += ((f"login-ip:{source}", ADDRESS),)
         return cls((f"login:{username}@{source}", ACCOUNT_AT_ADDRESS), shared)
@@ -263,7 +267,7 @@ class AccountService:
             row.password_hash = hashed
             session.execute(update(WebSessionRow).where(
                 WebSessionRow.user_id == row.id, WebSessionRow.revoked_at.is_(None))
-                .values(revoked_at=_now()))
+                .values(revoked_at=utcnow()))
             session.commit()
 
     def _require(self, session: Session, username: str) -> UserRow:
@@ -322,7 +326,7 @@ class AccountService:
             self._audit_login(name, user, False, source, {"method": "password"})
             key, limit = keys.own
             if counts[key] >= limit.max_failures:
-                raise LockedOut(_now() + limit.delay(counts[key]))
+                raise LockedOut(utcnow() + limit.delay(counts[key]))
             raise LoginFailed()
         assert user is not None
         self.rate_limiter.clear(keys.own[0])
@@ -374,7 +378,7 @@ class AccountService:
                 raise AccountError(f"user {username!r} is disabled")
             session.add(ApiTokenRow(user_id=row.id, token_hash=credentials.token_hash(token),
                                     label=label[:100],
-                                    expires_at=_now() + expires_in if expires_in else None))
+                                    expires_at=utcnow() + expires_in if expires_in else None))
             session.commit()
         return token
 
@@ -392,7 +396,7 @@ class AccountService:
             if row is None:
                 raise AccountError("no such token")
             if row.revoked_at is None:
-                row.revoked_at = _now()
+                row.revoked_at = utcnow()
             user = session.get(UserRow, row.user_id)
             session.commit()
             return _token_info(row, user.username if user else "")
@@ -408,20 +412,20 @@ class AccountService:
 
     def principal_for_token(self, token: str) -> Principal | None:
         """The user behind a live bearer token; None for unknown, revoked or expired ones."""
-        now = _now()
+        now = utcnow()
         with self.index.session() as session:
             row = session.scalars(select(ApiTokenRow).where(
                 ApiTokenRow.token_hash == credentials.token_hash(token))).first()
             if row is None or not credentials.same_hash(row.token_hash, token):
                 return None
-            expires = _aware(row.expires_at)
+            expires = as_utc(row.expires_at)
             if row.revoked_at is not None or (expires is not None and expires <= now):
                 return None
             user = session.get(UserRow, row.user_id)
             if user is None or user.disabled:
                 return None
             principal = principal_for_user(session, user)
-            last = _aware(row.last_used_at)
+            last = as_utc(row.last_used_at)
             token_id = row.id
         if last is None or now - last >= TOUCH_EVERY:
             self._touch_token(token_id, now)
@@ -447,20 +451,20 @@ class AccountService:
                 session_hash=credentials.token_hash(session_id),
                 csrf_hash=credentials.token_hash(csrf),
                 user_id=user_id, grant_id=grant_id, acting_for_person_id=acting_for_person_id,
-                source=source[:64], expires_at=_now() + SESSION_LIFETIME))
+                source=source[:64], expires_at=utcnow() + SESSION_LIFETIME))
             session.commit()
         return session_id, csrf
 
     def resolve_session(self, session_id: str) -> ResolvedSession | None:
         """A live session's principal; each use (at most once a minute) extends it by 12 h."""
-        now = _now()
+        now = utcnow()
         with self.index.session() as session:
             row = session.scalars(select(WebSessionRow).where(
                 WebSessionRow.session_hash == credentials.token_hash(session_id))).first()
             if row is None or not credentials.same_hash(row.session_hash, session_id):
                 return None
-            expires = _aware(row.expires_at)
-            if row.revoked_at is not None or expires is None or expires <= now:
+            expires = as_utc(row.expires_at)
+            if row.revoked_at is not None or expires <= now:
                 return None
             principal = self._session_principal(session, row)
             if principal is None:
@@ -493,12 +497,12 @@ class AccountService:
         with self.index.write_session() as session:
             result = session.execute(update(WebSessionRow).where(
                 WebSessionRow.session_hash == credentials.token_hash(session_id),
-                WebSessionRow.revoked_at.is_(None)).values(revoked_at=_now()))
+                WebSessionRow.revoked_at.is_(None)).values(revoked_at=utcnow()))
             session.commit()
         return bool(getattr(result, "rowcount", 0))
 
 
-def accounts_of(archive: "Archive") -> AccountService:
+def accounts_of(archive: Archive) -> AccountService:
     """The archive's account service, sharing its rate limiter and audit log."""
     existing = getattr(archive, "accounts", None)
     if isinstance(existing, AccountService):
@@ -535,7 +539,7 @@ def _write_demo_passwords(path: Path, passwords: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
-def ensure_demo_users(archive: "Archive") -> list[tuple[str, Role, str]]:
+def ensure_demo_users(archive: Archive) -> list[tuple[str, Role, str]]:
     """Create (once) a demo patient, caregiver, physician and admin; return their logins.
 
     Passwords are random per deployment; a demo password changed since is reset.
@@ -577,5 +581,5 @@ def _ensure_demo_caregiving(index: Index) -> None:
             CaregiverRow.caregiver_user_id == carer.id)).first()
         if exists is None:
             session.add(CaregiverRow(person_id=patient.person_id, caregiver_user_id=carer.id,
-                                     status="active", invited_by=patient.id, accepted_at=_now()))
+                                     status="active", invited_by=patient.id, accepted_at=utcnow()))
             session.commit()

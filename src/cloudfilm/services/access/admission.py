@@ -36,16 +36,17 @@ from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Grant, Permission, Principal, StudyRef, decide, may_upload_into
 from cloudfilm.domain.audit import AuditEntry
+from cloudfilm.domain.clock import utcnow
 from cloudfilm.domain.identity import Profile, mismatch
 from cloudfilm.domain.instance_facts import InstanceFacts
+from cloudfilm.services.access.people import PeopleService, actor_name, audit_entry
+from cloudfilm.services.access.policy import load_grants, record_owner, study_ref_in
 from cloudfilm.services.archive.ingest import (
     NOT_ADDABLE_HERE,
     NOT_AUTHORIZED,
     IngestOutcome,
     PreparedInstance,
 )
-from cloudfilm.services.access.people import PeopleService, actor_name, audit_entry
-from cloudfilm.services.access.policy import load_grants, record_owner, study_ref_in, utcnow
 from cloudfilm.storage.index.access_models import GrantRow
 from cloudfilm.storage.index.writer import (
     RecordKey,
@@ -63,7 +64,7 @@ class FolderRefused(PermissionError):
     """The caller may not upload into the folder they named (403 at the API)."""
 
 
-def default_folder(archive: "Archive", principal: Principal) -> int | None:
+def default_folder(archive: Archive, principal: Principal) -> int | None:
     """Whose folder an upload goes to when the caller names none."""
     if principal.kind == "share" and principal.share_grant_id is not None:
         with archive.index.session() as session:
@@ -79,7 +80,7 @@ def default_folder(archive: "Archive", principal: Principal) -> int | None:
 class UploadAdmission:
     """One request's screening: ``screen`` before indexing, ``settle`` after publishing."""
 
-    def __init__(self, archive: "Archive", principal: Principal, folder: int | None = None,
+    def __init__(self, archive: Archive, principal: Principal, folder: int | None = None,
                  source: str = "") -> None:
         self.archive, self.principal, self.source = archive, principal, source
         self.screened = not (principal.unrestricted or principal.kind == "node")

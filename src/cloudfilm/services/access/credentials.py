@@ -6,8 +6,8 @@
 - Share-link secrets must be shown again (renewal keeps the same link and QR code)
   without storing them: each is HMAC-SHA256(server key, 128-bit random nonce). The
   index holds the nonce and SHA-256(secret); the server key lives outside the index
-  (``<data>/server.key``, mode 0600, or CLOUDFILM_SECRET_KEY), so a copy of the
-  database alone reveals no link.
+  (CLOUDFILM_SECRET_KEY, the same on every node of a cluster, else ``<data>/server.key``,
+  mode 0600), so a copy of the database alone reveals no link.
 - Device cookies (a browser that signed in to an account before): a random id, the
   issue time and HMAC-SHA256(server key, account, id, time); nothing is stored. They
   exempt that browser from an account's shared back-off (OWASP "Slow Down Online
@@ -65,11 +65,15 @@ def verify_password(stored: str | None, password: str) -> bool:
         return False
 
 
-def load_server_key(data_dir: Path) -> bytes:
-    """The deployment's HMAC key: from the environment, else a 0600 file made once."""
-    configured = os.environ.get("CLOUDFILM_SECRET_KEY")
+def load_server_key(data_dir: Path, configured: bytes | None = None) -> bytes:
+    """The deployment's HMAC key: ``configured`` (CLOUDFILM_SECRET_KEY, decoded by
+    `Settings.load`) as it is, else a random 0600 file in ``data_dir`` made once.
+
+    Why the key itself and not a file: every node of a cluster must hold the same key for
+    sessions, share links, film codes and the audit chain to agree, and nodes share no disk.
+    """
     if configured:
-        return hashlib.sha256(configured.encode("utf-8")).digest()
+        return configured
     path = data_dir / KEY_FILE
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +114,6 @@ def device_id(server_key: bytes, username: str, cookie: str, max_age: int) -> st
 
 
 def _device_mac(server_key: bytes, username: str, device: str, issued: int) -> str:
-    message = f"login-device:{username}:{device}:{issued}".encode("utf-8")
+    message = f"login-device:{username}:{device}:{issued}".encode()
     digest = hmac.new(server_key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

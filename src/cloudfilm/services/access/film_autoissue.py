@@ -16,8 +16,8 @@ issued and audited as ``auto:<node name>``. Two ``serve`` processes on one datab
 agree through ``auto_films`` (unique per study): whoever inserts the row issues. A claim
 whose film never came (the process died) is taken over after `CLAIM_LEASE`.
 
-``start_film_autoissue`` runs the watcher in a daemon thread of ``cloudfilm serve``,
-polling every ``min(STABLE_AGE / 2, 5)`` seconds; ``.stop()`` ends it.
+`issue_stable_films` is the ``films.autoissue`` job, which the workers enqueue every
+``min(STABLE_AGE / 2, 5)`` seconds (services/jobs/handlers.py).
 """
 
 from __future__ import annotations
@@ -31,13 +31,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from cloudfilm.config import env_number
 from cloudfilm.domain.access import Principal, Role
-from cloudfilm.services.audit.log import as_utc
+from cloudfilm.domain.clock import as_utc, utcnow
 from cloudfilm.services.access.films import FilmService
 from cloudfilm.services.exchange.nodes import FilmIssuer
-from cloudfilm.services.notify.notifications import WorkerHandle
-from cloudfilm.services.access.policy import utcnow
 from cloudfilm.storage.index.access_models import FilmRow
 from cloudfilm.storage.index.auto_film_models import AutoFilmRow
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
@@ -47,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STABLE_AGE = 60  # seconds, as Orthanc's StableAge
 STAMP_RESOLUTION = timedelta(seconds=1)  # SQLite's CURRENT_TIMESTAMP keeps whole seconds
 CLAIM_LEASE = timedelta(minutes=10)  # a claim with no film after this is taken over
 # A study row is visible once its index transaction commits; those that began this long
@@ -55,12 +51,6 @@ CLAIM_LEASE = timedelta(minutes=10)  # a claim with no film after this is taken 
 # the oldest study still waiting).
 COMMIT_GRACE = timedelta(minutes=10)
 BATCH = 200
-
-
-def stable_age() -> int:
-    """``CLOUDFILM_STABLE_AGE``: seconds without a new instance before a study counts as
-    complete; a bad value is a `SettingError` naming the variable."""
-    return int(env_number("CLOUDFILM_STABLE_AGE", DEFAULT_STABLE_AGE, whole=True, minimum=1))
 
 
 def auto_principal(node_name: str) -> Principal:
@@ -81,7 +71,7 @@ class Waiting:
 class FilmAutoIssue:
     """Finds stable studies of films-on hospitals without a film and issues one each."""
 
-    def __init__(self, archive: "Archive", stable_age: int) -> None:
+    def __init__(self, archive: Archive, stable_age: int) -> None:
         self.archive = archive
         self.index = archive.index
         self.films = FilmService(archive)
@@ -212,21 +202,16 @@ class FilmAutoIssue:
             return bool(getattr(taken, "rowcount", 0) == 1)
 
 
-def _loop(watcher: FilmAutoIssue, stopping: threading.Event, interval: float) -> None:
-    while not stopping.is_set():
-        try:
-            watcher.run_once()
-        except Exception:
-            log.exception("automatic films: the stable-study check failed")
-        stopping.wait(interval)
+_watcher: FilmAutoIssue | None = None  # this process's, so it keeps its floor between runs
+_watcher_lock = threading.Lock()
 
 
-def start_film_autoissue(archive: "Archive", stable_age: int) -> WorkerHandle:
-    """The watcher in a daemon thread, every ``min(stable_age / 2, 5)`` s; ``.stop()``
-    ends it after the current round."""
-    stopping = threading.Event()
-    thread = threading.Thread(target=_loop, name="film-autoissue", daemon=True,
-                              args=(FilmAutoIssue(archive, stable_age), stopping,
-                                    min(stable_age / 2, 5.0)))
-    thread.start()
-    return WorkerHandle(thread, stopping)
+def issue_stable_films(archive: Archive) -> int:
+    """One round of the watcher (the ``films.autoissue`` job); returns films issued."""
+    global _watcher
+    with _watcher_lock:
+        if (_watcher is None or _watcher.archive is not archive
+                or _watcher.stable_age != timedelta(seconds=archive.settings.stable_age)):
+            _watcher = FilmAutoIssue(archive, archive.settings.stable_age)
+        watcher = _watcher
+    return watcher.run_once()

@@ -148,7 +148,7 @@ def slip_pdf(facts: SlipFacts, url: str, code: str, zh: SlipWords, en: SlipWords
     _draw_qr(canvas, url, (width - qr_size) / 2, pen.y, qr_size)
     _code(pen, code, zh, en)
     bottom = _steps(canvas, margin, pen.width, pen.y - 4 * mm,
-                    list(zip(zh.steps, en.steps)))
+                    list(zip(zh.steps, en.steps, strict=True)))
     pen.y = bottom
     pen.line(zh.validity, gap=1.3)
     pen.line(en.validity, gap=1.3)

@@ -30,7 +30,7 @@ import hmac
 import json
 import re
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -41,19 +41,33 @@ from sqlalchemy.orm import Session
 from cloudfilm.domain import names
 from cloudfilm.domain.access import Audience, Permission, Principal
 from cloudfilm.domain.audit import AuditEntry
+from cloudfilm.domain.clock import utcnow
 from cloudfilm.services.access.credentials import hash_password, new_nonce, share_secret, token_hash
 from cloudfilm.services.access.people import (
-    CLAIM_ALPHABET, Invalid, NotFound, TooManyAttempts, audit_entry, normalise_claim_code,
+    CLAIM_ALPHABET,
+    Invalid,
+    NotFound,
+    TooManyAttempts,
+    audit_entry,
+    normalise_claim_code,
     require_operator,
 )
-from cloudfilm.services.nodules.service import NoduleService
-from cloudfilm.services.access.policy import record_owner, utcnow
+from cloudfilm.services.access.policy import record_owner
 from cloudfilm.services.access.ratelimit import Limit, LockedOut
 from cloudfilm.services.access.sharing import (
-    PIN_PATTERN, SECRET_PATTERN, SharingService, cutoff_now, grant_status,
+    PIN_PATTERN,
+    SECRET_PATTERN,
+    SharingService,
+    cutoff_now,
+    grant_status,
 )
+from cloudfilm.services.nodules.service import NoduleService
 from cloudfilm.storage.index.access_models import (
-    FilmRow, GrantRow, PersonRecordRow, PersonRow, WebSessionRow,
+    FilmRow,
+    GrantRow,
+    PersonRecordRow,
+    PersonRow,
+    WebSessionRow,
 )
 from cloudfilm.storage.index.models import PatientRow, StudyRow
 
@@ -210,7 +224,7 @@ def _iso_day(day: str | None) -> str:
 class FilmService:
     """Issue, list, revoke and resolve cloud films; the slip's facts."""
 
-    def __init__(self, archive: "Archive") -> None:
+    def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.index = archive.index
         self.sharing = SharingService(archive)
@@ -338,8 +352,18 @@ class FilmService:
             raise NotFound(f"film {film_id} not found")
         return film, grant
 
+    def film(self, principal: Principal, film_id: int) -> FilmInfo:
+        """One film as the desk sees it (operators and admins); NotFound otherwise."""
+        return self.info(*self.get(principal, film_id))
+
+    def slip(self, principal: Principal, film_id: int) -> tuple[FilmInfo, SlipFacts]:
+        """What one film's printable slip shows: the film and its study's facts."""
+        film, grant = self.get(principal, film_id)
+        return self.info(film, grant), self.slip_facts(film, grant)
+
     def info(self, film: FilmRow, grant: GrantRow) -> FilmInfo:
-        created = film.created_at.isoformat() if film.created_at else ""
+        created_at: datetime | None = film.created_at  # None until flushed (server default)
+        created = created_at.isoformat() if created_at else ""
         code = film_code(self.archive.server_key, grant.secret_nonce or "")
         return FilmInfo(film.id, film.study_uid, film.patient_id, film.issuer,
                         self.path(grant), spaced(code),

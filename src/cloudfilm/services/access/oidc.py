@@ -1,6 +1,7 @@
 """Optional OpenID Connect single sign-on (authorization code flow with PKCE), via authlib.
 
-Configured by environment, off unless all three of these are set:
+Configured by environment (``Settings.oidc``), off unless all three of these are set
+(one or two of them stop start-up with an error):
 
 - CLOUDFILM_OIDC_ISSUER: the provider's issuer URL (discovery at
   ``<issuer>/.well-known/openid-configuration``)
@@ -23,19 +24,18 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cloudfilm.config import OidcSettings
 from cloudfilm.services.access.accounts import AccountError, AccountService, User
 
-__all__ = ["OidcConfig", "OidcError", "OidcLogin", "open_state", "seal_state"]
+__all__ = ["OidcError", "OidcLogin", "open_state", "seal_state"]
 
 STATE_TTL_SECONDS = 600
 _DOMAIN = b"cloudfilm-oidc-state:"
@@ -57,35 +57,6 @@ def _authlib_client() -> tuple[Any, type[Exception]]:
 
 class OidcError(Exception):
     """Single sign-on did not produce a verified identity (message safe to show)."""
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-@dataclass(frozen=True)
-class OidcConfig:
-    issuer: str
-    client_id: str
-    client_secret: str
-    link_by_username: bool = False
-    scope: str = "openid profile email"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "OidcConfig | None":
-        """None unless issuer, client id and client secret are all configured."""
-        env = os.environ if env is None else env
-        issuer = env.get("CLOUDFILM_OIDC_ISSUER", "").strip()
-        client_id = env.get("CLOUDFILM_OIDC_CLIENT_ID", "").strip()
-        secret = env.get("CLOUDFILM_OIDC_CLIENT_SECRET", "")
-        if not (issuer and client_id and secret):
-            return None
-        return cls(issuer.rstrip("/"), client_id, secret,
-                   _flag(env.get("CLOUDFILM_OIDC_LINK_BY_USERNAME")))
-
-    @property
-    def metadata_url(self) -> str:
-        return f"{self.issuer}/.well-known/openid-configuration"
 
 
 def _b64(data: bytes) -> str:
@@ -124,7 +95,7 @@ def open_state(key: bytes, sealed: str | None) -> dict[str, Any] | None:
 class OidcLogin:
     """One configured provider: start the flow, finish it, map the subject to a user."""
 
-    def __init__(self, config: OidcConfig, server_key: bytes) -> None:
+    def __init__(self, config: OidcSettings, server_key: bytes) -> None:
         self.config = config
         self._key = server_key
         oauth_cls, self._oauth_error = _authlib_client()
@@ -140,7 +111,7 @@ class OidcLogin:
         request.scope["session"] = {}
         try:
             response = await self.client.authorize_redirect(request, redirect_uri)
-        except Exception as exc:  # noqa: BLE001 - discovery failures come as many types
+        except Exception as exc:  # discovery failures come as many types
             raise OidcError(f"the sign-on provider is unreachable or misconfigured "
                             f"({type(exc).__name__})") from exc
         state = dict(request.scope["session"]) | {"next": next_path}
@@ -155,7 +126,7 @@ class OidcLogin:
         request.scope["session"] = state
         try:
             token = await self.client.authorize_access_token(request)
-        except Exception as exc:  # noqa: BLE001 - OAuthError, joserfc and httpx errors
+        except Exception as exc:  # OAuthError, joserfc and httpx errors
             if isinstance(exc, self._oauth_error):
                 raise OidcError("the sign-on provider's answer was refused: "
                                 f"{getattr(exc, 'error', type(exc).__name__)}") from exc

@@ -24,21 +24,28 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from cloudfilm.domain.access import Permission, Principal, Role, may_act_for
 from cloudfilm.domain.audit import AuditEntry
+from cloudfilm.domain.clock import as_utc, utcnow
 from cloudfilm.domain.identity import Profile, mismatch
 from cloudfilm.services.access.credentials import new_token, token_hash
-from cloudfilm.services.notify.outbox import Message
-from cloudfilm.services.nodules.service import NoduleService
-from cloudfilm.services.access.policy import Policy, aware, utcnow
+from cloudfilm.services.access.policy import Policy
 from cloudfilm.services.access.ratelimit import LockedOut
+from cloudfilm.services.nodules.service import NoduleService
+from cloudfilm.services.notify.outbox import Message
 from cloudfilm.storage.index import queries
 from cloudfilm.storage.index.access_models import (
-    CaregiverRow, ClaimCodeRow, FilmRow, GrantRow, PersonRecordRow, PersonRow, UserRow,
+    CaregiverRow,
+    ClaimCodeRow,
+    FilmRow,
+    GrantRow,
+    PersonRecordRow,
+    PersonRow,
+    UserRow,
     WebSessionRow,
 )
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
@@ -122,7 +129,7 @@ def new_claim_code() -> str:
 def normalise_claim_code(text: str) -> str:
     """What a person typed → the canonical code (Crockford: O→0, I/L→1; no separators)."""
     cleaned = "".join(text.split()).replace("-", "").upper()
-    return cleaned.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+    return cleaned.translate(str.maketrans("OIL", "011"))
 
 
 # -- records the hospital handed over (issue 12) ------------------------------------------
@@ -179,6 +186,16 @@ class Record:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PersonInfo:
+    """A person as callers outside the service see them (never the index row)."""
+
+    id: int
+    display_name: str
+    birth_date: str
+    sex: str
 
 
 @dataclass(frozen=True)
@@ -254,7 +271,7 @@ def _document_title(metadata: dict[str, Any], series_description: str) -> str:
 class PeopleService:
     """Persons, their hospital records, claim codes, suggestions and the timeline."""
 
-    def __init__(self, archive: "Archive") -> None:
+    def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.index = archive.index
         self.policy = Policy(archive)
@@ -293,13 +310,17 @@ class PeopleService:
             raise NotFound(f"person {person_id} not found")
         return row
 
+    def person_info(self, person_id: int) -> PersonInfo:
+        """`person` as a plain value; NotFound when there is no such person."""
+        row = self.person(person_id)
+        return PersonInfo(row.id, row.display_name, row.birth_date, row.sex)
+
     def records(self, person_id: int) -> list[Record]:
         """The hospital records linked to a person, with each record's study count."""
         with self.index.session() as session:
             rows = session.execute(
                 select(PersonRecordRow, PatientRow)
-                .outerjoin(PatientRow, and_(PatientRow.patient_id == PersonRecordRow.patient_id,
-                                            PatientRow.issuer == PersonRecordRow.issuer))
+                .outerjoin(PatientRow, queries.record_of_patient())
                 .where(PersonRecordRow.person_id == person_id)
                 .order_by(PersonRecordRow.id)).all()
             return [self._record(session, rec.patient_id, rec.issuer, patient, rec.method)
@@ -400,9 +421,8 @@ class PeopleService:
         person = session.get(PersonRow, person_id)
         if person is None:
             raise NotFound("no such person")
-        linked = session.execute(select(PatientRow).join(PersonRecordRow, and_(
-            PersonRecordRow.patient_id == PatientRow.patient_id,
-            PersonRecordRow.issuer == PatientRow.issuer))
+        linked = session.execute(
+            select(PatientRow).join(PersonRecordRow, queries.record_of_patient())
             .where(PersonRecordRow.person_id == person_id)).scalars().all()
         return Profile.of(person.display_name, person.birth_date, person.sex, linked)
 
@@ -486,7 +506,7 @@ class PeopleService:
                 ClaimCodeRow.code_hash == token_hash(code))).first()
         if row is None or row.used_at is not None:
             return None
-        expires = aware(row.expires_at)
+        expires = as_utc(row.expires_at)
         return row.study_uid if expires is None or expires > utcnow() else None
 
     def _patient_of(self, study_uid: str) -> tuple[str, str]:
@@ -503,6 +523,12 @@ class PeopleService:
     def timeline(self, principal: Principal, person_id: int) -> list[TimelineStudy]:
         """The person's studies, newest first, only those the policy lets ``principal`` view."""
         return self.studies_of(person_id, self.policy.visible_clause(principal, Permission.VIEW))
+
+    def studies_for(self, principal: Principal, person_id: int,
+                    permission: Permission) -> list[TimelineStudy]:
+        """The person's studies that the policy lets ``principal`` have ``permission`` on
+        (DOWNLOAD: what a folder's download holds), newest first."""
+        return self.studies_of(person_id, self.policy.visible_clause(principal, permission))
 
     def studies_of(self, person_id: int, visible: Any) -> list[TimelineStudy]:
         """The person's studies restricted by a ``visible`` clause (None: all of them)."""
@@ -529,8 +555,7 @@ class PeopleService:
                    StudyRow.description, StudyRow.accession_number, StudyRow.attrs,
                    PatientRow.patient_id, PatientRow.issuer)
             .join(PatientRow, StudyRow.patient_pk == PatientRow.id)
-            .join(PersonRecordRow, and_(PersonRecordRow.patient_id == PatientRow.patient_id,
-                                        PersonRecordRow.issuer == PatientRow.issuer))
+            .join(PersonRecordRow, queries.record_of_patient())
             .where(PersonRecordRow.person_id == person_id))
         if visible is not None:
             series = aliased(SeriesRow)
@@ -635,7 +660,7 @@ class CaregiverService:
     operator, admin) can never become caregivers.
     """
 
-    def __init__(self, archive: "Archive") -> None:
+    def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.index = archive.index
 
@@ -681,7 +706,7 @@ class CaregiverService:
     def _open_invitation(session: Session, secret: str) -> CaregiverRow:
         row = session.scalars(select(CaregiverRow).where(
             CaregiverRow.invite_hash == token_hash(secret))).first() if secret else None
-        created = aware(row.created_at) if row else None
+        created = as_utc(row.created_at) if row else None
         if row is None or row.status != "invited" or row.caregiver_user_id is not None \
                 or created is None or created + timedelta(days=INVITE_DAYS) <= utcnow():
             raise NotFound("this invitation is unknown, used or expired")

@@ -16,49 +16,50 @@ only turns index rows into `Grant` and `StudyRef` values and a `Scope` into SQL:
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from cloudfilm.domain.access import (
-    Audience, Decision, Grant, Permission, Principal, Role, Scope, StudyRef, decide,
+    Audience,
+    Decision,
+    Grant,
+    Permission,
+    Principal,
+    Role,
+    Scope,
+    StudyRef,
+    decide,
     visible_scope,
 )
+from cloudfilm.domain.clock import as_utc, utcnow
 from cloudfilm.domain.nodes import Node
 from cloudfilm.storage.index.access_models import GrantRow, PersonRecordRow
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
+from cloudfilm.storage.index.queries import record_of_patient
 
 if TYPE_CHECKING:
     from cloudfilm.services.context import Archive
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; the index stores UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def grant_from_row(row: GrantRow) -> Grant:
     """A `GrantRow` as the policy sees it (study_uids: JSON list or null = timeline)."""
     uids = frozenset(json.loads(row.study_uids)) if row.study_uids is not None else None
     permissions = frozenset(Permission(p) for p in row.permissions.split(",") if p)
-    created = aware(row.created_at) or utcnow()
+    created_at: datetime | None = row.created_at  # None until the row is flushed (server default)
+    valid_from: datetime | None = row.valid_from
+    created = as_utc(created_at) or utcnow()
     return Grant(id=row.id, person_id=row.person_id, study_uids=uids,
                  include_future=bool(row.include_future), audience=Audience(row.audience),
                  permissions=permissions, created_at=created,
-                 valid_from=aware(row.valid_from) or created, valid_until=row.valid_until,
-                 revoked_at=aware(row.revoked_at), physician_user_id=row.physician_user_id)
+                 valid_from=as_utc(valid_from) or created, valid_until=row.valid_until,
+                 revoked_at=as_utc(row.revoked_at), physician_user_id=row.physician_user_id)
 
 
 def load_grants(session: Session, principal: Principal) -> list[Grant]:
@@ -81,12 +82,11 @@ def study_ref_in(session: Session, study_uid: str) -> StudyRef | None:
         select(StudyRow.study_uid, StudyRow.created_at, PersonRecordRow.person_id,
                PatientRow.issuer)
         .join(PatientRow, StudyRow.patient_pk == PatientRow.id)
-        .outerjoin(PersonRecordRow, and_(PersonRecordRow.patient_id == PatientRow.patient_id,
-                                         PersonRecordRow.issuer == PatientRow.issuer))
+        .outerjoin(PersonRecordRow, record_of_patient())
         .where(StudyRow.study_uid == study_uid)).first()
     if row is None:
         return None
-    return StudyRef(row.study_uid, row.person_id, aware(row.created_at) or utcnow(),
+    return StudyRef(row.study_uid, row.person_id, as_utc(row.created_at) or utcnow(),
                     row.issuer or "")
 
 
@@ -116,7 +116,7 @@ def _conditions(scope: Scope, record: Any, patient: Any,
     return conditions
 
 
-def visible_studies_select(scope: Scope) -> Select[tuple[int]]:
+def visible_studies_select(scope: Scope) -> Select[int]:
     """SELECT studies.id of every study the scope covers (uncorrelated; not for `everything`)."""
     study, patient, record = aliased(StudyRow), aliased(PatientRow), aliased(PersonRecordRow)
     conditions = _conditions(scope, record, patient, study)
@@ -179,7 +179,7 @@ def node_principal(ae_title: str, node: Node | None) -> Principal:
 class Policy:
     """`Policy(archive)`: decisions and query filters for one principal at a time."""
 
-    def __init__(self, archive: "Archive | Index") -> None:
+    def __init__(self, archive: Archive | Index) -> None:
         self.index: Index = archive if isinstance(archive, Index) else archive.index
 
     def grants(self, principal: Principal) -> list[Grant]:

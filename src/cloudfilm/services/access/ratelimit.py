@@ -23,12 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from cloudfilm.domain.clock import as_utc
 from cloudfilm.storage.index.access_models import RateLimitRow
 from cloudfilm.storage.index.db import Index
 
@@ -46,7 +47,7 @@ class Limit:
             return timedelta(0)
         if self.grows_to is None:
             return self.lockout
-        return min(self.lockout * 2 ** min(failures - self.max_failures, 30), self.grows_to)
+        return min(self.lockout * (1 << min(failures - self.max_failures, 30)), self.grows_to)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Counter:
     def locked_at(self, now: datetime) -> bool:
         return self.locked_until is not None and self.locked_until > now
 
-    def one_more_try(self, limit: Limit, now: datetime) -> "Counter":
+    def one_more_try(self, limit: Limit, now: datetime) -> Counter:
         """The counter after reserving a try at ``now`` (the caller checked it is not locked)."""
         expired = self.window_started_at + limit.window <= now
         lock_served = self.locked_until is not None and limit.grows_to is None
@@ -74,21 +75,15 @@ class LockedOut(Exception):
     """Too many failures; ``until`` says when trying again is allowed."""
 
     def __init__(self, until: datetime) -> None:
-        minutes = max(1, int((until - datetime.now(timezone.utc)).total_seconds() // 60) + 1)
+        minutes = max(1, int((until - datetime.now(UTC)).total_seconds() // 60) + 1)
         super().__init__(f"too many failed attempts; try again in {minutes} minute(s)")
         self.until = until
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
 def _counter(row: RateLimitRow) -> Counter:
-    started = _aware(row.window_started_at)
+    started = as_utc(row.window_started_at)
     assert started is not None
-    return Counter(row.failures, started, _aware(row.locked_until))
+    return Counter(row.failures, started, as_utc(row.locked_until))
 
 
 class RateLimiter:
@@ -103,7 +98,7 @@ class RateLimiter:
         uses the limiter's default `Limit`.
         """
         limits = dict(k if isinstance(k, tuple) else (k, self.limit) for k in keys)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         counts: dict[str, int] = {}
         with self.index.write_session() as session:
             _insert_missing(session, sorted(limits), now)
@@ -123,7 +118,7 @@ class RateLimiter:
 
     def check(self, *keys: str) -> None:
         """Raise LockedOut if any key is locked now (a read: to show a locked page early)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.index.session() as session:
             for key in keys:
                 row = session.get(RateLimitRow, key)

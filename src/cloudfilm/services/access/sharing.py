@@ -30,17 +30,31 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Audience, Permission, Principal, Role, may_act_for
+from cloudfilm.domain.clock import as_utc, utcnow
 from cloudfilm.services.access.credentials import (
-    hash_password, new_nonce, share_secret, token_hash, verify_password,
+    hash_password,
+    new_nonce,
+    share_secret,
+    token_hash,
+    verify_password,
 )
-from cloudfilm.services.notify.outbox import Message
 from cloudfilm.services.access.people import (
-    Conflict, Forbidden, Invalid, NotFound, PeopleService, TooManyAttempts, audit_entry,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PeopleService,
+    TooManyAttempts,
+    audit_entry,
 )
 from cloudfilm.services.access.policy import (
-    Policy, aware, grant_from_row, grant_scope, utcnow, visible_instances_clause,
+    Policy,
+    grant_from_row,
+    grant_scope,
+    visible_instances_clause,
 )
 from cloudfilm.services.access.ratelimit import LockedOut
+from cloudfilm.services.notify.outbox import Message
 from cloudfilm.storage.index.access_models import GrantRow, PersonRow, UserRow, WebSessionRow
 from cloudfilm.storage.index.models import PatientRow, StudyRow
 
@@ -200,6 +214,14 @@ class CardFacts:
     has_pin: bool
 
 
+@dataclass(frozen=True)
+class OpenableLink:
+    """A link secret that opens now, as the link pages need it (no secret, no hashes)."""
+
+    grant_id: int
+    has_pin: bool
+
+
 def cutoff_now() -> datetime:
     """A new grant's ``created_at``: the end of the previous second.
 
@@ -222,14 +244,14 @@ def grant_status(row: GrantRow, now: datetime) -> str:
 
 
 def _iso(value: datetime | None) -> str:
-    moment = aware(value)
+    moment = as_utc(value)
     return moment.isoformat() if moment else ""
 
 
 class SharingService:
     """Create, renew, revoke, list and open shares."""
 
-    def __init__(self, archive: "Archive") -> None:
+    def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.index = archive.index
         self.policy = Policy(archive)
@@ -297,6 +319,14 @@ class SharingService:
         if row is None or not may_act_for(principal, row.person_id):
             raise NotFound(f"share {grant_id} not found")
         return row
+
+    def get(self, principal: Principal, grant_id: int) -> ShareInfo:
+        """A share the caller manages, as its owner sees it; else NotFound (no leak)."""
+        return self.info(self.owned(principal, grant_id))
+
+    def card_facts_of(self, principal: Principal, grant_id: int) -> CardFacts:
+        """The printable card of a share the caller manages."""
+        return self.card_facts(self.owned(principal, grant_id))
 
     def renew(self, principal: Principal, grant_id: int, valid_until: date | None) -> ShareInfo:
         """A new end date (a past one ends the share); the link and QR code stay the same."""
@@ -375,6 +405,30 @@ class SharingService:
         if row is None or row.audience == Audience.PHYSICIAN.value:
             return None
         return row if grant_status(row, utcnow()) == "active" else None
+
+    def openable(self, secret: str) -> OpenableLink | None:
+        """`find_link` as a plain value: the grant behind a secret that opens now, or None."""
+        row = self.find_link(secret)
+        return OpenableLink(row.id, row.pin_hash is not None) if row is not None else None
+
+    def _link_row(self, link: OpenableLink) -> GrantRow:
+        with self.index.session() as session:
+            row = session.get(GrantRow, link.grant_id)
+        if row is None:
+            raise NotFound("this link is not available")
+        return row
+
+    def link_locked(self, link: OpenableLink) -> bool:
+        """Is the link locked after too many wrong PINs?"""
+        return self.pin_locked(self._link_row(link))
+
+    def try_pin(self, link: OpenableLink, pin: str) -> None:
+        """`check_pin` for an openable link: TooManyAttempts, WrongPin, or nothing."""
+        self.check_pin(self._link_row(link), pin)
+
+    def open_link(self, link: OpenableLink, source: str = "") -> bool:
+        """`record_open` for an openable link: False when it no longer opens."""
+        return self.record_open(self._link_row(link), source)
 
     def pin_locked(self, row: GrantRow) -> bool:
         try:
@@ -467,7 +521,7 @@ class SharingService:
                                               detail={"share": row.id, **detail}))
 
 
-def ensure_demo_physician_share(archive: "Archive", patient: Principal, physician: str) -> None:
+def ensure_demo_physician_share(archive: Archive, patient: Principal, physician: str) -> None:
     """The demo patient shares their whole timeline with the demo physician (once), so
     `make run` shows "patients shared with me" and OHIF for a physician straight away."""
     sharing = SharingService(archive)

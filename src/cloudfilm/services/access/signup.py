@@ -30,17 +30,32 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Principal, Role, may_act_for
+from cloudfilm.domain.clock import utcnow
 from cloudfilm.services.access import credentials
 from cloudfilm.services.access.accounts import MIN_PASSWORD, USERNAME, phone_digits
 from cloudfilm.services.access.people import (
-    RECORD_HELD, CaregiverService, Conflict, Forbidden, Invalid, NotFound, PeopleService, Record,
-    TooManyAttempts, audit_entry, normalise_claim_code, person_has_account, take_record,
+    RECORD_HELD,
+    CaregiverService,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PeopleService,
+    Record,
+    TooManyAttempts,
+    audit_entry,
+    normalise_claim_code,
+    person_has_account,
+    take_record,
 )
-from cloudfilm.services.nodules.service import NoduleService
-from cloudfilm.services.access.policy import utcnow
 from cloudfilm.services.access.ratelimit import Limit, LockedOut
+from cloudfilm.services.nodules.service import NoduleService
 from cloudfilm.storage.index.access_models import (
-    ClaimCodeRow, FilmRow, PersonRecordRow, PersonRow, UserRow,
+    ClaimCodeRow,
+    FilmRow,
+    PersonRecordRow,
+    PersonRow,
+    UserRow,
 )
 from cloudfilm.storage.index.models import PatientRow, StudyRow
 
@@ -143,7 +158,7 @@ def check_account(account: NewAccount) -> NewAccount:
 class SignupService:
     """Accounts made with the hospital's paper, and records kept by signed-in patients."""
 
-    def __init__(self, archive: "Archive") -> None:
+    def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.index = archive.index
         self.limiter = archive.rate_limiter

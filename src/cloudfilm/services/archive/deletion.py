@@ -11,13 +11,13 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from cloudfilm.services.archive.retrieve import NotStored
-from cloudfilm.storage.blobs import FileSystemBlobStore
+from cloudfilm.storage.blobs import BlobStore
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
 
 class DeletionService:
-    def __init__(self, index: Index, blobs: FileSystemBlobStore) -> None:
+    def __init__(self, index: Index, blobs: BlobStore) -> None:
         self.index = index
         self.blobs = blobs
 

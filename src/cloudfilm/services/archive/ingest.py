@@ -1,18 +1,19 @@
 """Ingest: the one path by which instances enter the archive (STOW, import, DIMSE).
 
 Durability protocol, per batch (see storage/blobs.py):
-stage every file (fsync) → parse → one index transaction (a SAVEPOINT per
-instance, so a bad one fails alone) → commit → publish blobs (rename + fsync dir)
-→ only then report success. `recover()` finishes or discards whatever a crash
+stage every file (fsync) → parse → place (an object store uploads here and confirms)
+→ one index transaction (a SAVEPOINT per instance, so a bad one fails alone) → commit
+→ publish blobs (file system: rename + fsync dir) → only then report success. No row
+ever names bytes that exist nowhere; `recover()` finishes or discards whatever a crash
 left in staging, so the index and the blobs never disagree.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from cloudfilm.domain.instance_facts import InstanceFacts, InvalidInstance
 from cloudfilm.services.archive.part10 import parse_instance
-from cloudfilm.storage.blobs import BlobStore, StagedBlob, blob_key_for
+from cloudfilm.storage.blobs import BlobStore, BlobStoreError, StagedBlob, stored_sha256
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow
 from cloudfilm.storage.index.writer import (
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 STORED, DUPLICATE, FAILED = "stored", "duplicate", "failed"
 CONFLICT = 0xA900  # PS3.18 Table 10.5.3-1: the data set does not match what is stored
 PROCESSING_FAILURE = 0x0110
+OUT_OF_RESOURCES = 0xA700  # PS3.18 Table 10.5.3-1 and PS3.4 B.2.3: the blob store did not confirm
 NOT_AUTHORIZED = 0x0124  # PS3.7 Annex C.4: Refused, Not Authorized
 # Issue 11: one reason for every refusal that would tell an uploader whether another
 # patient's record, study, series or instance is stored here.
@@ -72,6 +74,8 @@ class PreparedInstance:
     facts: InstanceFacts | None = None
     outcome: IngestOutcome | None = None
     publish: bool = False
+    replaces: str = ""  # the key of the row this one overwrites, when it differs
+    in_doubt: bool = False  # its row may or may not be committed: left staged for recover()
 
 
 def _failure(facts: InstanceFacts | None, reason: str, code: int) -> IngestOutcome:
@@ -113,17 +117,22 @@ class DerivedObjectAdmission:
     demographics with that subset.
     """
 
-    def screen(self, pending: list["PreparedInstance"]) -> None:
+    def screen(self, pending: list[PreparedInstance]) -> None:
         return None
 
     def rights(self) -> WriteRights:
         return WriteRights(changes_demographics=False, source="derived")
 
-    def settle(self, pending: list["PreparedInstance"]) -> None:
+    def settle(self, pending: list[PreparedInstance]) -> None:
         return None
 
 
 DERIVED = DerivedObjectAdmission()
+
+
+# Uploads of one batch to an object store run side by side (placing on a file system is
+# only naming a key, so the pool is never used there).
+_PLACING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-place")
 
 
 class IngestService:
@@ -147,7 +156,7 @@ class IngestService:
         return self.index_and_publish([self.prepare(item, expected_study_uid) for item in staged],
                                       admission)
 
-    def prepare(self, staged: StagedBlob, expected_study_uid: str | None = None) -> "PreparedInstance":
+    def prepare(self, staged: StagedBlob, expected_study_uid: str | None = None) -> PreparedInstance:
         """Parse one staged blob (thread-safe: STOW prepares parts while the body arrives)."""
         item = PreparedInstance(staged)
         try:
@@ -161,7 +170,7 @@ class IngestService:
                 f"study in the request URL ({expected_study_uid})", CONFLICT)
         return item
 
-    def index_and_publish(self, pending: list["PreparedInstance"],
+    def index_and_publish(self, pending: list[PreparedInstance],
                           admission: Admission | None = None) -> list[IngestOutcome]:
         """One index transaction for the batch, then publish; only then may the caller answer.
 
@@ -171,11 +180,14 @@ class IngestService:
         if admission is not None:
             admission.screen(pending)
         try:
+            self._place(pending)
             self._index(pending, admission.rights() if admission is not None else HOSPITAL)
         finally:
             for item in pending:
+                if item.in_doubt:
+                    continue
                 if item.publish and item.facts is not None:
-                    self.blobs.commit(item.staged, blob_key_for(item.facts.sop_instance_uid))
+                    self.blobs.commit(item.staged, item.staged.key)
                 else:
                     self.blobs.discard(item.staged)
         outcomes = [item.outcome or _failure(item.facts, "not processed", PROCESSING_FAILURE)
@@ -184,15 +196,62 @@ class IngestService:
             admission.settle(pending)
         return outcomes
 
+    def _place(self, pending: list[PreparedInstance]) -> None:
+        """Give each blob its key before any row names it; an object store uploads now, and
+        an upload it does not confirm fails that instance alone."""
+        todo = [p for p in pending if p.outcome is None and p.facts is not None]
+        if len(todo) == 1:
+            self._place_one(todo[0])
+            return
+        placing = [_PLACING.submit(self._place_one, item) for item in todo]
+        wait(placing)  # all of them: nothing may still be uploading while the batch is discarded
+        for future in placing:
+            future.result()
+
+    def _place_one(self, item: PreparedInstance) -> None:
+        assert item.facts is not None
+        try:
+            item.staged = self.blobs.place(item.staged, item.facts.sop_instance_uid)
+        except BlobStoreError as exc:  # the details name the store: for the log, not the sender
+            log.error("blob store did not confirm %s: %s", item.facts.sop_instance_uid, exc)
+            item.outcome = _failure(item.facts, "not stored: the blob store did not confirm "
+                                    "the write; send it again", OUT_OF_RESOURCES)
+
     def _index(self, pending: list[PreparedInstance], rights: WriteRights) -> None:
         todo = [p for p in pending if p.outcome is None]
         if not todo:
             return
-        with self.index.write_session() as session:
-            cache = ParentCache()
-            for item in todo:
-                self._index_one(session, item, cache, rights)
-            session.commit()
+        committed = False
+        try:
+            with self.index.write_session() as session:
+                cache = ParentCache()
+                for item in todo:
+                    self._index_one(session, item, cache, rights)
+                replaced = [p.replaces for p in todo if p.publish and p.replaces]
+                self.blobs.move_to_trash(replaced)  # recovery restores them if the commit fails
+                session.commit()
+                committed = True
+        except BaseException:
+            if not committed:
+                self._settle([p for p in todo if p.publish])
+            raise
+        if replaced:
+            self.blobs.delete(replaced)
+
+    def _settle(self, written: list[PreparedInstance]) -> None:
+        """A commit that raised may still have happened: ask the index, as `recover` would.
+        When the index cannot answer either, the blobs stay staged for the next start."""
+        try:
+            with self.index.session() as session:
+                for item in written:
+                    assert item.facts is not None
+                    row = find_instance(session, item.facts.sop_instance_uid)
+                    item.publish = row is not None and row.blob_key == item.staged.key \
+                        and row.sha256 == item.staged.sha256
+        except Exception:
+            log.exception("cannot tell whether %d instances were indexed", len(written))
+            for item in written:
+                item.in_doubt = True
 
     def _index_one(self, session: Session, item: PreparedInstance, cache: ParentCache,
                    rights: WriteRights) -> None:
@@ -212,7 +271,7 @@ class IngestService:
             return
         savepoint = session.begin_nested()
         try:
-            write_instance(session, facts, blob_key=blob_key_for(facts.sop_instance_uid),
+            write_instance(session, facts, blob_key=item.staged.key,
                            size=item.staged.size, sha256=item.staged.sha256, cache=cache,
                            replace=existing, rights=rights)
             savepoint.commit()
@@ -223,6 +282,8 @@ class IngestService:
             return
         item.outcome = _success(STORED, facts)
         item.publish = True
+        if existing is not None and existing.blob_key != item.staged.key:
+            item.replaces = existing.blob_key
 
     # -- crash recovery ----------------------------------------------------
     def recover(self) -> dict[str, int]:
@@ -230,13 +291,16 @@ class IngestService:
         report = {"published": 0, "discarded": 0, "restored": 0, "purged": 0}
         with self.index.session() as session:
             for path in self.blobs.staged():
-                row = self._row_for_staged(session, path)
-                if row is not None and not self._blob_matches(row):
-                    self.blobs.commit(StagedBlob(path, row.size, row.sha256), row.blob_key)
-                    report["published"] += 1
-                else:
-                    path.unlink(missing_ok=True)
+                staged, row = self._row_for_staged(session, path)
+                if row is None:  # no row names this write: drop it, and any upload of it
+                    self.blobs.discard(staged)
                     report["discarded"] += 1
+                elif self._blob_matches(row):  # the row's bytes are published already
+                    self.blobs.discard(replace(staged, key=""))
+                    report["discarded"] += 1
+                else:
+                    self.blobs.commit(replace(staged, key=""), row.blob_key)
+                    report["published"] += 1
             for trashed, key in self.blobs.trashed():
                 if session.query(InstanceRow.id).filter(InstanceRow.blob_key == key).first():
                     self.blobs.restore(trashed, key)
@@ -248,19 +312,25 @@ class IngestService:
             log.warning("recovered interrupted writes: %s", report)
         return report
 
-    def _row_for_staged(self, session: Session, path: Path) -> InstanceRow | None:
+    def _row_for_staged(self, session: Session,
+                        path: Path) -> tuple[StagedBlob, InstanceRow | None]:
+        """The staged file with the key its write had (or would have had), and the row
+        that names exactly that write: same key, same SHA-256."""
+        staged = self.blobs.identify(path)
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
             sop_uid = str(ds.SOPInstanceUID)
-        except Exception:  # an incomplete staged file was never indexed
-            return None
+        except Exception:  # noqa: BLE001 - an incomplete staged file was never indexed
+            return staged, None
+        staged = replace(staged, key=self.blobs.key_for(staged, sop_uid))
         row = find_instance(session, sop_uid)
-        if row is None or row.sha256 != _sha256(path):
-            return None
-        return row
+        if row is None or row.sha256 != staged.sha256 or row.blob_key != staged.key:
+            return staged, None
+        return staged, row
 
     def _blob_matches(self, row: InstanceRow) -> bool:
-        return self.blobs.exists(row.blob_key) and _sha256(self.blobs.path(row.blob_key)) == row.sha256
+        key = row.blob_key
+        return self.blobs.exists(key) and stored_sha256(self.blobs, key) == row.sha256
 
 
 def _conflict(facts: InstanceFacts, exc: Exception, rights: WriteRights) -> IngestOutcome:
@@ -270,10 +340,3 @@ def _conflict(facts: InstanceFacts, exc: Exception, rights: WriteRights) -> Inge
             else _failure(facts, str(exc), CONFLICT)
     return _failure(facts, "concurrent conflicting write", CONFLICT)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

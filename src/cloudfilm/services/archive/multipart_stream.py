@@ -5,20 +5,18 @@ remote nodes all arrive as multipart bodies too large to hold in memory.
 `PartStream` feeds them through python-multipart, collects each part's headers and
 turns parser failures into one `MalformedMultipart` error; subclasses only decide
 where a part's bytes go. `StagingReceiver` writes each part into the blob store's
-staging area, hashing as it goes.
+staging area through a `StagingWriter` (storage/staging.py), which hashes as it goes.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from python_multipart.multipart import MultipartParser
 
-from cloudfilm.storage.blobs import FileSystemBlobStore
+from cloudfilm.storage.blobs import BlobStore, StagedBlob, StagingWriter
 
 
 class MalformedMultipart(ValueError):
@@ -55,7 +53,7 @@ class PartStream:
         self._name, self._value = bytearray(), bytearray()
         self._headers: dict[str, str] = {}
         self._ended = False
-        self._parser = MultipartParser(boundary.encode("latin-1"), {  # type: ignore[arg-type]
+        self._parser = MultipartParser(boundary.encode("latin-1"), {
             "on_part_begin": self._headers.clear, "on_header_field": self._header_field,
             "on_header_value": self._header_value, "on_header_end": self._header_end,
             "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
@@ -120,14 +118,17 @@ class ReceivedPart:
     sha256: str = ""
     error: str = ""
 
+    @property
+    def staged(self) -> StagedBlob:
+        """The staged part (not yet sealed); only for a part with a ``path``."""
+        assert self.path is not None
+        return StagedBlob(self.path, self.size, self.sha256)
+
 
 @dataclass
 class _Open:
     content_type: str
-    path: Path | None = None
-    fh: BinaryIO | None = None
-    digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
-    size: int = 0
+    writer: StagingWriter | None = None
 
 
 class StagingReceiver(PartStream):
@@ -138,7 +139,7 @@ class StagingReceiver(PartStream):
     """
 
     def __init__(self, boundary: str, default_type: str, accepted: set[str] | None,
-                 blobs: FileSystemBlobStore, *, what: str = "multipart body",
+                 blobs: BlobStore, *, what: str = "multipart body",
                  on_part: Callable[[ReceivedPart], None] | None = None) -> None:
         super().__init__(boundary, what)
         self.default_type, self.accepted, self.blobs = default_type, accepted, blobs
@@ -151,26 +152,23 @@ class StagingReceiver(PartStream):
         self._open = _Open(content_type)
         media = content_type.split(";")[0].strip().lower()
         if self.accepted is None or media in self.accepted:
-            self._open.path, self._open.fh = self.blobs.new_staging_file()
+            self._open.writer = self.blobs.staging_writer()
 
     def part_data(self, data: bytes) -> None:
         current = self._open
-        if current is not None and current.fh is not None:
-            current.fh.write(data)
-            current.digest.update(data)
-            current.size += len(data)
+        if current is not None and current.writer is not None:
+            current.writer.write(data)
 
     def end_part(self) -> None:
         current, self._open = self._open, None
         if current is None:
             return
-        if current.fh is None:
+        if current.writer is None:
             part = ReceivedPart(current.content_type,
                                 error=f"unsupported part media type {current.content_type!r}")
         else:
-            current.fh.close()
-            part = ReceivedPart(current.content_type, current.path, current.size,
-                                current.digest.hexdigest())
+            staged = current.writer.close()  # sealed later, off the event loop
+            part = ReceivedPart(current.content_type, staged.path, staged.size, staged.sha256)
         self.parts.append(part)
         if self.on_part is not None:
             self.on_part(part)
@@ -181,9 +179,8 @@ class StagingReceiver(PartStream):
 
     def abort(self) -> None:
         """Remove everything staged so far (the body failed as a whole)."""
-        leftover = self._open.path if self._open is not None else None
-        if self._open is not None and self._open.fh is not None:
-            self._open.fh.close()
-        for path in [p.path for p in self.parts] + [leftover]:
+        if self._open is not None and self._open.writer is not None:
+            self._open.writer.abort()
+        for path in [p.path for p in self.parts]:
             if path is not None:
                 path.unlink(missing_ok=True)

@@ -88,7 +88,7 @@ def _required(ds: pydicom.Dataset) -> tuple[str, str, str, str, str]:
               _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"), ts)
     missing = [name for name, value in zip(
         ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID",
-         "TransferSyntaxUID (file meta)"), values) if not value]
+         "TransferSyntaxUID (file meta)"), values, strict=True) if not value]
     if missing:
         raise InvalidInstance(f"missing required attribute(s): {', '.join(missing)}", 0xA900)
     return values

@@ -22,7 +22,8 @@ from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query, vr_for
 from cloudfilm.storage.index import queries
 from cloudfilm.storage.index.db import Index
-from cloudfilm.storage.index.queries import Page, Visible
+from cloudfilm.storage.index.queries import Page
+from cloudfilm.storage.index.queries import Visible as Visible  # for callers outside storage
 
 MAX_RESULTS = 1000
 RETRIEVE_URL = 0x00081190
@@ -151,7 +152,7 @@ def _study_computed(counts: queries.StudyCounts) -> Json:
 def _url(base_url: str | None, *parts: str) -> Json:
     if base_url is None:
         return {}
-    path = "/".join(f"{kind}/{uid}" for kind, uid in zip(("studies", "series", "instances"), parts))
+    path = "/".join(f"{kind}/{uid}" for kind, uid in zip(("studies", "series", "instances"), parts, strict=False))
     return {"00081190": {"vr": "UR", "Value": [f"{base_url}/{path}"]}}
 
 

@@ -15,20 +15,24 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Grant, StudyRef
-from cloudfilm.services.audit.log import as_utc
+from cloudfilm.domain.clock import as_utc
 from cloudfilm.services.access.policy import grant_from_row
 from cloudfilm.storage.index.access_models import (
-    GrantRow, LegalHoldRow, PersonRecordRow, RetentionPolicyRow,
+    GrantRow,
+    LegalHoldRow,
+    PersonRecordRow,
+    RetentionPolicyRow,
 )
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import PatientRow, StudyRow
+from cloudfilm.storage.index.queries import record_of_patient
 
 DEFAULT_ISSUER = "*"
 
@@ -84,13 +88,12 @@ def _hold(row: LegalHoldRow) -> Hold:
                 as_utc(row.released_at) if row.released_at else None)
 
 
-def _studies_query() -> Select[Any]:
+def _studies_query() -> Select[str, str, datetime, str, str, int]:
     """Studies with their source and, if linked, their person."""
     return (select(StudyRow.study_uid, StudyRow.study_date, StudyRow.created_at,
                    PatientRow.issuer, PatientRow.patient_id, PersonRecordRow.person_id)
             .join(PatientRow, StudyRow.patient_pk == PatientRow.id)
-            .outerjoin(PersonRecordRow, (PersonRecordRow.patient_id == PatientRow.patient_id)
-                       & (PersonRecordRow.issuer == PatientRow.issuer)))
+            .outerjoin(PersonRecordRow, record_of_patient()))
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ class Retention:
                 raise RetentionError(f"legal hold {hold_id} does not exist")
             if row.released_at is not None:
                 raise RetentionError(f"legal hold {hold_id} was already released")
-            row.released_at = as_utc(now or datetime.now(timezone.utc))
+            row.released_at = as_utc(now or datetime.now(UTC))
             session.commit()
             return _hold(row)
 
@@ -200,7 +203,7 @@ class Retention:
 
     def report(self, now: datetime | None = None) -> list[StudyRetention]:
         """Every study's retention status (nothing is deleted)."""
-        now = as_utc(now or datetime.now(timezone.utc))
+        now = as_utc(now or datetime.now(UTC))
         with self.index.session() as session:
             context = self._context(session, now)
             rows = session.execute(_studies_query().order_by(PatientRow.issuer, StudyRow.study_date,
@@ -208,7 +211,7 @@ class Retention:
             return [context.assess(row) for row in rows]
 
     def assess(self, study_uid: str, now: datetime | None = None) -> StudyRetention | None:
-        now = as_utc(now or datetime.now(timezone.utc))
+        now = as_utc(now or datetime.now(UTC))
         with self.index.session() as session:
             row = session.execute(_studies_query().where(StudyRow.study_uid == study_uid)).first()
             return None if row is None else self._context(session, now).assess(row)

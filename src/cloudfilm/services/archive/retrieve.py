@@ -2,14 +2,15 @@
 
 Metadata is pre-computed DICOM JSON kept in the index, so a 300-instance series is
 one query and a join, never 300 file parses (the complaint about Orthanc in
-anchors.md). Frames are byte ranges read with pread.
+anchors.md). Frames are byte ranges of the stored object, read as such (pread on a file
+system, a ranged GET on an object store); nothing here knows where the blobs live.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO, TypeVarTuple
 
 import orjson
 import pydicom
@@ -17,7 +18,7 @@ from sqlalchemy import Select, select
 
 from cloudfilm.domain.dicom_json import is_bulk, vr_of
 from cloudfilm.services.imaging import pixels
-from cloudfilm.storage.blobs import FileSystemBlobStore
+from cloudfilm.storage.blobs import BlobStore
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
 
@@ -44,7 +45,11 @@ _COLUMNS = (StudyRow.study_uid, SeriesRow.series_uid, InstanceRow.sop_uid, Insta
             InstanceRow.number_of_frames)
 
 
-def _scoped(statement: Select, study: str, series: str | None, sop: str | None) -> Select:
+_Columns = TypeVarTuple("_Columns")
+
+
+def _scoped(statement: Select[*_Columns], study: str, series: str | None,
+            sop: str | None) -> Select[*_Columns]:
     statement = statement.join(SeriesRow, InstanceRow.series_pk == SeriesRow.id).join(
         StudyRow, SeriesRow.study_pk == StudyRow.id).where(StudyRow.study_uid == study)
     if series:
@@ -62,7 +67,7 @@ def _describe(study: str, series: str | None, sop: str | None) -> str:
 
 
 class RetrieveService:
-    def __init__(self, index: Index, blobs: FileSystemBlobStore) -> None:
+    def __init__(self, index: Index, blobs: BlobStore) -> None:
         self.index = index
         self.blobs = blobs
 
@@ -91,8 +96,9 @@ class RetrieveService:
             raise NotStored(_describe(study, series, sop))
         return list(rows)
 
-    def path(self, instance: StoredInstance) -> Path:
-        return self.blobs.path(instance.blob_key)
+    def open(self, instance: StoredInstance) -> BinaryIO:
+        """The stored Part-10 object as a seekable stream (use it in a ``with``)."""
+        return self.blobs.open(instance.blob_key)
 
     def file_chunks(self, instance: StoredInstance) -> Iterator[bytes]:
         return self.blobs.iter_bytes(instance.blob_key)
@@ -110,20 +116,24 @@ class RetrieveService:
 
     def bulk_value(self, instance: StoredInstance, path: list[str]) -> bytes:
         """The value behind a BulkDataURI: ``TAG`` or ``SEQTAG/INDEX/.../TAG``."""
-        ds = pydicom.dcmread(self.path(instance), defer_size=1024)
-        try:
-            for seq_key, index in zip(path[0:-1:2], path[1:-1:2]):
-                ds = ds[int(seq_key, 16)].value[int(index)]
-            tag = int(path[-1], 16)
-            element = ds[tag]
-        except (KeyError, IndexError, ValueError) as exc:
-            raise NotStored(f"bulk data {'/'.join(path)} of instance {instance.sop_uid}") from exc
-        if not is_bulk(tag, vr_of(tag, element.VR), len(element.value or b"")):
-            raise NotStored(f"bulk data {'/'.join(path)} of instance {instance.sop_uid}")
-        return bytes(element.value)
+        missing = NotStored(f"bulk data {'/'.join(path)} of instance {instance.sop_uid}")
+        with self.open(instance) as stream:  # deferred values are read (ranged) from the stream
+            ds = pydicom.dcmread(stream, defer_size=1024)
+            try:
+                for seq_key, index in zip(path[0:-1:2], path[1:-1:2], strict=True):
+                    ds = ds[int(seq_key, 16)].value[int(index)]
+                tag = int(path[-1], 16)
+                element = ds[tag]
+            except (KeyError, IndexError, ValueError) as exc:
+                raise missing from exc
+            value = element.value
+        if not is_bulk(tag, vr_of(tag, element.VR), len(value or b"")):
+            raise missing
+        return bytes(value)
 
     def decoded_frame(self, instance: StoredInstance, number: int) -> bytes:
         """Frame ``number`` decoded to uncompressed little-endian bytes (colour as RGB)."""
-        array, ds = pixels.read_frame(self.path(instance), number - 1)
-        description = pixels.decoded_description(pixels.PixelDescription.from_dataset(ds))
+        with self.open(instance) as stream:
+            array, ds = pixels.read_frame(stream, number - 1)
+            description = pixels.decoded_description(pixels.PixelDescription.from_dataset(ds))
         return pixels.native_frame_bytes(array, description)

@@ -118,7 +118,8 @@ def _fhir_agents(record: AuditRecord, source_id: str) -> list[dict[str, Any]]:
 
 
 def _fhir_entities(record: AuditRecord) -> list[dict[str, Any]]:
-    entry, entities = record.entry, []
+    entry = record.entry
+    entities: list[dict[str, Any]] = []
     if entry.person_id is not None or entry.patient_ref:
         what: dict[str, Any] = {}
         if entry.person_id is not None:
@@ -259,8 +260,9 @@ def dicom_audit_message(record: AuditRecord, source_id: str | None = None) -> ET
 
 def dicom_audit_xml(record: AuditRecord, source_id: str | None = None) -> bytes:
     """One AuditMessage as a UTF-8 XML document (the syslog MSG of IHE ATNA, ITI-20)."""
-    return ET.tostring(dicom_audit_message(record, source_id), encoding="utf-8",
-                       xml_declaration=True)
+    xml: bytes = ET.tostring(dicom_audit_message(record, source_id), encoding="utf-8",
+                             xml_declaration=True)
+    return xml
 
 
 def dicom_audit_messages_xml(records: Iterable[AuditRecord], source_id: str | None = None) -> bytes:
@@ -268,4 +270,5 @@ def dicom_audit_messages_xml(records: Iterable[AuditRecord], source_id: str | No
     source_id = source_id or audit_source_id()
     root = ET.Element("AuditMessages")
     root.extend(dicom_audit_message(r, source_id) for r in records)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml

@@ -38,7 +38,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from cloudfilm.domain.audit import GENESIS, KEYED, PLAIN, AuditEntry, Checkpoint, chain_hash
+from cloudfilm.domain.clock import as_utc
 from cloudfilm.services.audit.record import AuditRecord, Forwarder, Listener
 from cloudfilm.storage.index.access_models import AuditEventRow
 from cloudfilm.storage.index.db import Index
@@ -138,13 +139,6 @@ def _entry(row: AuditEventRow) -> AuditEntry:
                       actor_role=row.actor_role, on_behalf_of=row.on_behalf_of,
                       person_id=row.person_id, patient_ref=row.patient_ref,
                       study_uid=row.study_uid, source=row.source, detail=json.loads(row.detail))
-
-
-def as_utc(value: datetime) -> datetime:
-    """In UTC, whatever the database session's time zone (naive values are UTC: SQLite)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 @dataclass
@@ -253,7 +247,7 @@ class AuditLog:
         """Append several records in one transaction (one commit for a batch upload)."""
         if not entries:
             return []
-        at = datetime.now(timezone.utc).replace(microsecond=0)
+        at = datetime.now(UTC).replace(microsecond=0)
         with self.index.write_session() as session:
             self._lock_chain(session)
             last = session.scalars(select(AuditEventRow.hash).order_by(AuditEventRow.id.desc())
@@ -325,7 +319,7 @@ class AuditLog:
             if head is None:
                 return None
             point = Checkpoint(count, head.id, head.hash,
-                               datetime.now(timezone.utc).replace(microsecond=0).isoformat())
+                               datetime.now(UTC).replace(microsecond=0).isoformat())
             line = self.anchor.append(point)
             session.commit()
         if self.forwarder is not None:
@@ -370,7 +364,7 @@ class AuditLog:
               person_ids: Collection[int] | None = None, limit: int = 1000,
               newest_first: bool = False) -> list[AuditRecord]:
         """Records with ``since <= at < until`` about any of ``person_ids`` (None: everyone)."""
-        stmt: Select[tuple[AuditEventRow]] = select(AuditEventRow)
+        stmt: Select[AuditEventRow] = select(AuditEventRow)
         if since is not None:
             stmt = stmt.where(AuditEventRow.at >= as_utc(since))
         if until is not None:

@@ -9,25 +9,25 @@ Forwarding is best effort and never blocks an audited request: records are queue
 and sent by a daemon thread; a full queue or a send error is logged and the
 message dropped (the database chain stays the record of truth). Audit checkpoints
 (``services.audit``) are sent too, MSGID ``CHECKPOINT``, so truncating both the index
-and the anchor file still shows against the collector's copy. ``AuditLog`` attaches
-a forwarder itself when ``CLOUDFILM_SYSLOG`` is set, so every process that appends
-(server, DIMSE, CLI) forwards; what is queued is flushed at exit.
+and the anchor file still shows against the collector's copy. The archive attaches a
+forwarder when ``CLOUDFILM_SYSLOG`` is set (``Settings.syslog``, checked at start-up), so
+every process that appends (server, DIMSE, CLI) forwards; what is queued is flushed at exit.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import queue
 import socket
 import threading
-from collections.abc import Mapping
-from datetime import datetime, timezone
-from urllib.parse import urlsplit
+from datetime import UTC, datetime
 
-from cloudfilm.services.audit.record import AuditRecord
+from cloudfilm.config import SyslogTarget
 from cloudfilm.services.audit.export import audit_source_id, dicom_audit_xml
+from cloudfilm.services.audit.record import AuditRecord
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +41,6 @@ SEND_TIMEOUT = 5.0
 UDP_MAX = 65_507
 
 
-class SyslogConfigError(ValueError):
-    pass
-
-
-def parse_target(url: str) -> tuple[str, str, int]:
-    """``udp://host:port`` or ``tcp://host:port`` -> (protocol, host, port)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("udp", "tcp") or not parts.hostname or not parts.port:
-        raise SyslogConfigError(f"CLOUDFILM_SYSLOG must be udp://host:port or tcp://host:port, "
-                                f"not {url!r}")
-    return parts.scheme, parts.hostname, parts.port
-
-
 def _header_field(value: str, limit: int) -> str:
     """RFC 5424 header fields are printable US-ASCII without spaces, or ``-``."""
     cleaned = "".join(c for c in value if "!" <= c <= "~")[:limit]
@@ -63,7 +50,7 @@ def _header_field(value: str, limit: int) -> str:
 def format_message(msg: bytes, at: datetime, *, hostname: str, procid: str,
                    app_name: str = APP_NAME, msgid: str = MSGID) -> bytes:
     """One RFC 5424 SYSLOG-MSG: ``<PRI>1 TIMESTAMP HOSTNAME APP PROCID MSGID - BOM MSG``."""
-    timestamp = at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    timestamp = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     header = " ".join([f"<{PRI}>1", timestamp, _header_field(hostname, 255),
                        _header_field(app_name, 48), _header_field(procid, 128),
                        _header_field(msgid, 32), "-"])
@@ -100,7 +87,7 @@ class SyslogForwarder:
     def send_checkpoint(self, line: str) -> None:
         """An audit checkpoint (signed count and head hash) as its own message, MSGID
         ``CHECKPOINT``: a copy of the anchor that lives off this machine."""
-        message = format_message(line.encode("ascii"), datetime.now(timezone.utc),
+        message = format_message(line.encode("ascii"), datetime.now(UTC),
                                  hostname=self.hostname, procid=str(os.getpid()),
                                  msgid=CHECKPOINT_MSGID)
         try:
@@ -112,10 +99,8 @@ class SyslogForwarder:
         """Send what is queued (up to ``timeout``), then stop."""
         if not self._thread.is_alive():
             return
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
         self._thread.join(timeout)
         self._disconnect()
 
@@ -155,13 +140,6 @@ class SyslogForwarder:
                 self._sock = None
 
 
-def forwarder_from_env(environ: Mapping[str, str] | None = None) -> SyslogForwarder | None:
-    """A forwarder if ``CLOUDFILM_SYSLOG`` is set; a bad value is logged as an error, not raised."""
-    target = (os.environ if environ is None else environ).get("CLOUDFILM_SYSLOG", "").strip()
-    if not target:
-        return None
-    try:
-        return SyslogForwarder(*parse_target(target))
-    except SyslogConfigError as exc:
-        log.error("%s; audit records are not forwarded", exc)
-        return None
+def forwarder_for(target: SyslogTarget | None) -> SyslogForwarder | None:
+    """A forwarder to ``target`` (``Settings.syslog``), or None when forwarding is off."""
+    return None if target is None else SyslogForwarder(target.protocol, target.host, target.port)

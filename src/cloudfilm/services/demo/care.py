@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloudfilm.services.nodules.service import NoduleError, NoduleService, NotFound
+from cloudfilm.services.nodules.model import NoduleError, NotFound
+from cloudfilm.services.nodules.service import NoduleService
 
 if TYPE_CHECKING:
     from cloudfilm.services.context import Archive
@@ -32,9 +33,10 @@ class CareSeeded:
     categories: dict[str, str]  # study UID -> category of its assessment
 
 
-def seed_nodule_care(archive: "Archive", truth: dict[str, Any]) -> CareSeeded:
+def seed_nodule_care(archive: Archive, truth: dict[str, Any]) -> CareSeeded:
     """Measure every truth nodule on every study of every demo patient, newest scan first."""
-    nodules, failed, categories = NoduleService(archive), [], {}
+    # On the command line: tracked here (the same settle as the job), not by a worker.
+    nodules, failed, categories = NoduleService(archive, settle_now=True), [], {}
     measured = 0
     for patient in truth["patients"]:
         for study in reversed(patient["studies"]):

@@ -34,7 +34,7 @@ class DemoFilm:
     patient_name: str
 
 
-def ensure_demo_film(archive: "Archive", truth: dict[str, Any]) -> DemoFilm | None:
+def ensure_demo_film(archive: Archive, truth: dict[str, Any]) -> DemoFilm | None:
     """The demo film (issued now if there is none yet, or if it was withdrawn); None when
     the demo has a single patient."""
     if len(truth["patients"]) < 2:

@@ -21,14 +21,15 @@ import math
 import pathlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 GENERATOR = "cloudfilm.services.demo/1"
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
 
 AIR_HU, LUNG_HU, FAT_HU, SOFT_HU = -1000.0, -850.0, -100.0, 40.0
 BONE_HU, MARROW_HU, CSF_HU, VESSEL_HU = 700.0, 250.0, 10.0, 40.0
@@ -316,7 +317,7 @@ def _render_slice(options: DemoOptions, patient: _Patient, study: _Study, k: int
     _draw_nodules(hu, patient.nodules, study.index, x, y, z, ps, t)
     noise = _rng(options, 2, patient.index, study.index, k).standard_normal(hu.shape, np.float32)
     hu += noise * NOISE_SD_HU
-    return np.rint(hu - RESCALE_INTERCEPT).astype("<i2")
+    return np.asarray(np.rint(hu - RESCALE_INTERCEPT).astype("<i2"))
 
 
 # ------------------------------------------------------------------------ planning
@@ -337,7 +338,8 @@ def _has_clearance(an: _Anatomy, center: np.ndarray, radius: float) -> bool:
 def _place_nodules(options: DemoOptions, rng: np.random.Generator,
                    specs: Sequence[tuple[str, tuple[float, ...]]]) -> tuple[_Nodule, ...]:
     """Rejection-sample centres deep in the lungs, well apart and inside the scan."""
-    an, placed = _Anatomy.of(options), []
+    an = _Anatomy.of(options)
+    placed: list[_Nodule] = []
     for i, (kind, diameters) in enumerate(specs):
         r = max(diameters) / 2
         z_lim = an.length / 2 - options.slice_thickness_mm - _MAX_SHIFT_MM[2] - r - _EDGE_MARGIN_MM
@@ -350,7 +352,8 @@ def _place_nodules(options: DemoOptions, rng: np.random.Generator,
             apart = all(np.linalg.norm(c - n.center_body) > r + max(n.diameters) / 2
                         + 2 * _CLEARANCE_MM for n in placed)
             if apart and _has_clearance(an, c, r + _CLEARANCE_MM):
-                placed.append(_Nodule(f"n{i + 1}", kind, tuple(round(float(v), 2) for v in c),
+                centre = (round(float(c[0]), 2), round(float(c[1]), 2), round(float(c[2]), 2))
+                placed.append(_Nodule(f"n{i + 1}", kind, centre,
                                       tuple(float(d) for d in diameters)))
                 break
         else:
@@ -361,7 +364,8 @@ def _place_nodules(options: DemoOptions, rng: np.random.Generator,
 def _place_vessels(options: DemoOptions, rng: np.random.Generator,
                    nodules: Sequence[_Nodule], count: int = 10) -> tuple[_Vessel, ...]:
     """Random lung tubes that keep ``_CLEARANCE_MM`` away from every nodule."""
-    an, vessels = _Anatomy.of(options), []
+    an = _Anatomy.of(options)
+    vessels: list[_Vessel] = []
     for _ in range(count * 50):
         if len(vessels) == count:
             break
@@ -506,7 +510,7 @@ def _slice_dataset(options: DemoOptions, patient: _Patient, study: _Study,
     return ds
 
 
-def _iter_patient(options: DemoOptions, patient: _Patient) -> Iterator[tuple[pydicom.Dataset, dict]]:
+def _iter_patient(options: DemoOptions, patient: _Patient) -> Iterator[tuple[pydicom.Dataset, dict[str, Any]]]:
     """All slices of all studies of one planned patient."""
     for study in patient.studies:
         header = _series_header(options, patient, study)
@@ -518,7 +522,7 @@ def _iter_patient(options: DemoOptions, patient: _Patient) -> Iterator[tuple[pyd
 
 # -------------------------------------------------------------------------- truth
 
-def _nodule_truth(options: DemoOptions, patient: _Patient, study: _Study, n: _Nodule) -> dict:
+def _nodule_truth(options: DemoOptions, patient: _Patient, study: _Study, n: _Nodule) -> dict[str, Any]:
     """Where nodule ``n`` is in this study, in mm and in voxel indices."""
     x0, y0 = _grid_origin(options)
     ps, t = options.pixel_spacing_mm, options.slice_thickness_mm
@@ -531,7 +535,7 @@ def _nodule_truth(options: DemoOptions, patient: _Patient, study: _Study, n: _No
             "instance_uid_at_center": _sop_uid(options, patient.index, study.index, k)}
 
 
-def _study_truth(options: DemoOptions, patient: _Patient, study: _Study) -> dict:
+def _study_truth(options: DemoOptions, patient: _Patient, study: _Study) -> dict[str, Any]:
     """Identifiers, geometry and nodules of one study."""
     return {"study_uid": study.study_uid, "series_uid": study.series_uid,
             "frame_of_reference_uid": study.frame_uid, "study_date": study.date,
@@ -545,7 +549,7 @@ def _study_truth(options: DemoOptions, patient: _Patient, study: _Study) -> dict
                         for n in patient.nodules if n.diameters[study.index] > 0]}
 
 
-def _patient_truth(options: DemoOptions, patient: _Patient) -> dict:
+def _patient_truth(options: DemoOptions, patient: _Patient) -> dict[str, Any]:
     """One person: demographics, per-hospital records and studies."""
     records = {(s.patient_id, s.hospital.issuer) for s in patient.studies}
     return {"patient_name": patient.name, "birth_date": patient.birth_date, "sex": patient.sex,
@@ -553,7 +557,7 @@ def _patient_truth(options: DemoOptions, patient: _Patient) -> dict:
             "studies": [_study_truth(options, patient, s) for s in patient.studies]}
 
 
-def _truth(options: DemoOptions, patients: Sequence[_Patient]) -> dict:
+def _truth(options: DemoOptions, patients: Sequence[_Patient]) -> dict[str, Any]:
     """The JSON-serialisable ground truth for a planned data set."""
     return {"generator": GENERATOR, "options": asdict(options),
             "patients": [_patient_truth(options, p) for p in patients]}
@@ -561,12 +565,12 @@ def _truth(options: DemoOptions, patients: Sequence[_Patient]) -> dict:
 
 # --------------------------------------------------------------------- public API
 
-def demo_truth(options: DemoOptions = DemoOptions()) -> dict:
+def demo_truth(options: DemoOptions = DemoOptions()) -> dict[str, Any]:
     """Ground truth without rendering pixels (same dict ``generate_demo`` returns)."""
     return _truth(options, _plan(options))
 
 
-def iter_demo_datasets(options: DemoOptions = DemoOptions()) -> Iterator[tuple[pydicom.Dataset, dict]]:
+def iter_demo_datasets(options: DemoOptions = DemoOptions()) -> Iterator[tuple[pydicom.Dataset, dict[str, Any]]]:
     """Yield ``(dataset, info)`` slice by slice; ``info['path']`` is the relative file path.
 
     Why: lets callers stream straight into an archive without touching disk.
@@ -575,7 +579,7 @@ def iter_demo_datasets(options: DemoOptions = DemoOptions()) -> Iterator[tuple[p
         yield from _iter_patient(options, patient)
 
 
-def generate_demo(out_dir: pathlib.Path, options: DemoOptions = DemoOptions()) -> dict:
+def generate_demo(out_dir: pathlib.Path, options: DemoOptions = DemoOptions()) -> dict[str, Any]:
     """Write Part-10 files under out_dir/<patient>/<study>/<series>/<n>.dcm and return the truth dict."""
     out_dir = pathlib.Path(out_dir)
     patients = _plan(options)
@@ -587,7 +591,7 @@ def generate_demo(out_dir: pathlib.Path, options: DemoOptions = DemoOptions()) -
     return _truth(options, patients)
 
 
-def write_truth(path: pathlib.Path, truth: dict) -> None:
+def write_truth(path: pathlib.Path, truth: dict[str, Any]) -> None:
     """Write the truth dict as indented UTF-8 JSON (Chinese names kept readable)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,11 @@ from typing import Any
 import pydicom
 from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from cloudfilm.services.demo.generate import HOSPITALS
 
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+BASIC_TEXT_SR = UID("1.2.840.10008.5.1.4.1.1.88.11")
 REPORT_SERIES_NUMBER = 900
 GROWN_MM = 1.0  # a radiologist's "larger than before": more than 1 mm across
 
@@ -84,7 +84,7 @@ def _zh(studies: list[dict[str, Any]], index: int) -> _Words:
         side, zone = _side_zone(n, study["slices"])
         where = f"{side_zh[side]}肺{zone_zh[zone]}野"
         before = _prior_size(prior, n["id"])
-        if before is None:
+        if prior is None or before is None:
             compare, change = "本院无既往胸部CT可供对比", "请与既往外院影像对比"
         elif n["diameter_mm"] - before > GROWN_MM:
             compare = f"较{_day(prior)}本院CT（约{before:g} mm）增大"
@@ -109,7 +109,7 @@ def _en(studies: list[dict[str, Any]], index: int) -> _Words:
         side, zone = _side_zone(n, study["slices"])
         where = f"{side} {zone} zone"
         before = _prior_size(prior, n["id"])
-        if before is None:
+        if prior is None or before is None:
             compare = "no earlier chest CT at this hospital for comparison"
             change = "compare with outside priors"
         elif n["diameter_mm"] - before > GROWN_MM:

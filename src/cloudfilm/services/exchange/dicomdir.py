@@ -81,9 +81,9 @@ def _record_bytes(record: DirectoryRecord) -> bytes:
 
 def _has_non_ascii(ds: Dataset) -> bool:
     for element in ds:
-        if element.VR in ("PN", "LO", "SH", "LT", "ST", "UT", "UC") and element.value:
-            if not str(element.value).isascii():
-                return True
+        if (element.VR in ("PN", "LO", "SH", "LT", "ST", "UT", "UC") and element.value
+                and not str(element.value).isascii()):
+            return True
     return False
 
 

@@ -17,7 +17,6 @@ see it like any other instance.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import struct
 from dataclasses import dataclass
@@ -41,9 +40,10 @@ from pydicom.uid import (
 
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query
-from cloudfilm.services.context import Archive
-from cloudfilm.services.archive.retrieve import NotStored
 from cloudfilm.services.archive.ingest import DERIVED
+from cloudfilm.services.archive.retrieve import NotStored
+from cloudfilm.services.context import Archive
+from cloudfilm.storage.blobs import StagedBlob
 
 MAX_DOCUMENT_BYTES = 256 << 20
 MAX_PIXELS = 100_000_000
@@ -308,7 +308,7 @@ def _native(ds: Dataset, image: Image.Image) -> None:
     """Decoded pixels: MONOCHROME2 (8 or 16 bit) or RGB, upright per EXIF orientation."""
     import numpy
 
-    image = ImageOps.exif_transpose(image) or image
+    image = ImageOps.exif_transpose(image)
     if image.mode.startswith("I"):
         array = numpy.clip(numpy.asarray(image), 0, 65535).astype("<u2")
         _pixel_module(ds, array.shape[0], array.shape[1], 1, 16, "MONOCHROME2")
@@ -346,21 +346,11 @@ def image_dataset(context: Dataset, data: bytes, media_type: str, series_number:
 # -- storing it --------------------------------------------------------------------------
 
 
-def _stage(archive: Archive, ds: Dataset) -> Any:
-    """Write the Part-10 file straight into staging, then seal it (fsync) for ingest."""
-    path, fh = archive.blobs.new_staging_file()
-    try:
-        with fh:
-            ds.save_as(fh, enforce_file_format=True)
-        digest, size = hashlib.sha256(), 0
-        with open(path, "rb") as src:
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return archive.blobs.seal(path, size, digest.hexdigest())
+def _stage(archive: Archive, ds: Dataset) -> StagedBlob:
+    """The Part-10 file, staged and sealed (fsync) for ingest."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return archive.blobs.stage_bytes(buffer.getvalue())
 
 
 def attach(archive: Archive, source: Path, filename: str, *, study_uid: str | None = None,

@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from cloudfilm.services.context import Archive
 from cloudfilm.services.exchange.dicomdir import DirectoryRecord, encode_dicomdir
-from cloudfilm.storage.blobs import FileSystemBlobStore
+from cloudfilm.storage.blobs import BlobStore
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
@@ -243,7 +243,7 @@ class _PlanBuilder:
         patient = self.plan.patients[-1]
         keys = _keys(meta, _STUDY_KEYS)
         study = StudyEntry(DirectoryRecord("STUDY", keys),
-                           patient.path + (_component("S", len(patient.studies) + 1),),
+                           (*patient.path, _component("S", len(patient.studies) + 1)),
                            _text(keys, "StudyDate"), _text(keys, "StudyDescription"),
                            _text(keys, "AccessionNumber"))
         patient.studies.append(study)
@@ -255,7 +255,7 @@ class _PlanBuilder:
         if not keys.get("SeriesNumber"):
             keys.SeriesNumber = len(study.series) + 1
         series = SeriesEntry(DirectoryRecord("SERIES", keys),
-                             study.path + (_component("SE", len(study.series) + 1),),
+                             (*study.path, _component("SE", len(study.series) + 1)),
                              _text(keys, "Modality"), _text(keys, "SeriesNumber"),
                              _text(keys, "SeriesDescription"))
         study.series.append(series)
@@ -265,7 +265,7 @@ class _PlanBuilder:
         series = self.plan.patients[-1].studies[-1].series[-1]
         series.count += 1
         record_type = leaf_record_type(row.sop_class_uid)
-        file_id = ("DICOM",) + series.path + (_component("I", series.count),)
+        file_id = ("DICOM", *series.path, _component("I", series.count))
         record = DirectoryRecord(record_type, file_id=file_id, sop_class_uid=row.sop_class_uid,
                                  sop_instance_uid=row.sop_uid,
                                  transfer_syntax_uid=row.transfer_syntax_uid,
@@ -383,7 +383,7 @@ def _info(name: str, compress: int = zipfile.ZIP_DEFLATED, size: int = 0) -> zip
 
 
 def _copy(zf: zipfile.ZipFile, sink: _Sink, item: ExportFile,
-          blobs: FileSystemBlobStore) -> Iterator[bytes]:
+          blobs: BlobStore) -> Iterator[bytes]:
     """One stored instance, byte for byte and uncompressed (it may already be JPEG)."""
     with zf.open(_info(item.name, zipfile.ZIP_STORED, item.size), "w") as dest:
         for chunk in blobs.iter_bytes(item.blob_key, COPY_CHUNK):
@@ -392,7 +392,7 @@ def _copy(zf: zipfile.ZipFile, sink: _Sink, item: ExportFile,
     yield from sink.drain()
 
 
-def _preview(blobs: FileSystemBlobStore, series: SeriesEntry) -> bytes | None:
+def _preview(blobs: BlobStore, series: SeriesEntry) -> bytes | None:
     """A JPEG of the middle image of the series, or None when it can't be rendered."""
     from cloudfilm.services.imaging.rendering import RenderOptions, render_frame
 
@@ -400,13 +400,14 @@ def _preview(blobs: FileSystemBlobStore, series: SeriesEntry) -> bytes | None:
         return None
     key = series.images[len(series.images) // 2]
     try:
-        return render_frame(blobs.path(key), 1,
-                            RenderOptions(media_type="image/jpeg", viewport=PREVIEW_SIZE))
-    except Exception:  # a preview is a courtesy: an odd image must not stop the export
+        with blobs.open(key) as stream:
+            return render_frame(stream, 1,
+                                RenderOptions(media_type="image/jpeg", viewport=PREVIEW_SIZE))
+    except Exception:  # noqa: BLE001 - a preview is a courtesy: an odd image must not stop the export
         return None
 
 
-def stream_export(plan: ExportPlan, blobs: FileSystemBlobStore) -> Iterator[bytes]:
+def stream_export(plan: ExportPlan, blobs: BlobStore) -> Iterator[bytes]:
     """The zip, chunk by chunk; memory stays around one copy chunk plus the DICOMDIR."""
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", allowZip64=True) as zf:
@@ -426,7 +427,7 @@ def stream_export(plan: ExportPlan, blobs: FileSystemBlobStore) -> Iterator[byte
     yield from sink.drain()
 
 
-def stream_originals(plan: ExportPlan, blobs: FileSystemBlobStore) -> Iterator[bytes]:
+def stream_originals(plan: ExportPlan, blobs: BlobStore) -> Iterator[bytes]:
     """Only the stored Part-10 files (PS3.10 §7), byte for byte, named ``<file ID>.dcm``:
     for a person who wants the originals to hand on or to load into another viewer, with
     no DICOMDIR or previews to skip past. Streamed like ``stream_export``."""

@@ -29,7 +29,7 @@ from typing import BinaryIO, cast
 import pycdlib
 import pydicom
 
-from cloudfilm.config import env_number
+from cloudfilm.config import ImportSettings
 from cloudfilm.domain.dataset_limits import check_part10
 from cloudfilm.services.archive.ingest import FAILED, Admission, IngestOutcome, IngestService
 from cloudfilm.storage.blobs import StagedBlob
@@ -42,7 +42,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 
 @dataclass(frozen=True)
 class ImportLimits:
-    """Bounds against zip bombs and floods; environment variables override the defaults.
+    """Bounds against zip bombs and floods; CLOUDFILM_IMPORT_* settings override three of them.
 
     A member is refused when its declared or actual size passes ``max_member_bytes``, or
     when it expands more than ``max_ratio``:1 *and* past ``ratio_min_bytes`` (a CT slice
@@ -51,21 +51,17 @@ class ImportLimits:
     than ``max_files`` entries.
     """
 
-    max_member_bytes: int = 4 << 30
+    max_member_bytes: int = ImportSettings.max_member_bytes
     max_ratio: int = 200
     ratio_min_bytes: int = 100 << 20
-    max_total_bytes: int = 64 << 30
-    max_files: int = 100_000
+    max_total_bytes: int = ImportSettings.max_total_bytes
+    max_files: int = ImportSettings.max_files
 
     @classmethod
-    def from_env(cls) -> ImportLimits:
-        """CLOUDFILM_IMPORT_MAX_MEMBER_BYTES, _MAX_TOTAL_BYTES and _MAX_FILES, when set."""
-        def env(name: str, default: int) -> int:
-            return int(env_number(f"CLOUDFILM_IMPORT_{name}", default, whole=True, minimum=1))
-        base = cls()
-        return cls(max_member_bytes=env("MAX_MEMBER_BYTES", base.max_member_bytes),
-                   max_total_bytes=env("MAX_TOTAL_BYTES", base.max_total_bytes),
-                   max_files=env("MAX_FILES", base.max_files))
+    def from_settings(cls, settings: ImportSettings) -> ImportLimits:
+        """The deployment's limits (``archive.settings.imports``)."""
+        return cls(max_member_bytes=settings.max_member_bytes,
+                   max_total_bytes=settings.max_total_bytes, max_files=settings.max_files)
 
 
 class Refused(Exception):
@@ -203,7 +199,7 @@ class _LimitedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(1 << 20), b""))
         data = self.raw.read(size)
@@ -252,7 +248,7 @@ class Walker:
     """Turns paths into import items; ``base`` makes names relative (upload folders)."""
 
     notes: list[str]
-    limits: ImportLimits = field(default_factory=ImportLimits.from_env)
+    limits: ImportLimits = field(default_factory=ImportLimits)
     base: Path | None = None
 
     def label(self, path: Path) -> str:
@@ -369,7 +365,7 @@ class Walker:
         iso = pycdlib.PyCdlib()
         try:
             iso.open(str(image))
-        except Exception as exc:  # pycdlib raises its own types for every kind of damage
+        except Exception as exc:  # noqa: BLE001 - pycdlib raises its own types for every kind of damage
             yield refused_item(label, f"cannot read ISO image: {exc}")
             return
         try:

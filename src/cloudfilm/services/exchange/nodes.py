@@ -3,6 +3,7 @@ and which of them have their hospital's studies issued a cloud film (``--issue-f
 
 from __future__ import annotations
 
+import builtins
 import socket
 import threading
 import time
@@ -12,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from cloudfilm.domain.clock import as_utc
 from cloudfilm.domain.nodes import InvalidNode, Node, ip_of, peer_matches
-from cloudfilm.services.audit.log import as_utc
 from cloudfilm.services.access.sharing import cutoff_now
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import NodeRow
@@ -116,7 +117,7 @@ class NodeService:
             raise UnknownNode(f"no known node named {name!r} (see 'cloudfilm node list')")
         return _node(row)
 
-    def by_ae_title(self, ae_title: str) -> list[Node]:
+    def by_ae_title(self, ae_title: str) -> builtins.list[Node]:
         with self.index.session() as session:
             rows = session.scalars(select(NodeRow).where(NodeRow.ae_title == ae_title.strip()))
             return [_node(r) for r in rows]
@@ -148,7 +149,7 @@ class NodeService:
             session.commit()
         return as_utc(since) if since is not None else None
 
-    def film_issuers(self) -> list[FilmIssuer]:
+    def film_issuers(self) -> builtins.list[FilmIssuer]:
         """The nodes with ``--issue-films`` on, by name."""
         with self.index.session() as session:
             rows = session.scalars(select(NodeRow).where(NodeRow.issue_films_since.is_not(None))
@@ -158,7 +159,8 @@ class NodeService:
 
     def remove(self, name: str) -> None:
         with self.index.write_session() as session:
-            removed = session.execute(delete(NodeRow).where(NodeRow.name == name)).rowcount
+            result = session.execute(delete(NodeRow).where(NodeRow.name == name))
+            removed = result.rowcount  # type: ignore[attr-defined]  # DML returns a CursorResult
             session.commit()
         if not removed:
             raise UnknownNode(f"no known node named {name!r}")

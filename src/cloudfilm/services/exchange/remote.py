@@ -15,14 +15,14 @@ reached only through services.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
+from functools import partial
 
 from cloudfilm.domain.nodes import Node
-from cloudfilm.services.imaging import pixels
-from cloudfilm.services.context import Archive
 from cloudfilm.services.archive.ingest import CONFLICT
+from cloudfilm.services.archive.retrieve import NotStored
+from cloudfilm.services.context import Archive
 from cloudfilm.services.exchange.remote_dicomweb import DicomWebClient
 from cloudfilm.services.exchange.remote_dimse import DimseClient, Outgoing, verify_local
 from cloudfilm.services.exchange.remote_types import (
@@ -40,9 +40,8 @@ from cloudfilm.services.exchange.remote_types import (
     SendReport,
     StudyQuery,
     no_progress,
-    remote_timeout,
 )
-from cloudfilm.services.archive.retrieve import NotStored
+from cloudfilm.services.imaging import pixels
 from cloudfilm.storage.blobs import StagedBlob
 
 ARRIVAL_GRACE = 5.0  # seconds to let our SCP finish indexing what a C-MOVE reported sent
@@ -54,8 +53,10 @@ class RemoteService:
     """The remote use cases over one opened archive."""
 
     def __init__(self, archive: Archive, timeout: float | None = None) -> None:
+        """``timeout``: seconds per connect, association and response (default
+        CLOUDFILM_REMOTE_TIMEOUT, ``archive.settings.remote_timeout``)."""
         self.archive = archive
-        self.timeout = timeout if timeout is not None else remote_timeout()
+        self.timeout = timeout if timeout is not None else archive.settings.remote_timeout
 
     # -- find --------------------------------------------------------------
     def find(self, node_name: str, query: StudyQuery, *, calling_ae: str = "CLOUDFILM",
@@ -172,14 +173,7 @@ class RemoteService:
         return result, status
 
     def _stage(self, data: bytes) -> StagedBlob:
-        path, fh = self.archive.blobs.new_staging_file()
-        try:
-            with fh:
-                fh.write(data)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return self.archive.blobs.seal(path, len(data), hashlib.sha256(data).hexdigest())
+        return self.archive.blobs.stage_bytes(data)
 
     def _ingest(self, staged: Sequence[StagedBlob], sop_uid: str) -> tuple[InstanceResult, int]:
         """Ingest what a peer sent; the status is the C-STORE answer it deserves."""
@@ -202,7 +196,7 @@ class RemoteService:
             stored = self.archive.retrieve.instances(study_uid)
         except NotStored as exc:
             raise RemoteError(f"study {study_uid} is not stored here") from exc
-        items = [Outgoing(self.archive.retrieve.path(i), i.sop_uid, i.sop_class_uid,
+        items = [Outgoing(partial(self.archive.retrieve.open, i), i.sop_uid, i.sop_class_uid,
                           i.transfer_syntax_uid) for i in stored]
         results = DimseClient(node, calling_ae, self.timeout).store(
             items, pixels.to_explicit_little_endian, progress)

@@ -7,7 +7,6 @@ multi-frame instance never sits in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,7 +20,7 @@ from cloudfilm.services.exchange.remote_types import (
     RemoteUnreachable,
     StudyQuery,
 )
-from cloudfilm.storage.blobs import FileSystemBlobStore, StagedBlob
+from cloudfilm.storage.blobs import BlobStore, StagedBlob
 
 AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 DICOM_JSON = "application/dicom+json"
@@ -81,7 +80,7 @@ class DicomWebClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "DicomWebClient":
+    def __enter__(self) -> DicomWebClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -92,8 +91,8 @@ class DicomWebClient:
             return RemoteUnreachable(f"{self.where}: no answer within {self.timeout:g} s "
                                "(CLOUDFILM_REMOTE_TIMEOUT)")
         if isinstance(exc, httpx.TransportError):
-            return RemoteUnreachable(f"cannot reach {self.where}: {exc or type(exc).__name__}")
-        return RemoteError(f"{self.where}: {exc or type(exc).__name__}")
+            return RemoteUnreachable(f"cannot reach {self.where}: {str(exc) or type(exc).__name__}")
+        return RemoteError(f"{self.where}: {str(exc) or type(exc).__name__}")
 
     def _search(self, path: str, params: Params) -> list[dict[str, Any]]:
         """One QIDO-RS request (PS3.18 §10.6); 204 means no match."""
@@ -126,7 +125,7 @@ class DicomWebClient:
                      for i in items]
         return [i for i in instances if i.sop_uid and i.series_uid]
 
-    def fetch_instance(self, item: RemoteInstance, blobs: FileSystemBlobStore) -> list[StagedBlob]:
+    def fetch_instance(self, item: RemoteInstance, blobs: BlobStore) -> list[StagedBlob]:
         """WADO-RS one instance as stored (PS3.18 §10.4.1.1.1), streamed into staging."""
         path = f"/studies/{item.study_uid}/series/{item.series_uid}/instances/{item.sop_uid}"
         try:
@@ -139,13 +138,13 @@ class DicomWebClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
 
-    def _stage_body(self, response: httpx.Response, blobs: FileSystemBlobStore) -> list[StagedBlob]:
+    def _stage_body(self, response: httpx.Response, blobs: BlobStore) -> list[StagedBlob]:
         content_type = response.headers.get("content-type", "")
         boundary = _boundary(content_type)
         if content_type.lower().startswith("application/dicom") or boundary is None:
             if not content_type.lower().startswith("application/dicom"):
                 raise RemoteError(f"unexpected response type {content_type!r}")
-            return [blobs.stage_reader(_ChunkReader(response.iter_bytes()))]  # type: ignore[arg-type]
+            return [blobs.stage_chunks(response.iter_bytes())]
         try:
             receiver = StagingReceiver(boundary, "application/dicom", None, blobs,
                                        what="multipart response")
@@ -160,17 +159,4 @@ class DicomWebClient:
             if isinstance(exc, MalformedMultipart):
                 raise RemoteError(str(exc)) from exc
             raise
-        return [blobs.seal(p.path, p.size, p.sha256) for p in parts if p.path is not None]
-
-
-class _ChunkReader:
-    """A ``read(n)`` view of an iterator of byte chunks, for `stage_reader`."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-
-    def read(self, _: int = -1) -> bytes:
-        for chunk in self._chunks:
-            if chunk:
-                return chunk
-        return b""
+        return [blobs.seal(p.staged) for p in parts if p.path is not None]

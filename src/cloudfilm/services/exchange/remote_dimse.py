@@ -8,22 +8,24 @@ where received bytes go, is decided by `services.remote`.
 from __future__ import annotations
 
 import io
+import shutil
 import socket
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -79,9 +81,9 @@ StoreHandler = Callable[[str, bytes], tuple[InstanceResult, int]]
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A stored instance to C-STORE: its file and how it is encoded."""
+    """A stored instance to C-STORE: how to read it and how it is encoded."""
 
-    path: Path
+    open: Callable[[], BinaryIO]
     sop_uid: str
     sop_class_uid: str
     transfer_syntax_uid: str
@@ -220,7 +222,7 @@ class DimseClient:
         this association, so we propose storage contexts with the SCP role (PS3.7 D.3.3.4)."""
         classes = (sorted({i.sop_class_uid for i in instances if i.sop_class_uid})
                    or list(COMMON_STORAGE))
-        contexts = [build_context(STUDY_ROOT_GET)] + storage_contexts(classes, MAX_CONTEXTS - 1)
+        contexts = [build_context(STUDY_ROOT_GET), *storage_contexts(classes, MAX_CONTEXTS - 1)]
         roles = [build_role(uid, scp_role=True) for uid in classes]
         received = [0]
 
@@ -263,7 +265,7 @@ class DimseClient:
                                         + _comment(status))
 
     # -- store -------------------------------------------------------------
-    def store(self, items: Sequence[Outgoing], convert: Callable[[Path], bytes],
+    def store(self, items: Sequence[Outgoing], convert: Callable[[BinaryIO], bytes],
               progress: ProgressCallback) -> list[InstanceResult]:
         """C-STORE each item (PS3.4 B.2), as stored when the peer accepts that syntax, else
         converted to Explicit VR Little Endian (the syntax every SCP must accept, PS3.5 §10.1)."""
@@ -280,15 +282,18 @@ class DimseClient:
         return results
 
     def _store_one(self, assoc: Association, item: Outgoing, accepted: set[tuple[str, str]],
-                   convert: Callable[[Path], bytes]) -> InstanceResult:
+                   convert: Callable[[BinaryIO], bytes]) -> InstanceResult:
         """One C-STORE; its status is read per PS3.4 B.2.3 (0xB0xx warnings still store)."""
         note = ""
         try:
             if (item.sop_class_uid, item.transfer_syntax_uid) in accepted:
-                status = assoc.send_c_store(item.path)
+                with item.open() as stream, _local_copy(stream) as path:
+                    status = assoc.send_c_store(path)
             elif (item.sop_class_uid, ExplicitVRLittleEndian) in accepted:
                 note = "converted to Explicit VR Little Endian; "
-                status = assoc.send_c_store(pydicom.dcmread(io.BytesIO(convert(item.path))))
+                with item.open() as stream:
+                    converted = convert(stream)
+                status = assoc.send_c_store(pydicom.dcmread(io.BytesIO(converted)))
             else:
                 return InstanceResult(item.sop_uid, False, "the peer accepted no presentation "
                                       f"context for SOP class {item.sop_class_uid}")
@@ -314,6 +319,16 @@ def verify_local(local: LocalAE, timeout: float) -> None:
                           f"{local.host}:{local.port} ({exc}); start 'cloudfilm serve "
                           "--dimse-port P --ae-title AET' and pass the same --dimse-port and "
                           "--ae-title, or use --via get") from exc
+
+
+@contextmanager
+def _local_copy(stream: BinaryIO) -> Iterator[Path]:
+    """pynetdicom sends the stored bytes only from a named file: a private (0600) copy
+    in the temporary directory, removed after the C-STORE."""
+    with tempfile.NamedTemporaryFile(prefix="cloudfilm-send-", suffix=".dcm") as copy:
+        shutil.copyfileobj(stream, copy, 1 << 20)
+        copy.flush()
+        yield Path(copy.name)
 
 
 @contextmanager

@@ -6,24 +6,11 @@ and the command line share one vocabulary without importing each other.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-TIMEOUT_ENV = "CLOUDFILM_REMOTE_TIMEOUT"
 VIA = ("move", "get", "dicomweb")
 METHOD = {"move": "C-MOVE", "get": "C-GET", "dicomweb": "WADO-RS"}
-DEFAULT_TIMEOUT = 10.0
-
-
-def remote_timeout() -> float:
-    """Seconds to wait for a remote node (connect, association, each response)."""
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_TIMEOUT
-    except ValueError:
-        return DEFAULT_TIMEOUT
-    return value if value > 0 else DEFAULT_TIMEOUT
 
 
 class RemoteError(RuntimeError):

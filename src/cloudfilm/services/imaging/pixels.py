@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import io
 import math
-import pathlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, BinaryIO, cast, overload
 
 import numpy
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.filereader import read_file_meta_info
 from pydicom.multival import MultiValue
-from pydicom.pixels import get_decoder, pack_bits, pixel_array, unpack_bits
-from pydicom.pixels.decoders.base import Decoder
+from pydicom.pixels.decoders.base import Decoder, get_decoder  # pydicom.pixels has no __all__
+from pydicom.pixels.utils import pack_bits, pixel_array, unpack_bits
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
@@ -41,6 +40,10 @@ from pydicom.uid import (
 )
 
 EXPLICIT_VR_LITTLE_ENDIAN = str(ExplicitVRLittleEndian)
+
+#: A Part-10 object: a file name, or a seekable binary stream (a stored blob,
+#: services/archive/retrieve.py), read from its start.
+Source = str | os.PathLike[str] | BinaryIO
 
 #: Transfer syntaxes whose Pixel Data is native (not encapsulated), PS3.5 §8.2.
 NATIVE_SYNTAXES: frozenset[str] = frozenset(
@@ -121,7 +124,7 @@ class PixelDescription:
     pixel_vr: str = "OB"
 
     @classmethod
-    def from_dataset(cls, ds: pydicom.Dataset, frame_index: int = 0) -> "PixelDescription":
+    def from_dataset(cls, ds: pydicom.Dataset, frame_index: int = 0) -> PixelDescription:
         """Build from a dataset; rescale/window fall back to the functional groups
         of enhanced objects (PS3.3 C.7.6.16.2.9, C.7.6.16.2.10) for ``frame_index``."""
         if "Rows" not in ds or "Columns" not in ds or "BitsAllocated" not in ds:
@@ -162,6 +165,14 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
+@overload
+def _first_float(value: Any, default: float) -> float: ...
+
+
+@overload
+def _first_float(value: Any, default: None) -> float | None: ...
+
+
 def _first_float(value: Any, default: float | None) -> float | None:
     """First value of a (possibly multi-valued) DS as a finite float."""
     if value is None or value == "":
@@ -199,7 +210,8 @@ def _frame_group(ds: pydicom.Dataset, sequence: str, frame_index: int) -> Datase
         if groups is not None and 0 <= index < len(groups):
             items = groups[index].get(sequence)
             if items:
-                return items[0]
+                item: Dataset = items[0]
+                return item
     return None
 
 
@@ -365,7 +377,7 @@ def _extended_offsets(ds: pydicom.Dataset) -> tuple[bytes, bytes] | None:
 def _native_frames(value: bytes, desc: PixelDescription) -> Iterator[bytes]:
     bits = _native_frame_bits(desc)
     if bits % 8:  # 1-bit frames not ending on a byte boundary
-        flat = unpack_bits(value)
+        flat = cast(numpy.ndarray, unpack_bits(value))  # an array: as_array defaults to True
         for index in range(desc.number_of_frames):
             yield pack_bits(flat[index * bits : (index + 1) * bits])
         return
@@ -381,16 +393,25 @@ def _native_frames(value: bytes, desc: PixelDescription) -> Iterator[bytes]:
 # -- reading one frame from a file --------------------------------------------------
 
 
-def read_frame(path: pathlib.Path, index: int) -> tuple[numpy.ndarray, Dataset]:
-    """Decode frame ``index`` (0-based) of a Part-10 file without loading other frames.
+def _read(source: Source, **options: Any) -> pydicom.Dataset:
+    """dcmread from the start of ``source`` (a stream may have been read already)."""
+    if not isinstance(source, (str, os.PathLike)):
+        source.seek(0)
+    return pydicom.dcmread(source, **options)
+
+
+def read_frame(source: Source, index: int) -> tuple[numpy.ndarray, Dataset]:
+    """Decode frame ``index`` (0-based) of a Part-10 object without loading other frames.
 
     Returns the decoded frame (colour as RGB, see :func:`decoded_description`) and
-    the dataset, whose Pixel Data stays deferred (except for Deflated files).
+    the dataset, whose Pixel Data stays deferred (except for Deflated files): read
+    what you need of it while a stream ``source`` is still open.
     """
-    meta = read_file_meta_info(path)
-    ts = str(meta.get("TransferSyntaxUID", "")).strip()
+    ds = _read(source, defer_size=1024)
+    ts = _transfer_syntax(ds)
     deflated = ts == DeflatedExplicitVRLittleEndian  # no random access: inflate all
-    ds = pydicom.dcmread(path, defer_size=None if deflated else 1024)
+    if deflated:
+        ds = _read(source)
     if 0x7FE00010 not in ds:
         raise PixelDataError("file has no (7FE0,0010) Pixel Data")
     desc = PixelDescription.from_dataset(ds)
@@ -400,8 +421,11 @@ def read_frame(path: pathlib.Path, index: int) -> tuple[numpy.ndarray, Dataset]:
     try:
         if deflated:
             array, _ = decoder.as_array(ds, index=index)
+        elif isinstance(source, (str, os.PathLike)):
+            array = pixel_array(source, index=index)
         else:
-            array = pixel_array(path, index=index)
+            source.seek(0)
+            array = pixel_array(source, index=index)
     except (ValueError, RuntimeError, AttributeError, KeyError) as exc:
         raise PixelDataError(f"cannot decode frame {index + 1}: {exc}") from exc
     return array, ds
@@ -410,8 +434,8 @@ def read_frame(path: pathlib.Path, index: int) -> tuple[numpy.ndarray, Dataset]:
 # -- transcoding to Explicit VR Little Endian ---------------------------------------
 
 
-def to_explicit_little_endian(path: pathlib.Path) -> bytes:
-    """Read a Part-10 file of ANY transfer syntax and return a complete Part-10 file
+def to_explicit_little_endian(source: Source) -> bytes:
+    """Read a Part-10 object of ANY transfer syntax and return a complete Part-10 file
     (bytes) re-encoded as Explicit VR Little Endian (1.2.840.10008.1.2.1), pixel data
     decompressed, with PhotometricInterpretation etc. fixed up (e.g. YBR_FULL_422 ->
     RGB) and the file meta updated. Non-image objects and already-uncompressed ones
@@ -421,7 +445,7 @@ def to_explicit_little_endian(path: pathlib.Path) -> bytes:
     transfer syntax. Big Endian binary values are byte-swapped (PS3.5 §7.3); Big
     Endian Pixel Data goes through the native decoder (so it also leaves YBR as RGB).
     """
-    ds = pydicom.dcmread(path)
+    ds = _read(source)
     ts = _transfer_syntax(ds)
     big_endian = ts == ExplicitVRBigEndian
     if "PixelData" in ds and (is_encapsulated(ts) or big_endian):

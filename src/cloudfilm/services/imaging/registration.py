@@ -159,7 +159,8 @@ def _working_image(volume: CtVolume) -> sitk.Image:
     """The volume in patient space, bin-averaged to about ``TARGET_SPACING_MM``."""
     dk, di, dj = volume.spacing_mm
     factors = [max(1, round(TARGET_SPACING_MM / s)) for s in (dj, di, dk)]
-    return sitk.BinShrink(patient_space_image(volume), factors)
+    shrunk: sitk.Image = sitk.BinShrink(patient_space_image(volume), factors)
+    return shrunk
 
 
 def _lung_mask(image: sitk.Image, which: str) -> sitk.Image:
@@ -181,13 +182,15 @@ def _lung_mask(image: sitk.Image, which: str) -> sitk.Image:
             f"no lung found in the {which} study: {volume_ml:.0f} ml of air-like voxels "
             f"(< {AIR_HU_MAX:g} HU) inside the body, at least {MIN_LUNG_ML:g} ml needed")
     lung = sitk.BinaryThreshold(pockets, 1, max(kept), 1, 0)
-    return sitk.Cast(lung, sitk.sitkUInt8)
+    mask: sitk.Image = sitk.Cast(lung, sitk.sitkUInt8)
+    return mask
 
 
 def _dilate(mask: sitk.Image, margin_mm: float) -> sitk.Image:
     """Grow a mask by about ``margin_mm`` in every direction."""
     radius = [max(1, round(margin_mm / s)) for s in mask.GetSpacing()]
-    return sitk.BinaryDilate(mask, radius, sitk.sitkBall)
+    dilated: sitk.Image = sitk.BinaryDilate(mask, radius, sitk.sitkBall)
+    return dilated
 
 
 def _centroid(mask: sitk.Image) -> np.ndarray:

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import io
 import math
-import pathlib
 from dataclasses import dataclass, replace
 
 import numpy
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 
 from cloudfilm.services.imaging.pixels import (
     PixelDataError,
     PixelDescription,
+    Source,
     decoded_description,
     read_frame,
 )
@@ -175,21 +175,21 @@ def choose_window(
         return requested
     center, width = desc.window_center, desc.window_width
     function = desc.voi_lut_function if desc.voi_lut_function in WINDOW_FUNCTIONS else "LINEAR"
-    if center is not None and width is not None:
-        if width >= 1 if function == "LINEAR" else width > 0:
-            return center, width, function
+    if center is not None and width is not None and (width >= 1 if function == "LINEAR" else width > 0):
+        return center, width, function
     low, high = float(values.min()), float(values.max())
     return (low + high) / 2.0, max(high - low, 1e-6), "LINEAR_EXACT"
 
 
-def _grayscale(array: numpy.ndarray, desc: PixelDescription, window: tuple | None) -> numpy.ndarray:
+def _grayscale(array: numpy.ndarray, desc: PixelDescription,
+               window: tuple[float, float, str] | None) -> numpy.ndarray:
     if array.ndim != 2:
         raise PixelDataError(f"expected one grayscale frame (rows, cols), got {array.shape}")
     values = modality_values(array, desc)
     shown = apply_window(values, *choose_window(values, desc, window))
     if desc.photometric_interpretation == "MONOCHROME1":  # minimum is white
         shown = 255.0 - shown
-    return numpy.rint(shown).astype(numpy.uint8)
+    return numpy.asarray(numpy.rint(shown).astype(numpy.uint8))
 
 
 def _colour(array: numpy.ndarray, desc: PixelDescription) -> numpy.ndarray:
@@ -285,9 +285,9 @@ def _dataset_luts(
     return array, desc
 
 
-def render_frame(path: pathlib.Path, frame_number: int, options: RenderOptions) -> bytes:
-    """Render frame ``frame_number`` (1-based) of a Part-10 file."""
-    array, ds = read_frame(pathlib.Path(path), frame_number - 1)
+def render_frame(source: Source, frame_number: int, options: RenderOptions) -> bytes:
+    """Render frame ``frame_number`` (1-based) of a Part-10 file or stream."""
+    array, ds = read_frame(source, frame_number - 1)
     desc = decoded_description(PixelDescription.from_dataset(ds, frame_index=frame_number - 1))
     array, desc = _dataset_luts(array, ds, desc)
     return render_array(array, desc, options)

@@ -24,8 +24,8 @@ import numpy
 import pydicom
 
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE, HTJ2K, HTJ2K_LOSSLESS, IMPLICIT_LE
-from cloudfilm.services.imaging import pixels
 from cloudfilm.services.archive.retrieve import RetrieveService, StoredInstance
+from cloudfilm.services.imaging import pixels
 
 TARGETS = frozenset({HTJ2K_LOSSLESS, HTJ2K})
 PREVIEW_QSTEP = 0.003  # see the module docstring for what this costs in HU
@@ -49,9 +49,9 @@ def htj2k_frame(service: RetrieveService, item: StoredInstance, number: int, tar
 def frame_array(service: RetrieveService, item: StoredInstance, number: int) -> numpy.ndarray:
     """The frame's stored values, decoded; uncompressed little-endian frames are read
     straight from their byte range (no decoder, only the header is parsed)."""
-    path = service.path(item)
     if item.transfer_syntax_uid in (EXPLICIT_LE, IMPLICIT_LE):
-        header = pydicom.dcmread(path, stop_before_pixels=True)
+        with service.open(item) as stream:
+            header = pydicom.dcmread(stream, stop_before_pixels=True)
         desc = pixels.PixelDescription.from_dataset(header)
         _check(desc, item)
         stored = service.stored_frame(item, number)
@@ -60,8 +60,9 @@ def frame_array(service: RetrieveService, item: StoredInstance, number: int) -> 
             dtype = numpy.dtype(f"<{kind}{desc.bits_allocated // 8}")
             size = desc.rows * desc.columns * dtype.itemsize
             return numpy.frombuffer(stored[:size], dtype).reshape(desc.rows, desc.columns)
-    array, ds = pixels.read_frame(path, number - 1)
-    _check(pixels.PixelDescription.from_dataset(ds), item)
+    with service.open(item) as stream:
+        array, ds = pixels.read_frame(stream, number - 1)
+        _check(pixels.PixelDescription.from_dataset(ds), item)
     return array
 
 

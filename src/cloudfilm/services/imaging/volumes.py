@@ -7,7 +7,7 @@ SliceThickness can differ from the distance between slices (overlapping reconstr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +16,7 @@ import pydicom
 from cloudfilm.domain.volume import CtVolume
 
 if TYPE_CHECKING:
+    from cloudfilm.services.archive.retrieve import StoredInstance
     from cloudfilm.services.context import Archive
 
 SPACING_TOLERANCE = 0.02  # relative: gaps larger than this make the series non-uniform
@@ -23,6 +24,14 @@ SPACING_TOLERANCE = 0.02  # relative: gaps larger than this make the series non-
 
 class VolumeError(ValueError):
     """The series cannot be treated as one regular 3D volume."""
+
+
+def _xyz(values: Iterable[float], keyword: str) -> tuple[float, float, float]:
+    """Three numbers of a patient-space vector (PS3.3 C.7.6.2.1.1)."""
+    numbers = [float(v) for v in values]
+    if len(numbers) != 3:
+        raise VolumeError(f"{keyword} needs three numbers per vector, not {len(numbers)}")
+    return numbers[0], numbers[1], numbers[2]
 
 
 def volume_from_datasets(datasets: Sequence[pydicom.Dataset]) -> CtVolume:
@@ -51,19 +60,26 @@ def volume_from_datasets(datasets: Sequence[pydicom.Dataset]) -> CtVolume:
         hu[k] = ds.pixel_array.astype(np.float32) * slope + intercept
     pixel_spacing = [float(v) for v in first.PixelSpacing]
     return CtVolume(
-        hu=hu, origin_mm=tuple(float(v) for v in ordered[0].ImagePositionPatient),
+        hu=hu, origin_mm=_xyz(ordered[0].ImagePositionPatient, "ImagePositionPatient"),
         spacing_mm=(spacing, pixel_spacing[0], pixel_spacing[1]),
-        row_cosines=tuple(float(v) for v in row), column_cosines=tuple(float(v) for v in column),
+        row_cosines=_xyz(row, "ImageOrientationPatient"),
+        column_cosines=_xyz(column, "ImageOrientationPatient"),
         instance_uids=tuple(str(ds.SOPInstanceUID) for ds in ordered),
         study_uid=str(first.get("StudyInstanceUID", "")),
         series_uid=str(first.get("SeriesInstanceUID", "")),
         frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")))
 
 
-def load_series_volume(archive: "Archive", study_uid: str, series_uid: str) -> CtVolume:
+def load_series_volume(archive: Archive, study_uid: str, series_uid: str) -> CtVolume:
     """Read every stored instance of a series (decoding any transfer syntax) into a volume."""
     instances = archive.retrieve.instances(study_uid, series_uid)
-    datasets = [pydicom.dcmread(archive.retrieve.path(instance)) for instance in instances
+    datasets = [_read_whole(archive, instance) for instance in instances
                 if instance.number_of_frames <= 1]
     datasets = [ds for ds in datasets if "PixelData" in ds and "ImagePositionPatient" in ds]
     return volume_from_datasets(datasets)
+
+
+def _read_whole(archive: Archive, instance: StoredInstance) -> pydicom.Dataset:
+    """The whole data set, pixels included, read before the stream closes."""
+    with archive.retrieve.open(instance) as stream:
+        return pydicom.dcmread(stream)

@@ -42,7 +42,7 @@ class _VolumeCache:
             OrderedDict())
         self._lock = threading.Lock()
 
-    def get(self, archive: "Archive", study_uid: str, series_uid: str,
+    def get(self, archive: Archive, study_uid: str, series_uid: str,
             stored: Sequence[StoredInstance]) -> CtVolume:
         """The series' volume, loaded unless cached with the same ``stored`` instances."""
         fingerprint = tuple(sorted(f"{i.sop_uid}:{i.blob_key}" for i in stored))
@@ -71,7 +71,7 @@ class _VolumeCache:
 volume_cache = _VolumeCache()
 
 
-def measure_at(archive: "Archive", study_uid: str, series_uid: str, instance_uid: str,
+def measure_at(archive: Archive, study_uid: str, series_uid: str, instance_uid: str,
                column: float, row: float) -> tuple[NoduleSegmentation, CtVolume]:
     """Segment the nodule clicked at (column, row) on one slice of a stored CT series.
 

@@ -16,7 +16,13 @@ from typing import Any
 from sqlalchemy import and_
 
 from cloudfilm.domain.nodule import (
-    Airway, Calcification, Lobe, Measurement, Method, Morphology, NoduleType,
+    Airway,
+    Calcification,
+    Lobe,
+    Measurement,
+    Method,
+    Morphology,
+    NoduleType,
 )
 from cloudfilm.storage.index.nodule_models import NoduleMeasurementRow
 

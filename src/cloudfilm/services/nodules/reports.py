@@ -28,7 +28,11 @@ from cloudfilm.domain.nodule import Method
 from cloudfilm.services.archive.ingest import DERIVED
 from cloudfilm.services.nodules.model import NewMeasurement, NoduleError, to_domain
 from cloudfilm.services.nodules.sr import (
-    ImportedMeasurement, SrNodule, build_nodule_sr, centre_from_points, read_nodule_sr,
+    ImportedMeasurement,
+    SrNodule,
+    build_nodule_sr,
+    centre_from_points,
+    read_nodule_sr,
 )
 from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
 from cloudfilm.storage.index.nodule_models import NoduleMeasurementRow, NoduleRow
@@ -51,10 +55,10 @@ def report_series_uid(study_uid: str) -> str:
     return "2.25." + str(uuid.uuid5(_NAMESPACE, study_uid).int)
 
 
-def _read_header(service: "NoduleService", study: str, series: str, sop: str) -> pydicom.Dataset:
+def _read_header(service: NoduleService, study: str, series: str, sop: str) -> pydicom.Dataset:
     retrieve = service.archive.retrieve
-    return pydicom.dcmread(retrieve.path(retrieve.instance(study, series, sop)),
-                           stop_before_pixels=True)
+    with retrieve.open(retrieve.instance(study, series, sop)) as stream:
+        return pydicom.dcmread(stream, stop_before_pixels=True)
 
 
 def _outline_points(outline: dict[str, Any], row: NoduleMeasurementRow,
@@ -73,32 +77,33 @@ def _outline_points(outline: dict[str, Any], row: NoduleMeasurementRow,
         spacing_row, spacing_col = (float(v) for v in image.PixelSpacing)
     except (AttributeError, ValueError, TypeError):
         return None
-    offset = [c - o for c, o in zip((row.centre_x, row.centre_y, row.centre_z), origin)]
-    col = sum(d * c for d, c in zip(offset, cosines[:3])) / spacing_col
-    line = sum(d * c for d, c in zip(offset, cosines[3:])) / spacing_row
+    if len(origin) != 3 or len(cosines) != 6:
+        return None
+    offset = [c - o for c, o in zip((row.centre_x, row.centre_y, row.centre_z), origin, strict=True)]
+    col = sum(d * c for d, c in zip(offset, cosines[:3], strict=True)) / spacing_col
+    line = sum(d * c for d, c in zip(offset, cosines[3:], strict=True)) / spacing_row
     half = row.long_axis_mm / 2 / spacing_col
     return ((col - half + 0.5, line + 0.5), (col + half + 0.5, line + 0.5))
 
 
-def _store(service: "NoduleService", ds: pydicom.Dataset) -> None:
+def _store(service: NoduleService, ds: pydicom.Dataset) -> None:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    buffer.seek(0)
     archive = service.archive
-    staged = archive.blobs.stage_reader(buffer)
+    staged = archive.blobs.stage_bytes(buffer.getvalue())
     outcome = archive.ingest.ingest_staged([staged], admission=DERIVED)[0]
     if not outcome.ok:
         raise RuntimeError(f"the nodule SR was not stored: {outcome}")
 
 
-def _report_instances(service: "NoduleService", study_uid: str) -> list[str]:
+def _report_instances(service: NoduleService, study_uid: str) -> list[str]:
     with service.index.session() as session:
         return list(session.scalars(
             select(InstanceRow.sop_uid).join(SeriesRow, InstanceRow.series_pk == SeriesRow.id)
             .where(SeriesRow.series_uid == report_series_uid(study_uid))))
 
 
-def _followed(service: "NoduleService", study_uid: str) -> list[Any]:
+def _followed(service: NoduleService, study_uid: str) -> list[Any]:
     """(measurement, nodule label, tracking UID) of the study's followed nodules."""
     with service.index.session() as session:
         rows = session.execute(
@@ -111,7 +116,7 @@ def _followed(service: "NoduleService", study_uid: str) -> list[Any]:
     return list(rows)
 
 
-def write_study_sr(service: "NoduleService", study_uid: str) -> str | None:
+def write_study_sr(service: NoduleService, study_uid: str) -> str | None:
     """Replace the study's nodule report with one carrying its current measurements."""
     rows = _followed(service, study_uid)
     previous = _report_instances(service, study_uid)
@@ -135,7 +140,7 @@ def write_study_sr(service: "NoduleService", study_uid: str) -> str | None:
         with service.index.write_session() as session:
             for row, _, _ in rows:  # an imported one keeps pointing at the SR it came from
                 if row.source == "cloudfilm":
-                    session.get(NoduleMeasurementRow, row.id).sr_instance_uid = sop_uid
+                    session.get_one(NoduleMeasurementRow, row.id).sr_instance_uid = sop_uid
             session.commit()
     for old in previous:
         if old != sop_uid:
@@ -143,7 +148,7 @@ def write_study_sr(service: "NoduleService", study_uid: str) -> str | None:
     return sop_uid
 
 
-def _study_srs(service: "NoduleService", study_uid: str) -> list[tuple[str, str]]:
+def _study_srs(service: NoduleService, study_uid: str) -> list[tuple[str, str]]:
     """(series, SOP) of every SR in the study that cloudfilm did not write."""
     with service.index.session() as session:
         return [(r.series_uid, r.sop_uid) for r in session.execute(
@@ -160,7 +165,7 @@ def _study_srs(service: "NoduleService", study_uid: str) -> list[tuple[str, str]
 _NOTHING_TO_IMPORT: set[str] = set()
 
 
-def import_study_srs(service: "NoduleService", study_uid: str) -> int:
+def import_study_srs(service: NoduleService, study_uid: str) -> int:
     """Import measurement groups of SRs not yet imported (e.g. saved in OHIF); returns how many."""
     candidates = _study_srs(service, study_uid)
     if not candidates:
@@ -186,13 +191,14 @@ def import_study_srs(service: "NoduleService", study_uid: str) -> int:
     return imported
 
 
-def _import_item(service: "NoduleService", study_uid: str, sop_uid: str,
-                 item: "ImportedMeasurement") -> bool:
+def _import_item(service: NoduleService, study_uid: str, sop_uid: str,
+                 item: ImportedMeasurement) -> bool:
     """One SR measurement group as a measurement of the study; False if it is not a nodule
     measurement that can be placed (no length, longer than 3 cm, no usable image)."""
-    if item.long_axis_mm is None or not item.instance_uid or not item.series_uid:
+    long_axis = item.long_axis_mm
+    if long_axis is None or not item.instance_uid or not item.series_uid:
         return False
-    if item.long_axis_mm > MAX_NODULE_MM:
+    if long_axis > MAX_NODULE_MM:
         return False  # a mass or some other length (e.g. a chest width), not a nodule
     try:
         image = _read_header(service, study_uid, item.series_uid, item.instance_uid)
@@ -202,7 +208,7 @@ def _import_item(service: "NoduleService", study_uid: str, sop_uid: str,
         log.info("SR %s: measurement without a usable image: %s", sop_uid, error)
         return False
     single = item.short_axis_mm is None
-    short = item.long_axis_mm if single else min(item.short_axis_mm, item.long_axis_mm)
+    short = long_axis if item.short_axis_mm is None else min(item.short_axis_mm, long_axis)
     outline: dict[str, Any] = {"instance_uid": item.instance_uid,  # SCOORD -> pixel indices
                                "long_axis": [[p[0] - 0.5, p[1] - 0.5] for p in item.points[:2]]}
     if single:
@@ -210,8 +216,8 @@ def _import_item(service: "NoduleService", study_uid: str, sop_uid: str,
     try:
         service.add(study_uid, NewMeasurement(
             series_uid=item.series_uid, instance_uid=item.instance_uid,
-            frame_number=item.frame_number, centre_mm=tuple(centre),  # type: ignore[arg-type]
-            long_axis_mm=max(item.long_axis_mm, short), short_axis_mm=short,
+            frame_number=item.frame_number, centre_mm=centre,
+            long_axis_mm=max(long_axis, short), short_axis_mm=short,
             volume_mm3=item.volume_mm3,
             nodule_type=item.nodule_type.value if item.nodule_type else "solid",
             lobe=item.lobe.value if item.lobe else None,
@@ -223,7 +229,7 @@ def _import_item(service: "NoduleService", study_uid: str, sop_uid: str,
     return True
 
 
-def study_fhir_bundle(service: "NoduleService", study_uid: str) -> dict[str, Any]:
+def study_fhir_bundle(service: NoduleService, study_uid: str) -> dict[str, Any]:
     """A FHIR R4 collection Bundle: one Observation per followed nodule of the study."""
     facts = service.study_facts(study_uid)
     subject = (f"Patient/person-{facts.folder.person_id}" if facts.folder.person_id is not None

@@ -20,25 +20,42 @@ import threading
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Permission, Principal
 from cloudfilm.domain.advice import CaseError, advise_json
 from cloudfilm.domain.growth import change
 from cloudfilm.domain.nodule import (
-    Lobe, Method, NoduleType,
+    Lobe,
+    Method,
+    NoduleType,
 )
 from cloudfilm.services.nodules.model import (
-    DEFAULT_GUIDELINE, DEFAULT_RISK, GUIDELINES, Folder, NewMeasurement, NoduleError, NotFound,
-    StudyFacts, age_at, measurement_dict, new_uid, parse_date, to_domain, validate_measurement,
+    DEFAULT_GUIDELINE,
+    DEFAULT_RISK,
+    GUIDELINES,
+    Folder,
+    NewMeasurement,
+    NoduleError,
+    NotFound,
+    StudyFacts,
+    age_at,
+    measurement_dict,
+    new_uid,
+    parse_date,
+    to_domain,
+    validate_measurement,
 )
 from cloudfilm.services.nodules.reports import import_study_srs, write_study_sr
 from cloudfilm.storage.index.access_models import PersonRecordRow, PersonRow
 from cloudfilm.storage.index.models import PatientRow, StudyRow
 from cloudfilm.storage.index.nodule_models import (
-    NoduleAssessmentRow, NoduleMeasurementRow, NoduleRow,
+    NoduleAssessmentRow,
+    NoduleMeasurementRow,
+    NoduleRow,
 )
+from cloudfilm.storage.index.queries import record_of_patient
 
 if TYPE_CHECKING:
     from cloudfilm.domain.volume import CtVolume
@@ -68,12 +85,33 @@ class _TransformCache:
 _TRANSFORMS = _TransformCache()
 IDENTITY = "same frame of reference"
 UNREGISTERED = "not registered"
+SETTLE_JOB = "nodules.settle"
+
+
+def settle_key(folder: Folder) -> str:
+    """The settle job's key: one waits per folder, and a folder is settled by one worker
+    at a time."""
+    if folder.person_id is not None:
+        return f"{SETTLE_JOB}:person:{folder.person_id}"
+    return f"{SETTLE_JOB}:patient:{folder.patient_pk}"
+
+
+def folder_payload(folder: Folder) -> dict[str, int | None]:
+    return {"person_id": folder.person_id, "patient_pk": folder.patient_pk}
+
+
+def folder_of_payload(payload: dict[str, Any]) -> Folder:
+    return Folder(payload.get("person_id"), payload.get("patient_pk"))
 
 
 class NoduleService:
-    def __init__(self, archive: "Archive") -> None:
+    """``settle_now``: register and track in the caller (the demo seeding on the command
+    line) instead of in a ``nodules.settle`` job; both run `settle_folder`."""
+
+    def __init__(self, archive: Archive, *, settle_now: bool = False) -> None:
         self.archive = archive
         self.index = archive.index
+        self.settle_now = settle_now
 
     # -- where things live -----------------------------------------------------------------
 
@@ -84,8 +122,7 @@ class NoduleService:
                        PatientRow.patient_id, PatientRow.issuer, PatientRow.name_alphabetic,
                        PatientRow.name_ideographic, PersonRecordRow.person_id)
                 .join(PatientRow, StudyRow.patient_pk == PatientRow.id)
-                .outerjoin(PersonRecordRow, and_(PersonRecordRow.patient_id == PatientRow.patient_id,
-                                                 PersonRecordRow.issuer == PatientRow.issuer))
+                .outerjoin(PersonRecordRow, record_of_patient())
                 .where(StudyRow.study_uid == study_uid)).first()
         if row is None:
             raise NotFound(f"study {study_uid}")
@@ -99,9 +136,7 @@ class NoduleService:
         statement = select(StudyRow.study_uid, StudyRow.study_date).join(
             PatientRow, StudyRow.patient_pk == PatientRow.id)
         if folder.person_id is not None:
-            statement = statement.join(PersonRecordRow, and_(
-                PersonRecordRow.patient_id == PatientRow.patient_id,
-                PersonRecordRow.issuer == PatientRow.issuer)).where(
+            statement = statement.join(PersonRecordRow, record_of_patient()).where(
                 PersonRecordRow.person_id == folder.person_id)
         else:
             statement = statement.where(PatientRow.id == folder.patient_pk)
@@ -126,11 +161,8 @@ class NoduleService:
             return
         folder = self.study_facts(measured[0]).folder
         old_folders = self._move_to(folder, measured)
-        earliest = min(measured, key=lambda uid: self.study_facts(uid).study_date)
-        self._settle(self.study_facts(earliest))
-        for old in old_folders:
-            for uid in sorted(self._tidy_nodules(old)):
-                self.refresh(uid)
+        for changed in [folder, *sorted(old_folders, key=settle_key)]:
+            self._settle(changed)
 
     def _move_to(self, folder: Folder, study_uids: list[str]) -> set[Folder]:
         """Put the studies' measurements and assessments in ``folder``; a nodule moves with
@@ -141,7 +173,7 @@ class NoduleService:
                 NoduleMeasurementRow.study_uid.in_(study_uids))))
             moving = {r.id for r in rows}
             for nodule_id in {r.nodule_id for r in rows if r.nodule_id is not None}:
-                nodule = session.get(NoduleRow, nodule_id)
+                nodule = session.get_one(NoduleRow, nodule_id)
                 old.add(Folder(nodule.person_id, nodule.patient_pk))
                 others = session.scalar(select(NoduleMeasurementRow.id).where(
                     NoduleMeasurementRow.nodule_id == nodule_id,
@@ -164,11 +196,12 @@ class NoduleService:
 
     def measure_click(self, study_uid: str, series_uid: str, instance_uid: str, x: float, y: float,
                       measured_by: str) -> tuple[NoduleMeasurementRow, NoduleRow | None]:
-        """Segment the nodule under a click, store it, track it and update the exam."""
+        """Segment the nodule under a click and store it; tracking it and updating the
+        exam follow in the folder's settle job."""
         from cloudfilm.domain.segmentation import SegmentationError
-        from cloudfilm.services.nodules.measure import measure_at
         from cloudfilm.services.archive.retrieve import NotStored
         from cloudfilm.services.imaging.volumes import VolumeError
+        from cloudfilm.services.nodules.measure import measure_at
         try:
             seg, volume = measure_at(self.archive, study_uid, series_uid, instance_uid, x, y)
         except (SegmentationError, VolumeError) as error:
@@ -181,11 +214,48 @@ class NoduleService:
             long_axis_mm=float(seg.long_axis_mm), short_axis_mm=float(seg.short_axis_mm),
             volume_mm3=float(seg.volume_mm3), nodule_type=NoduleType(seg.suggested_type).value,
             method=Method.SEMI_AUTOMATIC.value, outline=dict(seg.outline))
+        again = self._same_nodule(study_uid, m)
+        if again is not None:
+            return self._remeasure(again, m, measured_by, volume)
         return self.add(study_uid, m, measured_by, volume=volume)
 
+    def _same_nodule(self, study_uid: str, m: NewMeasurement) -> int | None:
+        """A measurement cloudfilm already made of this nodule on this series: its centre
+        lies inside the new one or the new centre inside it (a second click on a nodule
+        measures it again; it is not a second nodule)."""
+        with self.index.session() as session:
+            rows = list(session.scalars(select(NoduleMeasurementRow).where(
+                NoduleMeasurementRow.study_uid == study_uid,
+                NoduleMeasurementRow.series_uid == m.series_uid,
+                NoduleMeasurementRow.source == "cloudfilm")))
+        for row in rows:
+            apart = sum((a - b) ** 2 for a, b in zip(
+                (row.centre_x, row.centre_y, row.centre_z), m.centre_mm, strict=True)) ** 0.5
+            if apart < max(row.long_axis_mm, m.long_axis_mm) / 2:
+                return row.id
+        return None
+
+    def _remeasure(self, measurement_id: int, m: NewMeasurement, measured_by: str,
+                   volume: CtVolume | None) -> tuple[NoduleMeasurementRow, NoduleRow | None]:
+        """New geometry for an existing measurement; its nodule, link and the physician's
+        corrections (type, lobe, morphology) stay."""
+        validate_measurement(m)
+        with self.index.write_session() as session:
+            row = session.get_one(NoduleMeasurementRow, measurement_id)
+            row.instance_uid, row.frame_number = m.instance_uid, m.frame_number
+            row.centre_x, row.centre_y, row.centre_z = m.centre_mm
+            row.long_axis_mm, row.short_axis_mm = m.long_axis_mm, m.short_axis_mm
+            row.volume_mm3, row.method, row.measured_by = m.volume_mm3, m.method, measured_by
+            row.outline = json.dumps(m.outline)
+            folder = Folder(row.person_id, row.patient_pk)
+            session.commit()
+        self._settle(folder, current_volume=volume)
+        return self.get(measurement_id)
+
     def add(self, study_uid: str, m: NewMeasurement, measured_by: str, *,
-            volume: "CtVolume | None" = None) -> tuple[NoduleMeasurementRow, NoduleRow | None]:
-        """Store one measurement, attach it to a nodule, then refresh the SR and assessment."""
+            volume: CtVolume | None = None) -> tuple[NoduleMeasurementRow, NoduleRow | None]:
+        """Store one measurement; the settle job attaches it to a nodule and refreshes the
+        SR and assessment (returned before: the measurement has no nodule yet)."""
         validate_measurement(m)
         facts = self.study_facts(study_uid)
         with self.index.write_session() as session:
@@ -209,27 +279,44 @@ class NoduleService:
             session.add(row)
             session.commit()
             measurement_id = row.id
-        self._settle(facts, current_volume=volume)
+        self._settle(facts.folder, current_volume=volume)
         return self.get(measurement_id)
 
-    def _settle(self, facts: StudyFacts, *, current_volume: "CtVolume | None" = None) -> None:
-        """Re-track this study and every later measured one, oldest first, then refresh them.
+    def _settle(self, folder: Folder, *, current_volume: CtVolume | None = None) -> None:
+        """The folder's measurements changed: settle it in a ``nodules.settle`` job (the
+        request only enqueues: registration takes seconds), or now with ``settle_now``."""
+        if self.settle_now:
+            self.settle_folder(folder, current_volume=current_volume)
+        else:
+            self.archive.jobs.enqueue(SETTLE_JOB, folder_payload(folder),
+                                      dedupe_key=settle_key(folder))
 
-        Each study is matched with the previous measured one, so a change here moves every
-        later link (a physician may measure this year's scan before last year's): the
-        result depends only on the measurements, never on the order they were made in.
+    def retrack(self, study_uid: str) -> None:
+        """Match the study's nodules again (in a job, like every change)."""
+        self._settle(self.study_facts(study_uid).folder)
+
+    def tracking_pending(self, study_uid: str) -> bool:
+        """Is the study's folder waiting for (or in) its settle job?"""
+        return self.archive.jobs.pending(settle_key(self.study_facts(study_uid).folder))
+
+    def settle_folder(self, folder: Folder, *, current_volume: CtVolume | None = None) -> None:
+        """Track every measured study of the folder, oldest first, then renumber the
+        nodules and refresh each study's guideline result and SR (the ``nodules.settle``
+        job; idempotent).
+
+        Each study is matched with the previous measured one, so a change anywhere moves
+        every later link (a physician may measure this year's scan before last year's):
+        the result depends only on the measurements, never on the order they were made in.
         """
-        day = facts.study_date.strftime("%Y%m%d")
         with self.index.session() as session:
-            later = [uid for uid, when in self._folder_studies(session, facts.folder)
-                     if when and when > day]
+            studies = [uid for uid, _ in self._folder_studies(session, folder)]
             measured = set(session.scalars(select(NoduleMeasurementRow.study_uid).where(
-                NoduleMeasurementRow.study_uid.in_(later)))) if later else set()
-        studies = [facts.study_uid] + [uid for uid in later if uid in measured]
-        for uid in studies:
-            self.track(uid, current_volume=current_volume if uid == facts.study_uid else None)
-        relabelled = self._tidy_nodules(facts.folder)
-        for uid in studies + sorted(relabelled - set(studies)):
+                NoduleMeasurementRow.study_uid.in_(studies)))) if studies else set()
+        ordered = [uid for uid in studies if uid in measured]
+        for uid in ordered:
+            self.track(uid, current_volume=current_volume)
+        relabelled = self._tidy_nodules(folder)
+        for uid in ordered + sorted(relabelled - set(ordered)):
             self.refresh(uid)
 
     def _tidy_nodules(self, folder: Folder) -> set[str]:
@@ -243,6 +330,8 @@ class NoduleService:
             studies: dict[int, set[str]] = {}
             for m in session.scalars(select(NoduleMeasurementRow).where(
                     NoduleMeasurementRow.nodule_id.in_(list(nodules)))):
+                if m.nodule_id is None:  # never: the query names nodules
+                    continue
                 first[m.nodule_id] = min(first.get(m.nodule_id, (m.study_date, m.id)),
                                          (m.study_date, m.id))
                 studies.setdefault(m.nodule_id, set()).add(m.study_uid)
@@ -294,7 +383,7 @@ class NoduleService:
         with self.index.write_session() as session:
             session.delete(session.get(NoduleMeasurementRow, measurement_id))
             session.commit()
-        self._settle(self.study_facts(row.study_uid))
+        self._settle(self.study_facts(row.study_uid).folder)
         return row.study_uid
 
     # -- tracking --------------------------------------------------------------------------
@@ -313,7 +402,7 @@ class NoduleService:
         return None
 
     def _to_prior(self, current: list[NoduleMeasurementRow], prior: list[NoduleMeasurementRow],
-                  current_volume: "CtVolume | None") -> Any:
+                  current_volume: CtVolume | None) -> Any:
         """How to map current patient coordinates to the prior's: None (identity) within one
         frame of reference, the rigid registration otherwise, or `UNREGISTERED` when the
         two scans could not be registered: then nothing is matched automatically, because
@@ -345,7 +434,7 @@ class NoduleService:
         _TRANSFORMS.put(key, transform)
         return transform
 
-    def track(self, study_uid: str, *, current_volume: "CtVolume | None" = None) -> dict[str, Any]:
+    def track(self, study_uid: str, *, current_volume: CtVolume | None = None) -> dict[str, Any]:
         """Attach this study's automatically linked measurements to nodules of the prior study.
 
         Confirmed, new and unlinked measurements keep their physician's decision; prior
@@ -373,14 +462,13 @@ class NoduleService:
                 [NodulePoint(str(r.id), (r.centre_x, r.centre_y, r.centre_z),
                              (r.long_axis_mm + r.short_axis_mm) / 2) for r in auto],
                 None if to_prior is IDENTITY else to_prior)
-            by_id = {str(p.id): p for p in candidates}
+            nodule_of = {str(p.id): p.nodule_id for p in candidates if p.nodule_id is not None}
             for match in result.pairs:
-                pairs[int(match.current_id)] = (by_id[match.prior_id].nodule_id,
-                                                float(match.distance_mm))
+                pairs[int(match.current_id)] = (nodule_of[match.prior_id], float(match.distance_mm))
         with self.index.write_session() as session:
             taken = {n for n, _ in pairs.values()}
             for r in auto:
-                stored = session.get(NoduleMeasurementRow, r.id)
+                stored = session.get_one(NoduleMeasurementRow, r.id)
                 if r.id in pairs:
                     stored.nodule_id, stored.match_distance_mm = pairs[r.id]
                 else:
@@ -426,16 +514,16 @@ class NoduleService:
                 NoduleMeasurementRow.id != measurement_id))
             if clash is not None:
                 raise NoduleError(f"nodule {nodule.label} already has a measurement in this study")
-            stored = session.get(NoduleMeasurementRow, measurement_id)
+            stored = session.get_one(NoduleMeasurementRow, measurement_id)
             stored.nodule_id, stored.link = nodule_id, "confirmed"
             session.commit()
-        self._settle(self.study_facts(row.study_uid))
+        self._settle(self.study_facts(row.study_uid).folder)
 
     def confirm(self, measurement_id: int) -> None:
         """Accept the automatic match as it is."""
-        row, _ = self.get(measurement_id)
+        self.get(measurement_id)  # NotFound when there is none
         with self.index.write_session() as session:
-            session.get(NoduleMeasurementRow, measurement_id).link = "confirmed"
+            session.get_one(NoduleMeasurementRow, measurement_id).link = "confirmed"
             session.commit()
 
     def mark_new(self, measurement_id: int) -> None:
@@ -443,20 +531,20 @@ class NoduleService:
         row, _ = self.get(measurement_id)
         facts = self.study_facts(row.study_uid)
         with self.index.write_session() as session:
-            stored = session.get(NoduleMeasurementRow, measurement_id)
+            stored = session.get_one(NoduleMeasurementRow, measurement_id)
             stored.nodule_id, stored.link = self._new_nodule(session, facts.folder).id, "new"
             stored.match_distance_mm = None
             session.commit()
-        self._settle(self.study_facts(row.study_uid))
+        self._settle(self.study_facts(row.study_uid).folder)
 
     def unlink(self, measurement_id: int) -> None:
         """Not a nodule to follow (or unsure): kept, but outside every trajectory."""
         row, _ = self.get(measurement_id)
         with self.index.write_session() as session:
-            stored = session.get(NoduleMeasurementRow, measurement_id)
+            stored = session.get_one(NoduleMeasurementRow, measurement_id)
             stored.nodule_id, stored.link, stored.match_distance_mm = None, "unlinked", None
             session.commit()
-        self._settle(self.study_facts(row.study_uid))
+        self._settle(self.study_facts(row.study_uid).folder)
 
     # -- the exam's guideline result ------------------------------------------------------
 
@@ -476,7 +564,7 @@ class NoduleService:
             rows = list(session.scalars(select(NoduleMeasurementRow).where(
                 NoduleMeasurementRow.study_uid == study_uid,
                 NoduleMeasurementRow.link != "unlinked").order_by(NoduleMeasurementRow.id)))
-            labels = dict(session.execute(select(NoduleRow.id, NoduleRow.label).where(
+            labels: dict[int | None, str] = dict(session.execute(select(NoduleRow.id, NoduleRow.label).where(
                 NoduleRow.id.in_([r.nodule_id for r in rows if r.nodule_id]))).all())
             priors = {r.id: self._prior_of(session, r) for r in rows}
             earlier = [uid for uid, when in self._folder_studies(session, facts.folder)

@@ -31,13 +31,14 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from babel.dates import format_date
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 
-from cloudfilm.services.audit.log import as_utc
+from cloudfilm.domain.clock import as_utc
 from cloudfilm.services.notify.reminders import people_to_remind, reminder_messages
 from cloudfilm.storage.index.access_models import OutboxRow, PersonRecordRow, PersonRow
 from cloudfilm.storage.index.models import PatientRow, SeriesRow, StudyRow
 from cloudfilm.storage.index.nodule_models import NoduleAssessmentRow
+from cloudfilm.storage.index.queries import record_of_patient
 
 if TYPE_CHECKING:
     from cloudfilm.services.context import Archive
@@ -64,13 +65,12 @@ class FollowUp:
     latest: date
 
 
-def latest_follow_ups(archive: "Archive") -> list[FollowUp]:
+def latest_follow_ups(archive: Archive) -> list[FollowUp]:
     """One per person: their newest assessment, if it names a next scan."""
     folder = func.coalesce(NoduleAssessmentRow.person_id, PersonRecordRow.person_id)
     stmt = (select(NoduleAssessmentRow, folder.label("folder"), PersonRow.display_name)
             .outerjoin(PatientRow, PatientRow.id == NoduleAssessmentRow.patient_pk)
-            .outerjoin(PersonRecordRow, and_(PersonRecordRow.patient_id == PatientRow.patient_id,
-                                             PersonRecordRow.issuer == PatientRow.issuer))
+            .outerjoin(PersonRecordRow, record_of_patient())
             .outerjoin(PersonRow, PersonRow.id == folder)
             .where(folder.is_not(None))
             .order_by(folder, NoduleAssessmentRow.study_date.desc(),
@@ -100,12 +100,11 @@ def reminder_due(follow_up: FollowUp, today: date, days_before: int) -> tuple[st
     return None
 
 
-def newer_ct_exists(archive: "Archive", person_id: int, after: date) -> bool:
+def newer_ct_exists(archive: Archive, person_id: int, after: date) -> bool:
     """Is a CT study dated after ``after`` in any hospital record of the person?"""
     stmt = (select(StudyRow.id)
             .join(PatientRow, StudyRow.patient_pk == PatientRow.id)
-            .join(PersonRecordRow, and_(PersonRecordRow.patient_id == PatientRow.patient_id,
-                                        PersonRecordRow.issuer == PatientRow.issuer))
+            .join(PersonRecordRow, record_of_patient())
             .join(SeriesRow, SeriesRow.study_pk == StudyRow.id)
             .where(PersonRecordRow.person_id == person_id, SeriesRow.modality == "CT",
                    StudyRow.study_date > after.strftime("%Y%m%d"))
@@ -155,13 +154,13 @@ def describe(follow_up: FollowUp, kind: str) -> tuple[str, str]:
     return subject[:SUBJECT_MAX], body
 
 
-def _already_queued(archive: "Archive", keys: list[str]) -> set[str]:
+def _already_queued(archive: Archive, keys: list[str]) -> set[str]:
     with archive.index.session() as session:
-        return set(session.scalars(select(OutboxRow.dedupe_key)
-                                   .where(OutboxRow.dedupe_key.in_(keys))).all())
+        found = session.scalars(select(OutboxRow.dedupe_key).where(OutboxRow.dedupe_key.in_(keys)))
+        return {key for key in found if key is not None}
 
 
-def enqueue_followup_reminders(archive: "Archive", now: datetime, days_before: int) -> int:
+def enqueue_followup_reminders(archive: Archive, now: datetime, days_before: int) -> int:
     """Queue the follow-up reminders due at ``now``; returns how many messages were queued."""
     today = as_utc(now).date()
     queued = 0

@@ -11,30 +11,28 @@ Senders: ``log`` (python logging, subject only: bodies may carry links), ``in-ap
 (delivered = visible at ``GET /api/me/notifications``) and ``email`` (SMTP, RFC 5321;
 ``CLOUDFILM_SMTP_HOST``, ``_PORT`` (25), ``_FROM``, ``_STARTTLS``, ``_USER``, ``_PASSWORD``).
 
-``start_notification_worker(archive)`` runs the worker, the share-expiry reminders
-(``CLOUDFILM_REMINDER_DAYS``, default 14) and the nodule follow-up reminders
-(``CLOUDFILM_FOLLOWUP_DAYS``, default 30: days before the next scan is due) in a daemon
-thread.
+Jobs run it (services/jobs/handlers.py): ``notify.deliver`` every
+``CLOUDFILM_NOTIFY_INTERVAL`` s, and the share-expiry (``CLOUDFILM_REMINDER_DAYS``) and
+nodule follow-up (``CLOUDFILM_FOLLOWUP_DAYS``) reminder scans every
+``CLOUDFILM_REMINDER_INTERVAL`` s, in whichever worker takes them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 import ssl
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select, update
 
-from cloudfilm.services.audit.log import as_utc
+from cloudfilm.config import SmtpSettings
+from cloudfilm.domain.clock import as_utc
 from cloudfilm.storage.index.access_models import OutboxRow, UserRow
 from cloudfilm.storage.index.db import Index
 
@@ -44,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
-TRUE = {"1", "true", "yes", "on"}
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=6)
 LEASE = timedelta(minutes=5)
@@ -106,16 +103,12 @@ class SmtpSender:
     timeout: float = 30.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SmtpSender | None":
-        env = os.environ if environ is None else environ
-        host = env.get("CLOUDFILM_SMTP_HOST", "").strip()
-        if not host:
+    def from_settings(cls, settings: SmtpSettings | None) -> SmtpSender | None:
+        """The sender of ``Settings.smtp`` (CLOUDFILM_SMTP_*), None when e-mail is off."""
+        if settings is None:
             return None
-        return cls(host=host, port=int(env.get("CLOUDFILM_SMTP_PORT") or 25),
-                   sender=env.get("CLOUDFILM_SMTP_FROM") or "cloudfilm@localhost",
-                   starttls=env.get("CLOUDFILM_SMTP_STARTTLS", "").lower() in TRUE,
-                   user=env.get("CLOUDFILM_SMTP_USER", ""),
-                   password=env.get("CLOUDFILM_SMTP_PASSWORD", ""))
+        return cls(host=settings.host, port=settings.port, sender=settings.sender,
+                   starttls=settings.starttls, user=settings.user, password=settings.password)
 
     def send(self, message: Delivery) -> None:
         if not message.address:
@@ -137,17 +130,17 @@ class SmtpSender:
             raise DeliveryError(f"SMTP {self.host}:{self.port}: {exc}") from exc
 
 
-def default_senders(environ: Mapping[str, str] | None = None) -> dict[str, Sender]:
+def default_senders(smtp_settings: SmtpSettings | None = None) -> dict[str, Sender]:
     """log and in-app always; email when ``CLOUDFILM_SMTP_HOST`` is set (else e-mails wait)."""
     senders: dict[str, Sender] = {"log": LogSender(), "in-app": InAppSender()}
-    if (smtp := SmtpSender.from_env(environ)) is not None:
+    if (smtp := SmtpSender.from_settings(smtp_settings)) is not None:
         senders["email"] = smtp
     return senders
 
 
 def backoff(attempts: int) -> timedelta:
     """1, 2, 4, ... minutes after the n-th failure, at most 6 hours."""
-    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+    return min(BACKOFF_BASE * (1 << max(attempts - 1, 0)), BACKOFF_MAX)
 
 
 
@@ -160,14 +153,15 @@ def _delivery(row: OutboxRow, user: UserRow | None) -> Delivery:
 class NotificationWorker:
     """Sends due outbox messages through the sender of their channel."""
 
-    def __init__(self, archive: "Archive", senders: Mapping[str, Sender] | None = None) -> None:
+    def __init__(self, archive: Archive, senders: Mapping[str, Sender] | None = None) -> None:
         self.archive = archive
         self.index: Index = archive.index
-        self.senders: dict[str, Sender] = default_senders() if senders is None else dict(senders)
+        self.senders: dict[str, Sender] = (default_senders(archive.settings.smtp) if senders is None
+                                           else dict(senders))
 
     def run_once(self, now: datetime | None = None) -> int:
         """Deliver what is due at ``now``; returns how many messages were delivered."""
-        now = as_utc(now or datetime.now(timezone.utc))
+        now = as_utc(now or datetime.now(UTC))
         delivered = 0
         for row, user in self._due(now):
             if self._claim(row.id, now):
@@ -201,7 +195,7 @@ class NotificationWorker:
             if user is not None and user.disabled:
                 raise Undeliverable("the recipient's account is disabled")
             self.senders[row.channel].send(_delivery(row, user))
-        except Exception as exc:  # any sender failure is recorded and retried, never raised
+        except Exception as exc:  # noqa: BLE001 - any sender failure is recorded and retried, never raised
             self._failed(row, exc, now)
             return 0
         self._update(row.id, sent_at=now, attempts=row.attempts + 1, last_error="")
@@ -253,71 +247,6 @@ def mark_read(index: Index, user_id: int, notification_id: int,
         if row is None:
             return None
         if row.read_at is None:
-            row.read_at = as_utc(now or datetime.now(timezone.utc))
+            row.read_at = as_utc(now or datetime.now(UTC))
             session.commit()
         return _inbox_item(row)
-
-
-# --- the background thread -------------------------------------------------------------------
-
-@dataclass
-class WorkerHandle:
-    thread: threading.Thread
-    stopping: threading.Event
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stopping.set()
-        self.thread.join(timeout)
-
-
-def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    try:
-        return float(env.get(name) or default)
-    except ValueError:
-        log.error("%s=%r is not a number; using %s", name, env.get(name), default)
-        return default
-
-
-def _loop(worker: NotificationWorker, stopping: threading.Event, interval: float,
-          reminder_interval: float, reminder_days: int, followup_days: int) -> None:
-    from cloudfilm.services.notify.followup_reminders import enqueue_followup_reminders
-    from cloudfilm.services.notify.reminders import enqueue_expiry_reminders
-
-    next_reminders = 0.0
-    while not stopping.is_set():
-        now = datetime.now(timezone.utc)
-        if time.monotonic() >= next_reminders:
-            next_reminders = time.monotonic() + reminder_interval
-            try:
-                enqueue_expiry_reminders(worker.archive, now, reminder_days)
-            except Exception:
-                log.exception("expiry reminders failed")
-            try:
-                enqueue_followup_reminders(worker.archive, now, followup_days)
-            except Exception:
-                log.exception("follow-up reminders failed")
-        try:
-            worker.run_once(now)
-        except Exception:
-            log.exception("notification delivery failed")
-        stopping.wait(interval)
-
-
-def start_notification_worker(archive: "Archive", *, senders: Mapping[str, Sender] | None = None,
-                              environ: Mapping[str, str] | None = None) -> WorkerHandle:
-    """Deliver notifications every ``CLOUDFILM_NOTIFY_INTERVAL`` s (30) and enqueue reminders
-    every ``CLOUDFILM_REMINDER_INTERVAL`` s (3600): share expiry ``CLOUDFILM_REMINDER_DAYS``
-    (14) days ahead, nodule follow-up scans ``CLOUDFILM_FOLLOWUP_DAYS`` (30) days before
-    they are due; in a daemon thread, ``.stop()`` ends it."""
-    env = os.environ if environ is None else environ
-    worker = NotificationWorker(archive, default_senders(env) if senders is None else senders)
-    interval = _env_float(env, "CLOUDFILM_NOTIFY_INTERVAL", 30.0)
-    reminder_interval = _env_float(env, "CLOUDFILM_REMINDER_INTERVAL", 3600.0)
-    days = int(_env_float(env, "CLOUDFILM_REMINDER_DAYS", 14))
-    followup_days = int(_env_float(env, "CLOUDFILM_FOLLOWUP_DAYS", 30))
-    stopping = threading.Event()
-    thread = threading.Thread(target=_loop, name="notifications", daemon=True,
-                              args=(worker, stopping, interval, reminder_interval, days,
-                                    followup_days))
-    thread.start()
-    return WorkerHandle(thread, stopping)

@@ -8,7 +8,7 @@ is never lost between a change and its message); delivery, retries and senders
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -48,7 +48,7 @@ class Outbox:
             row = OutboxRow(channel=message.channel, kind=message.kind, subject=message.subject,
                             body=message.body, recipient_user_id=message.recipient_user_id,
                             recipient_address=message.recipient_address,
-                            due_at=message.due_at or datetime.now(timezone.utc),
+                            due_at=message.due_at or datetime.now(UTC),
                             dedupe_key=message.dedupe_key)
             session.add(row)
             try:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 
-from cloudfilm.services.audit.log import as_utc
+from cloudfilm.domain.clock import as_utc
 from cloudfilm.services.notify.outbox import Message
 from cloudfilm.storage.index.access_models import CaregiverRow, GrantRow, PersonRow, UserRow
 
@@ -28,7 +28,7 @@ KIND = "share-expiring"
 
 
 
-def expiring_grants(archive: "Archive", now: datetime, days_before: int) -> list[GrantRow]:
+def expiring_grants(archive: Archive, now: datetime, days_before: int) -> list[GrantRow]:
     """Active grants ending within ``days_before`` days and not yet reminded for that end date."""
     today = now.date()
     stmt = select(GrantRow).where(
@@ -40,13 +40,13 @@ def expiring_grants(archive: "Archive", now: datetime, days_before: int) -> list
         return list(session.scalars(stmt.order_by(GrantRow.id)).all())
 
 
-def people_to_remind(archive: "Archive", person_id: int, user_ids: Iterable[int] = (), *,
+def people_to_remind(archive: Archive, person_id: int, user_ids: Iterable[int] = (), *,
                      patient_accounts: bool = False) -> list[UserRow]:
     """Who hears about a person's folder: ``user_ids``, the person's active caregivers and,
     with ``patient_accounts``, the person's own accounts (enabled accounts, each once)."""
     caregivers = select(CaregiverRow.caregiver_user_id).where(
         CaregiverRow.person_id == person_id, CaregiverRow.status == "active")
-    who = [UserRow.id.in_(caregivers), UserRow.id.in_(list(user_ids))]
+    who: list[ColumnElement[bool]] = [UserRow.id.in_(caregivers), UserRow.id.in_(list(user_ids))]
     if patient_accounts:
         who.append(UserRow.person_id == person_id)
     stmt = select(UserRow).where(or_(*who), UserRow.disabled.is_(False))
@@ -54,9 +54,10 @@ def people_to_remind(archive: "Archive", person_id: int, user_ids: Iterable[int]
         return list(session.scalars(stmt.order_by(UserRow.id)).all())
 
 
-def recipients(archive: "Archive", grant: GrantRow) -> list[UserRow]:
+def recipients(archive: Archive, grant: GrantRow) -> list[UserRow]:
     """The grant's owner and the person's active caregivers (enabled accounts, each once)."""
-    return people_to_remind(archive, grant.person_id, [grant.owner_user_id])
+    owner = [] if grant.owner_user_id is None else [grant.owner_user_id]
+    return people_to_remind(archive, grant.person_id, owner)
 
 
 def _audience(grant: GrantRow, physician: str) -> str:
@@ -65,7 +66,7 @@ def _audience(grant: GrantRow, physician: str) -> str:
     return "a link protected by a PIN" if grant.audience == "link+pin" else "a link"
 
 
-def describe(archive: "Archive", grant: GrantRow, until: date) -> tuple[str, str]:
+def describe(archive: Archive, grant: GrantRow, until: date) -> tuple[str, str]:
     """Subject and body of the reminder (no link secret: only the holder has it)."""
     with archive.index.session() as session:
         person = session.get(PersonRow, grant.person_id)
@@ -101,10 +102,10 @@ def _messages(grant: GrantRow, user: UserRow, until: date, subject: str,
                              subject, body)
 
 
-def enqueue_expiry_reminders(archive: "Archive", now: datetime | None = None,
+def enqueue_expiry_reminders(archive: Archive, now: datetime | None = None,
                              days_before: int = 14) -> int:
     """Queue reminders for grants ending soon; returns how many messages were queued."""
-    now = as_utc(now or datetime.now(timezone.utc))
+    now = as_utc(now or datetime.now(UTC))
     queued = 0
     for grant in expiring_grants(archive, now, days_before):
         until = grant.valid_until

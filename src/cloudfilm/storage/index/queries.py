@@ -38,6 +38,7 @@ from sqlalchemy.orm import QueryableAttribute, Session, aliased
 from cloudfilm.domain import names
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Condition, Kind, Match, Query
+from cloudfilm.storage.index.access_models import PersonRecordRow
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
 Visible = ColumnElement[bool] | None
@@ -168,7 +169,7 @@ def _pn3(columns: tuple[Attr, ...], value: str) -> ColumnElement[bool]:
         return or_(*(_name_group(column, value) for column in columns))
     parts = [
         _name_group(column, group)
-        for column, group in zip(columns, names.split_groups(value))
+        for column, group in zip(columns, names.split_groups(value), strict=True)
         if group not in ("", "*")
     ]
     return and_(*parts) if parts else true()
@@ -495,3 +496,13 @@ def patient_counts(
     found = {pk: (0, 0, 0) for pk in patient_pks}
     found.update({pk: (a, b, c) for pk, a, b, c in session.execute(statement)})
     return found
+
+
+def record_of_patient() -> ColumnElement[bool]:
+    """The join of a hospital record to its patient row: study → patient → person.
+
+    A person's record is (PatientID, IssuerOfPatientID), not a key of ``patients``, so
+    every query that asks whose folder a study is in joins on both columns, this way.
+    """
+    return and_(PersonRecordRow.patient_id == PatientRow.patient_id,
+                PersonRecordRow.issuer == PatientRow.issuer)

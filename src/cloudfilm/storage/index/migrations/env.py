@@ -2,9 +2,11 @@
 
 from alembic import context
 
-from cloudfilm.storage.index import access_models  # noqa: F401 - registers the tables
-from cloudfilm.storage.index import nodule_models  # noqa: F401
-from cloudfilm.storage.index import auto_film_models  # noqa: F401
+from cloudfilm.storage.index import (
+    access_models,  # noqa: F401 - registers the tables
+    auto_film_models,  # noqa: F401
+    nodule_models,  # noqa: F401
+)
 from cloudfilm.storage.index.models import Base
 
 connection = context.config.attributes["connection"]

@@ -20,6 +20,22 @@
       el.textContent = moment.toLocaleString(lang, { dateStyle: "medium", timeStyle: "short" });
     }
   });
+  // "Copy the link" buttons (shown only where the browser can copy): one tap, then a
+  // message saying what to do next.
+  Array.prototype.forEach.call(document.querySelectorAll("button.copy-link[data-copy]"), function (button) {
+    var input = document.getElementById(button.getAttribute("data-copy"));
+    if (!input || !navigator.clipboard || !window.isSecureContext) {
+      return;
+    }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      navigator.clipboard.writeText(input.value).then(function () {
+        button.textContent = button.getAttribute("data-done");
+      }, function () {
+        input.select();
+      });
+    });
+  });
   // A share link is selected in one tap, ready to copy.
   document.addEventListener("focusin", function (event) {
     var input = event.target;

@@ -4,8 +4,10 @@ Revision ID: 0005
 Revises: 0004
 """
 
-from alembic import op
+from typing import Any
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0005"
 down_revision = "0004"
@@ -13,12 +15,12 @@ branch_labels = None
 depends_on = None
 
 
-def _owner() -> list[sa.Column]:
+def _owner() -> list[sa.Column[Any]]:
     return [sa.Column("person_id", sa.Integer(), sa.ForeignKey("persons.id"), nullable=True),
             sa.Column("patient_pk", sa.Integer(), sa.ForeignKey("patients.id"), nullable=True)]
 
 
-def _created() -> sa.Column:
+def _created() -> sa.Column[Any]:
     return sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
                      nullable=False)
 

@@ -1,4 +1,4 @@
-// Built by web/viewer/build.sh into src/cloudfilm/web/static/build/viewer/ and served by
+// Built by frontend/viewer/build.sh into src/cloudfilm/web/static/build/viewer/ and served by
 // src/cloudfilm/web/viewer.py under /static/build/viewer/ (index.html for /view/...).
 //
 // package.json notes (JSON has no comments):

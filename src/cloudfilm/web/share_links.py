@@ -29,16 +29,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from cloudfilm.api.authn import SESSION_COOKIE, client_ip, principal, set_session_cookies
-from cloudfilm.api.people import archive_of
 from cloudfilm.domain.access import Permission, Principal
+from cloudfilm.i18n import N_, localizer
 from cloudfilm.services.access.accounts import accounts_of
 from cloudfilm.services.access.people import TooManyAttempts
 from cloudfilm.services.access.policy import Policy
-from cloudfilm.services.access.sharing import SharingService, WrongPin
-from cloudfilm.storage.index.access_models import GrantRow
+from cloudfilm.services.access.sharing import OpenableLink, SharingService, WrongPin
 from cloudfilm.web import pages, signup_pages
 from cloudfilm.web.guides import guide
-from cloudfilm.web.i18n import N_, localizer
+from cloudfilm.web.pages import archive_of
 from cloudfilm.web.templating import render
 
 HEADERS = {
@@ -71,7 +70,7 @@ def not_available(request: Request) -> HTMLResponse:
                 loc.gettext(NOT_AVAILABLE), 404)
 
 
-def _cross_site(request: Request) -> bool:
+def cross_site(request: Request) -> bool:
     """A form posted from another site (browsers send Origin on cross-site POSTs).
 
     Under ``Referrer-Policy: no-referrer`` browsers send ``Origin: null`` even for the
@@ -119,17 +118,17 @@ def pin_page(request: Request, message: str = "", status: int = 200) -> HTMLResp
 
 
 async def _start_share_session(request: Request, sharing: SharingService,
-                               row: GrantRow) -> Response:
+                               link: OpenableLink) -> Response:
     """Count the open, then swap the secret for a session cookie and leave the secret URL."""
     source = client_ip(request)
-    if not await run_in_threadpool(sharing.record_open, row, source):
+    if not await run_in_threadpool(sharing.open_link, link, source):
         return not_available(request)
     accounts = accounts_of(archive_of(request))
     old = request.cookies.get(SESSION_COOKIE)
     if old and principal(request).kind == "share":  # another link's session, never a login
         await run_in_threadpool(accounts.revoke_session, old)
     session_id, csrf = await run_in_threadpool(
-        lambda: accounts.create_session(grant_id=row.id, source=source))
+        lambda: accounts.create_session(grant_id=link.grant_id, source=source))
     response = RedirectResponse("/shared", status_code=303, headers=HEADERS)
     set_session_cookies(response, request, session_id, csrf)
     return response
@@ -138,40 +137,40 @@ async def _start_share_session(request: Request, sharing: SharingService,
 async def open_link(request: Request) -> Response:
     """GET /s/{secret}: the PIN form, or straight into a share session."""
     sharing = SharingService(archive_of(request))
-    row = await run_in_threadpool(sharing.find_link, request.path_params["secret"])
-    if row is None:
+    link = await run_in_threadpool(sharing.openable, request.path_params["secret"])
+    if link is None:
         return not_available(request)
     if signed_in(request):
         kept = await signup_pages.film_when_signed_in(request, request.path_params["secret"])
         return kept or signed_in_page(request)
-    if row.pin_hash:
-        if await run_in_threadpool(sharing.pin_locked, row):
+    if link.has_pin:
+        if await run_in_threadpool(sharing.link_locked, link):
             return locked_page(request)
         return pin_page(request)
-    return await _start_share_session(request, sharing, row)
+    return await _start_share_session(request, sharing, link)
 
 
 async def submit_pin(request: Request) -> Response:
     """POST /s/{secret} with ``pin``: a wrong PIN is counted; 5 lock the link for 15 minutes."""
     sharing = SharingService(archive_of(request))
-    row = await run_in_threadpool(sharing.find_link, request.path_params["secret"])
-    if row is None:
+    link = await run_in_threadpool(sharing.openable, request.path_params["secret"])
+    if link is None:
         return not_available(request)
-    if _cross_site(request):
+    if cross_site(request):
         return pin_page(request, localizer(request).gettext("Please open the link again."), 403)
     if signed_in(request):
         return signed_in_page(request)
-    if row.pin_hash:
+    if link.has_pin:
         pin = str((await request.form()).get("pin", ""))
         try:
-            await run_in_threadpool(sharing.check_pin, row, pin)
+            await run_in_threadpool(sharing.try_pin, link, pin)
         except TooManyAttempts:
             return locked_page(request)
         except WrongPin as exc:
             return pin_page(request, localizer(request).gettext(
                 "Wrong PIN. %(remaining)s attempt(s) left before the link locks for 15 "
                 "minutes.", remaining=exc.remaining), 403)
-    return await _start_share_session(request, sharing, row)
+    return await _start_share_session(request, sharing, link)
 
 
 # -- /shared ----------------------------------------------------------------------------
@@ -187,14 +186,14 @@ async def shared(request: Request) -> Response:
     who = _share_principal(request)
     if who is None:
         return not_available(request)
-    named = await run_in_threadpool(pages.share_grant_studies, request, who)
+    named = await pages.share_grant_studies(request, who)
     if named is not None and len(named) == 1:
         decision = await run_in_threadpool(Policy(archive_of(request)).check, who,
                                            Permission.VIEW, named[0])
         if not decision.allowed:
             return not_available(request)
         return _share_headers(await pages.render_study(request, named[0]))
-    person_id = await run_in_threadpool(pages.share_person, request, who)
+    person_id = await pages.share_person(request, who)
     if person_id is None:
         return not_available(request)
     response = await pages.render_timeline(request, who, person_id, shared=True)
@@ -217,7 +216,7 @@ def _share_headers(response: Response) -> Response:
     return response
 
 
-page_routes = [
+routes = [
     Route("/s/{secret:path}", open_link, methods=["GET"]),
     Route("/s/{secret:path}", submit_pin, methods=["POST"]),
     Route("/shared", shared, methods=["GET"]),

@@ -1,6 +1,6 @@
 /** @type {AppTypes.Config} */
 // cloudfilm's configuration of the prebuilt OHIF Viewer v3 (replaces dist/app-config.js;
-// see web/ohif/build.sh). Served uncached at /app-config.js by src/cloudfilm/web/ohif.py.
+// see frontend/ohif/build.sh). Served uncached at /app-config.js by src/cloudfilm/web/ohif.py.
 //
 // - One DICOMweb data source: cloudfilm's own /dicomweb on the same origin. Requests carry
 //   the HttpOnly session cookie, so there is no token in the URL or in scripts.

@@ -7,7 +7,7 @@ out=../src/cloudfilm/web/static/build
 mkdir -p "$out"
 for part in viewer ohif; do
   if [ -x "$part/build.sh" ]; then
-    echo "building web/$part"
+    echo "building frontend/$part"
     "$part/build.sh" "$out/$part"
   fi
 done

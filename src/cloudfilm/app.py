@@ -1,4 +1,9 @@
-"""The ASGI application: DICOMweb under /dicomweb, JSON API under /api, WADO-URI at /wado."""
+"""The ASGI application: DICOMweb under /dicomweb, JSON API under /api, WADO-URI at /wado,
+and the pages at the root.
+
+Why outside api/ and web/: this is where the two meet. The pages (web/) build on the
+API's HTTP plumbing (authentication, access checks, URLs); the API never imports a page.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from cloudfilm.api import (
-    admin, audit, documents, export, links, login, nodules, notifications, people, shares, uploads,
+    admin,
+    audit,
+    documents,
+    export,
+    films,
+    me,
+    nodules,
+    notifications,
+    people,
+    shares,
+    signup,
+    uploads,
     wado_uri,
 )
 from cloudfilm.api.authn import AuthenticationMiddleware
@@ -22,17 +38,29 @@ from cloudfilm.api.dicomweb import delete, qido, rendered, stow, wado
 from cloudfilm.api.errors import http_exception_handler
 from cloudfilm.api.security_headers import SecurityHeadersMiddleware
 from cloudfilm.services.context import Archive
-from cloudfilm.web import nodule_pages, ohif, pages, viewer
-from cloudfilm.api import signup  # issue 12: keep it for life
-from cloudfilm.web import signup_pages
-from cloudfilm.api import films  # issue 12: the hospital issues cloud films
-from cloudfilm.web import films as film_pages
+from cloudfilm.web import (
+    card_words,
+    login_pages,
+    nodule_pages,
+    ohif,
+    pages,
+    share_links,
+    signup_pages,
+    viewer,
+)
+from cloudfilm.web import (
+    films as film_pages,
+)
 
 DICOMWEB_ROUTERS = [stow, qido, wado, rendered, delete]
-API_ROUTERS = [admin, uploads, documents, export, login, audit, notifications, people, shares,
+API_ROUTERS = [admin, uploads, documents, export, me, audit, notifications, people, shares,
                nodules, signup, films]
+# Pages that answer under /api too: what they render needs the pages' words or assets.
+WEB_API_ROUTES: list[BaseRoute] = [*film_pages.api_routes, *card_words.api_routes,
+                                   *viewer.api_routes]
 # Pages at the root; OHIF last, since its SPA fallback answers unknown viewer routes.
-WEB_ROUTERS = [pages, signup_pages, film_pages, nodule_pages, viewer, ohif]
+WEB_ROUTERS = [login_pages, film_pages, share_links, pages, signup_pages, nodule_pages, viewer,
+               ohif]
 
 
 async def healthz(request: Request) -> Response:
@@ -55,7 +83,7 @@ async def anchored_at_shutdown(app: Starlette) -> AsyncIterator[None]:
 def create_app(archive: Archive) -> Starlette:
     """Build the app around an opened archive (the caller owns its lifetime)."""
     dicomweb: list[BaseRoute] = [r for module in DICOMWEB_ROUTERS for r in module.routes]
-    api: list[BaseRoute] = [r for module in API_ROUTERS for r in module.routes] + viewer.api_routes
+    api: list[BaseRoute] = [r for module in API_ROUTERS for r in module.routes] + WEB_API_ROUTES
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -63,9 +91,6 @@ def create_app(archive: Archive) -> Starlette:
             Route("/wado", wado_uri.wado, methods=["GET"]),
             Mount("/dicomweb", routes=dicomweb),
             Mount("/api", routes=api),
-            *login.page_routes,
-            *films.page_routes,  # /s/: the code on a film's slip, before /s/{secret}
-            *links.page_routes,
             *[r for module in WEB_ROUTERS for r in module.routes],
         ],
         exception_handlers={HTTPException: http_exception_handler},

@@ -2,7 +2,7 @@
 # Copy the prebuilt OHIF Viewer v3 (npm package @ohif/app, exact version in package-lock.json)
 # into OUTDIR, which cloudfilm serves at the site root (src/cloudfilm/web/ohif.py).
 #
-#   web/ohif/build.sh OUTDIR      (called by web/build.sh, which `make web` runs)
+#   frontend/ohif/build.sh OUTDIR      (called by frontend/build.sh, which `make web` runs)
 #
 # - npm ci from the lock file. Only dist/ is used and it bundles everything, so the
 #   package's runtime dependencies are replaced by an empty local package (package.json

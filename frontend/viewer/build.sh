@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Cornerstone3D viewer into OUTDIR from package-lock.json (npm registry only).
-# Called by web/build.sh as: web/viewer/build.sh OUTDIR
+# Called by frontend/build.sh as: frontend/viewer/build.sh OUTDIR
 set -euo pipefail
 out="$(realpath -m "${1:?usage: build.sh OUTDIR}")"
 cd "$(dirname "$0")"

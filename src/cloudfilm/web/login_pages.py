@@ -1,4 +1,4 @@
-"""Login and logout pages, single sign-on, and ``GET /api/me``.
+"""Login and logout pages and single sign-on (``GET /api/me`` is api/me.py).
 
 Why server-rendered forms: they work without JavaScript, with a screen reader and on
 old phones. The login form is protected against login CSRF by a pre-session token: a
@@ -11,26 +11,35 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from cloudfilm.api.authn import (
-    SESSION_COOKIE, clear_session_cookies, client_ip, principal, require_user,
-    set_session_cookies, wants_secure_cookies,
+    SESSION_COOKIE,
+    clear_session_cookies,
+    client_ip,
+    principal,
+    set_session_cookies,
+    wants_secure_cookies,
 )
 from cloudfilm.domain.access import ANONYMOUS
+from cloudfilm.i18n import N_, localizer
 from cloudfilm.services.access import credentials
 from cloudfilm.services.access.accounts import (
-    DEVICE_COOKIE_AGE, AccountService, LockedOut, LoginFailed, User, accounts_of,
+    DEVICE_COOKIE_AGE,
+    AccountService,
+    LockedOut,
+    LoginFailed,
+    User,
+    accounts_of,
 )
+from cloudfilm.services.access.oidc import OidcError, OidcLogin
 from cloudfilm.services.context import Archive
-from cloudfilm.services.access.oidc import OidcConfig, OidcError, OidcLogin
 from cloudfilm.web.guides import guide
-from cloudfilm.web.i18n import N_, localizer
 from cloudfilm.web.templating import render
 
 PRESESSION_COOKIE = "cf_presession"
@@ -93,11 +102,12 @@ def page(conn: HTTPConnection, heading: str, status: int = 200, *, detail: str =
 
 
 def _oidc(conn: HTTPConnection) -> OidcLogin | None:
-    """The configured provider (read from the environment once per app), or None."""
+    """The configured provider (``Settings.oidc``, made once per app), or None."""
     state = conn.app.state
     if not hasattr(state, "oidc_login"):
-        config = OidcConfig.from_env()
-        state.oidc_login = OidcLogin(config, _archive(conn).server_key) if config else None
+        archive = _archive(conn)
+        config = archive.settings.oidc
+        state.oidc_login = OidcLogin(config, archive.server_key) if config else None
     return state.oidc_login  # type: ignore[no-any-return]
 
 
@@ -119,7 +129,7 @@ async def login_page(request: Request) -> Response:
 
 
 def _lockout_message(conn: HTTPConnection, until: datetime) -> str:
-    minutes = max(1, math.ceil((until - datetime.now(timezone.utc)).total_seconds() / 60))
+    minutes = max(1, math.ceil((until - datetime.now(UTC)).total_seconds() / 60))
     return localizer(conn).ngettext("too many failed attempts; try again in %(num)s minute",
                                     "too many failed attempts; try again in %(num)s minutes",
                                     minutes)
@@ -137,11 +147,11 @@ async def login_submit(request: Request) -> Response:
         user = await run_in_threadpool(_accounts(request).authenticate, username, password,
                                        client_ip(request), request.cookies.get(DEVICE_COOKIE, ""))
     except LockedOut as exc:
-        response = _form_page(request, 429, username=username, next_path=next_path,
-                              message=_lockout_message(request, exc.until))
-        response.headers["Retry-After"] = str(max(1, int(
-            (exc.until - datetime.now(timezone.utc)).total_seconds())))
-        return response
+        locked = _form_page(request, 429, username=username, next_path=next_path,
+                            message=_lockout_message(request, exc.until))
+        locked.headers["Retry-After"] = str(max(1, int(
+            (exc.until - datetime.now(UTC)).total_seconds())))
+        return locked
     except LoginFailed:
         return _form_page(request, 401, username=username, next_path=next_path,
                           message=localizer(request).gettext("Wrong username or password."))
@@ -245,20 +255,7 @@ async def oidc_callback(request: Request) -> Response:
     return response
 
 
-# --- JSON -----------------------------------------------------------------------------------
-
-async def me(request: Request) -> Response:
-    """Who am I: ``{"username", "role", "person_id"}`` (plus kind and acting_for)."""
-    who = require_user(request, allow_share=True)
-    return JSONResponse({"username": who.username, "role": who.role.value if who.role else None,
-                         "person_id": who.own_person_id, "kind": who.kind,
-                         "acting_for": sorted(who.acting_for)},
-                        headers={"Cache-Control": "no-store"})
-
-
-routes = [Route("/me", me, methods=["GET"])]  # mounted under /api
-
-page_routes = [
+routes = [
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login_submit, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
