@@ -5,6 +5,7 @@ from alembic import context
 from cloudfilm.storage.index import (
     access_models,  # noqa: F401 - registers the tables
     auto_film_models,  # noqa: F401
+    job_models,  # noqa: F401
     nodule_models,  # noqa: F401
 )
 from cloudfilm.storage.index.models import Base
