@@ -558,11 +558,7 @@ class PeopleService:
             .join(PersonRecordRow, queries.record_of_patient())
             .where(PersonRecordRow.person_id == person_id))
         if visible is not None:
-            series = aliased(SeriesRow)
-            statement = statement.where(exists(
-                select(InstanceRow.id).join(series, InstanceRow.series_pk == series.id)
-                .where(series.study_pk == StudyRow.id, visible)
-                .correlate_except(InstanceRow, series)))
+            statement = statement.where(queries.study_has_visible_instance(visible))
         return statement.order_by(StudyRow.study_date.desc(), StudyRow.study_time.desc(),
                                   StudyRow.id.desc())
 

@@ -14,8 +14,8 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 import orjson
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Audience, Grant, Permission, Principal
 from cloudfilm.domain.clock import utcnow
@@ -24,7 +24,7 @@ from cloudfilm.services.access.policy import Policy, study_ref_in
 from cloudfilm.services.audit.record import AuditRecord
 from cloudfilm.storage.index import queries
 from cloudfilm.storage.index.access_models import PersonRecordRow, PersonRow
-from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
+from cloudfilm.storage.index.models import PatientRow, StudyRow
 
 if TYPE_CHECKING:
     from cloudfilm.services.context import Archive
@@ -149,11 +149,7 @@ def _same_record_candidates(session: Session, study_uid: str,
     statement = select(StudyRow.id, StudyRow.study_uid, StudyRow.study_date,
                        StudyRow.study_time).where(StudyRow.patient_pk == patient_pk)
     if visible is not None:
-        series = aliased(SeriesRow)
-        statement = statement.where(exists(
-            select(InstanceRow.id).join(series, InstanceRow.series_pk == series.id)
-            .where(series.study_pk == StudyRow.id, visible)
-            .correlate_except(InstanceRow, series)))
+        statement = statement.where(queries.study_has_visible_instance(visible))
     rows = session.execute(statement).all()
     counts = queries.study_counts(session, [r.id for r in rows], visible)
     return [_Candidate(r.study_uid, r.study_date or "", r.study_time or "",

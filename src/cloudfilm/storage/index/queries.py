@@ -498,6 +498,16 @@ def patient_counts(
     return found
 
 
+def study_has_visible_instance(visible: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The study (``StudyRow`` of the outer query) has an instance the caller may see:
+    ``visible`` is the policy's filter over ``InstanceRow``, ``SeriesRow`` and ``StudyRow``."""
+    series = aliased(SeriesRow)
+    return exists(
+        select(InstanceRow.id).join(series, InstanceRow.series_pk == series.id)
+        .where(series.study_pk == StudyRow.id, visible)
+        .correlate_except(InstanceRow, series))
+
+
 def record_of_patient() -> ColumnElement[bool]:
     """The join of a hospital record to its patient row: study → patient → person.
 
