@@ -87,8 +87,9 @@ def test_physician_measures_a_nodule_with_one_click(chromium: Any, demo_site: De
         assert hook(page, "v.noduleError()") is None
         panel = page.locator(".nodule-panel")
         assert panel.is_visible()
-        # The label (N1, N2, ...) comes once the folder's settle job has tracked it.
-        assert panel.locator("h2").inner_text() == "Nodule"
+        # The demo measured this nodule already: the click measures it again (same
+        # measurement, same label N1, N2, ...), and the folder's settle job re-tracks it.
+        assert re.fullmatch(r"Nodule N\d+", panel.locator("h2").inner_text())
         assert hook(page, "v.nodule()")["tracking"] == "pending"
         field = {name: panel.locator(f"[data-field={name}]").inner_text()
                  for name in ("long", "short", "mean", "volume", "type")}

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from conftest import Server, admin_token, database_url_for, run_cli
+from jobs_wait import wait_for_tracking
 
 CT_SLICES = 40
 
@@ -27,7 +28,13 @@ def demo_server(database_kind: str, tmp_path_factory: pytest.TempPathFactory):  
     assert logins.returncode == 0, logins.stdout + logins.stderr
     (data / "demo-logins.out").write_text(logins.stdout)
     server = Server(data, url).start()
-    yield server, json.loads((data / "demo-truth.json").read_text())
+    truth = json.loads((data / "demo-truth.json").read_text())
+    # demo-logins linked the first patient's two hospital records: their nodules are
+    # re-tracked across both in a job of the server's worker; the tests look after it.
+    with httpx.Client(base_url=server.url, headers=server.auth, timeout=60) as http:
+        for study in truth["patients"][0]["studies"]:
+            wait_for_tracking(http, study["study_uid"])
+    yield server, truth
     server.stop()
     if schema:
         schema.drop()

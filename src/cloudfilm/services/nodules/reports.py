@@ -26,6 +26,7 @@ from sqlalchemy import select
 from cloudfilm.domain.fhir_observation import bundle, nodule_observation
 from cloudfilm.domain.nodule import Method
 from cloudfilm.services.archive.ingest import DERIVED
+from cloudfilm.services.archive.retrieve import NotStored
 from cloudfilm.services.nodules.model import NewMeasurement, NoduleError, to_domain
 from cloudfilm.services.nodules.sr import (
     ImportedMeasurement,
@@ -97,10 +98,12 @@ def _store(service: NoduleService, ds: pydicom.Dataset) -> None:
 
 
 def _report_instances(service: NoduleService, study_uid: str) -> list[str]:
+    """The study's cloudfilm nodule SRs, the one stored last first."""
     with service.index.session() as session:
         return list(session.scalars(
             select(InstanceRow.sop_uid).join(SeriesRow, InstanceRow.series_pk == SeriesRow.id)
-            .where(SeriesRow.series_uid == report_series_uid(study_uid))))
+            .where(SeriesRow.series_uid == report_series_uid(study_uid))
+            .order_by(InstanceRow.id.desc())))
 
 
 def _followed(service: NoduleService, study_uid: str) -> list[Any]:
@@ -142,9 +145,14 @@ def write_study_sr(service: NoduleService, study_uid: str) -> str | None:
                 if row.source == "cloudfilm":
                     session.get_one(NoduleMeasurementRow, row.id).sr_instance_uid = sop_uid
             session.commit()
-    for old in previous:
-        if old != sop_uid:
+    # One SR per study: the one stored last stays. Two writers at once (settle jobs of a
+    # record's old and new folder) both keep that same one, never both or neither.
+    stale = _report_instances(service, study_uid)[1:] if sop_uid else previous
+    for old in stale:
+        try:
             service.archive.deletion.delete(study_uid, report_series_uid(study_uid), old)
+        except NotStored:  # the other writer deleted it first
+            continue
     return sop_uid
 
 

@@ -310,8 +310,11 @@ class NoduleService:
         """
         with self.index.session() as session:
             studies = [uid for uid, _ in self._folder_studies(session, folder)]
+            # Only this folder's measurements: a record that has since joined a person is
+            # settled in the person's folder, by that folder's job.
             measured = set(session.scalars(select(NoduleMeasurementRow.study_uid).where(
-                NoduleMeasurementRow.study_uid.in_(studies)))) if studies else set()
+                NoduleMeasurementRow.study_uid.in_(studies),
+                folder.where(NoduleMeasurementRow)))) if studies else set()
         ordered = [uid for uid in studies if uid in measured]
         for uid in ordered:
             self.track(uid, current_volume=current_volume)
