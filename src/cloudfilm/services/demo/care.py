@@ -6,8 +6,8 @@ scans, a guideline result per scan and, once the patient's folder exists, a remi
 the next scan. The clicks are where the truth file puts each nodule's centre, and the
 measurements go through the same semi-automatic segmentation and tracking as a
 physician's click in the viewer (services/nodules/service.py); nothing is copied from the truth
-but the click. Scans are measured newest first on purpose: tracking must not depend on
-the order (the tests compare it with oldest first).
+but the click. Scans are measured newest first, the order a physician with a new scan
+uses; tracking does not depend on it (tests/test_nodule_care.py measures in all orders).
 """
 
 from __future__ import annotations
