@@ -5,8 +5,10 @@ processes on loopback.
 Each node has its own ``--data`` directory (scratch only) and the same
 ``CLOUDFILM_SECRET_KEY``; neither runs jobs (``CLOUDFILM_EMBEDDED_WORKER=false``). The
 tests show that what one node does is seen by the other at the next request: stored
-studies, share revocation, an archive that survives kill -9 of a node during STOW and of
-the worker during registration, and one audit chain under concurrent writers on both.
+studies, share revocation, lock-outs, changed metadata, imported SRs, DIMSE peers and
+what they sent, an archive that survives kill -9 of a node during STOW and of the worker
+during registration, one audit chain under concurrent writers on both, and reminders
+sent once by two workers.
 """
 
 from __future__ import annotations
@@ -19,19 +21,25 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
+import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
 from conftest import PostgresSchema, Server, admin_token, cli_env, database_url_for, free_port
 from factory import make_instance, parse_multipart, stow, to_bytes
 from jobs_wait import wait_for_tracking
+from test_dimse import STORE_CALLER, add_node, dcmtk, findscu, getscu, pixel_bytes
 from test_jobs import RABBITMQ, _assert_tracked_across_hospitals, _measure_two_scans, wait_until
+from test_login import PASSWORD, login
+from test_nodule_care import ohif_nodule_sr
 
 AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "cloudfilm-test", "AWS_SECRET_ACCESS_KEY": "not-a-secret",
@@ -100,14 +108,19 @@ class Cluster:
                               env=self.env(), capture_output=True, text=True, timeout=900)
 
     def start_worker(self) -> None:
+        self.worker = self.another_worker("worker")
+
+    def another_worker(self, name: str) -> subprocess.Popen[bytes]:
+        """A ``cloudfilm worker`` with a data directory of its own, started and ready."""
         self.worker_logs += 1
         log_path = self.base / f"worker-{self.worker_logs}.log"
         with open(log_path, "ab") as log:
-            self.worker = subprocess.Popen(
-                [sys.executable, "-m", "cloudfilm", "worker", "--data", str(self.base / "worker")],
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "cloudfilm", "worker", "--data", str(self.base / name)],
                 env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         wait_until(lambda: "cloudfilm worker:" in log_path.read_text(errors="replace"), 60,
-                   "the worker to start", alive=self.worker)
+                   "the worker to start", alive=worker)
+        return worker
 
     def kill_worker(self) -> None:
         """kill -9: no clean-up, no lease given back."""
@@ -193,7 +206,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, moto_port: int) -> Iterato
     queue = f"{RABBITMQ}?queue=cf_cluster_{os.getpid()}_{time.monotonic_ns()}"
     made = Cluster(base, url, schema, _bucket_env(moto_port) | {
         "CLOUDFILM_QUEUE_URL": queue, "CLOUDFILM_SECRET_KEY": secrets.token_hex(32),
-        "CLOUDFILM_EMBEDDED_WORKER": "false"})
+        "CLOUDFILM_EMBEDDED_WORKER": "false",
+        # Reminders every 2 s, so that two workers tick them many times in a test.
+        "CLOUDFILM_REMINDER_INTERVAL": "2", "CLOUDFILM_NOTIFY_INTERVAL": "1"})
     try:
         demo = made.cli("demo", "--patients", "1", "--slices", "80", "--images-only",
                         data=base / "demo")
@@ -201,10 +216,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, moto_port: int) -> Iterato
         _person_of(made, json.loads((base / "demo" / "demo-truth.json").read_text()))
         for n in (1, 2):
             (base / f"node{n}").mkdir()
-            made.nodes.append(Server(base / f"node{n}" / "data", url,
+            made.nodes.append(Server(base / f"node{n}" / "data", url, dimse_port=free_port(),
                                      extra_env=made.shared_env).start())
         made.start_worker()
         made.start_balancer()
+        # Known DIMSE peers, registered through node 1 only: a modality and a workstation.
+        add_node(made.nodes[0], "modality", STORE_CALLER)
+        for ae_title in ("FINDSCU", "GETSCU"):
+            add_node(made.nodes[0], ae_title.lower(), ae_title, sees="all")
         yield made
     finally:
         made.close()
@@ -283,6 +302,124 @@ def test_a_share_revoked_on_node_1_is_refused_on_node_2_at_the_next_request(
         assert browser.get(f"/shared/studies/{study}").status_code in (401, 404)
 
 
+def test_failed_logins_on_both_nodes_lock_the_account_out_on_both(cluster: Cluster) -> None:
+    """Five wrong passwords from one address, alternating between the nodes, lock that
+    account at that address on every node; the balancer forwards the client's address
+    (``option forwardfor``), so another client behind it is not locked out."""
+    from cloudfilm.services.access.accounts import AccountService
+    from cloudfilm.storage.index.db import Index
+
+    name = f"u{secrets.token_hex(4)}"
+    index = Index(cluster.database_url)
+    try:
+        AccountService(index).add_user(name, "physician", PASSWORD)
+    finally:
+        index.dispose()
+    guesser = {"X-Forwarded-For": "198.51.100.77"}
+    statuses = []
+    for attempt in range(5):
+        node = cluster.nodes[attempt % 2]
+        with httpx.Client(base_url=node.url, timeout=60, headers=guesser) as client:
+            statuses.append(login(client, name, "guess").status_code)
+    assert statuses == [401, 401, 401, 401, 429]
+    for node in cluster.nodes:
+        with httpx.Client(base_url=node.url, timeout=60, headers=guesser) as client:
+            assert login(client, name, PASSWORD).status_code == 429
+    with httpx.Client(base_url=cluster.balancer, timeout=60, headers=guesser) as client:
+        assert login(client, name, PASSWORD).status_code == 429
+    owner = {"X-Forwarded-For": "198.51.100.78"}
+    with httpx.Client(base_url=cluster.balancer, timeout=60, headers=owner) as client:
+        assert login(client, name, PASSWORD).status_code == 303  # the form came from the other node
+        assert client.get("/api/me").json()["username"] == name
+
+
+def test_metadata_follows_what_the_other_node_stored_and_deleted(cluster: Cluster) -> None:
+    """No node keeps a copy of the index: an instance added through one node is in the
+    other's series metadata and QIDO at the next request, and a deleted study is gone."""
+    node1, node2 = cluster.nodes
+    study, series = generate_uid(), generate_uid()
+    first, second = (make_instance(study=study, series=series, rows=64, columns=64, seed=n,
+                                   instance_number=n, issuer="CLUSTER-SCRATCH") for n in (1, 2))
+    kept = cluster.cli("retention", "policy", "set", "CLUSTER-SCRATCH", "--min-years", "0",
+                       data=node1.data_dir)  # this source's studies may be deleted at once
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    metadata = f"/studies/{study}/series/{series}/metadata"
+
+    def sops(http: httpx.Client) -> list[str]:
+        answer = http.get(metadata)
+        assert answer.status_code == 200, answer.text
+        return sorted(m["00080018"]["Value"][0] for m in answer.json())
+
+    with _dicomweb(node1) as one, _dicomweb(node2) as two:
+        assert stow(one, [to_bytes(first)]).status_code == 200
+        assert sops(two) == [first.SOPInstanceUID]
+        assert stow(two, [to_bytes(second)]).status_code == 200
+        assert sops(one) == sorted([first.SOPInstanceUID, second.SOPInstanceUID])
+        counted = one.get("/studies", params={"StudyInstanceUID": study,
+                                              "includefield": "00201208"}).json()
+        assert counted[0]["00201208"]["Value"] == [2]
+        assert one.delete(f"/studies/{study}").json() == {"deleted_instances": 2}
+        assert two.get(metadata).status_code == 404
+        assert two.get("/studies", params={"StudyInstanceUID": study}).json() in ([], None)
+
+
+def test_dimse_peers_and_what_they_send_are_known_to_either_node(cluster: Cluster,
+                                                                 tmp_path: Path) -> None:
+    """The peers were registered through node 1. A modality sends to node 2; a workstation
+    finds and retrieves the study from node 1, byte for byte."""
+    node1, node2 = cluster.nodes
+    study = generate_uid()
+    folder = tmp_path / "sent"
+    folder.mkdir()
+    sent: dict[str, bytes] = {}
+    for n in (1, 2, 3):
+        ds = make_instance(study=study, rows=64, columns=64, seed=n, instance_number=n,
+                           patient_id="CLUSTER-DIMSE")
+        sent[str(ds.SOPInstanceUID)] = to_bytes(ds)
+        (folder / f"{n}.dcm").write_bytes(sent[str(ds.SOPInstanceUID)])
+    stored = dcmtk("storescu", "-aec", node2.ae_title, "+sd", "127.0.0.1",
+                   str(node2.dimse_port), folder)
+    assert stored.returncode == 0, stored.stdout
+    with node1.http() as http:
+        listed = http.get("/dicomweb/studies", params={"StudyInstanceUID": study})
+        assert len(listed.json()) == 1, stored.stdout
+    [found] = findscu(node1, tmp_path / "found", "-S", "QueryRetrieveLevel=STUDY",
+                      f"StudyInstanceUID={study}", "NumberOfStudyRelatedInstances")
+    assert found.NumberOfStudyRelatedInstances == 3
+    got = getscu(node1, tmp_path / "got", "-k", "QueryRetrieveLevel=STUDY",
+                 "-k", f"StudyInstanceUID={study}")
+    assert got.returncode == 0, got.stdout
+    received = {str(pydicom.dcmread(p).SOPInstanceUID): pixel_bytes(p)
+                for p in (tmp_path / "got").iterdir()}
+    assert received == {sop: pixel_bytes(data) for sop, data in sent.items()}
+
+
+def test_two_workers_send_a_share_reminder_once(cluster: Cluster) -> None:
+    """Both workers tick the reminder jobs every 2 s (the fixture's interval); a share
+    ending in three days is reminded to its owner once, seen on the other node."""
+    node1, node2 = cluster.nodes
+    truth = json.loads((cluster.base / "demo" / "demo-truth.json").read_text())
+    study = truth["patients"][0]["studies"][0]["study_uid"]
+    second = cluster.another_worker("worker-2")
+    try:
+        with node1.http() as owner:
+            until = (datetime.now(UTC).date() + timedelta(days=3)).isoformat()
+            created = owner.post("/api/shares", json={
+                "audience": "link", "scope": {"studies": [study]}, "valid_until": until})
+            assert created.status_code == 201, created.text
+        with node2.http() as owner:
+            def reminders() -> list[dict[str, Any]]:
+                listed = owner.get("/api/me/notifications")
+                assert listed.status_code == 200, listed.text
+                return [n for n in listed.json() if n["kind"] == "share-expiring"]
+
+            wait_until(reminders, 60, "the reminder")
+            time.sleep(6)  # three more ticks of each worker
+            assert len(reminders()) == 1
+    finally:
+        _stop(second)
+
+
 def _access_denied_records(cluster: Cluster) -> int:
     from sqlalchemy import func, select
 
@@ -347,6 +484,32 @@ def test_a_worker_killed_during_registration_completes_after_a_restart(cluster: 
         _assert_tracked_across_hospitals(http, first, second)
         assert wait_for_tracking(http, first["study_uid"])["assessment"] is not None
     assert cluster.jobs("nodules.settle") == []
+
+
+def test_an_ohif_sr_read_on_both_nodes_at_once_is_imported_once(cluster: Cluster) -> None:
+    """OHIF stores its TID 1500 SR through node 1; readers on both nodes open the study's
+    nodules at the same moment: one imported measurement, not one per node or reader."""
+    truth = json.loads((cluster.base / "demo" / "demo-truth.json").read_text())
+    study = truth["patients"][0]["studies"][2]
+    node1, node2 = cluster.nodes
+    with _dicomweb(node1) as http:
+        sr, part10 = ohif_nodule_sr(http, study)
+        assert stow(http, [part10]).status_code == 200
+
+    start = threading.Barrier(6)
+
+    def read(node: Server) -> int:
+        with node.http() as http:
+            start.wait()  # all six at once
+            return http.get(f"/api/studies/{study['study_uid']}/nodules").status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(read, cluster.nodes * 3))
+    assert answers == [200] * 6
+    with node2.http() as http:
+        measurements = wait_for_tracking(http, study["study_uid"])["measurements"]
+    imported = [m for m in measurements if m["source"] == "sr-import"]
+    assert [m["sr_instance_uid"] for m in imported] == [sr.SOPInstanceUID]
 
 
 def test_kill_9_of_node_1_during_stow_loses_no_acknowledged_instance(cluster: Cluster) -> None:

@@ -11,6 +11,7 @@ import itertools
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -160,6 +161,24 @@ def test_thirty_failures_from_one_address_lock_that_address(server: Server,
     assert blocked.status_code == 429 and "too many failed attempts" in blocked.text
     with browser(server) as elsewhere:
         assert login(elsewhere, name, PASSWORD).status_code == 303
+
+
+def test_only_a_trusted_proxy_may_say_where_a_client_is(tmp_path: Path) -> None:
+    """CLOUDFILM_TRUSTED_PROXIES names the balancers: a client that is not one cannot dodge
+    its lock-out by sending X-Forwarded-For."""
+    data_dir = tmp_path / "data"
+    srv = Server(data_dir, f"sqlite:///{data_dir / 'index.sqlite3'}",
+                 extra_env={"CLOUDFILM_TRUSTED_PROXIES": "192.0.2.10"}).start()
+    try:
+        index = Index(srv.database_url)
+        name = new_user(AccountService(index))
+        with browser(srv) as client:  # loopback, not the trusted balancer
+            assert login(client, name, "guess").status_code == 401
+        with index.session() as session:
+            assert session.get(RateLimitRow, f"login:{name}@127.0.0.1") is not None
+        index.dispose()
+    finally:
+        srv.stop()
 
 
 def test_the_lockout_message_is_in_chinese_too(server: Server, accounts: AccountService) -> None:

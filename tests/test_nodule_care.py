@@ -13,6 +13,7 @@ import io
 import json
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import pydicom
 import pytest
 
 from conftest import Server, admin_token, database_url_for, run_cli
+from factory import stow
 from jobs_wait import wait_for_tracking
 
 
@@ -239,18 +241,17 @@ def test_cloudfilm_report_is_not_imported_back(site: Site) -> None:
     assert all(m["source"] == "cloudfilm" for m in again)
 
 
-def test_an_ohif_measurement_stored_by_stow_joins_the_nodule_model(site: Site) -> None:
-    """OHIF saves dcmjs TID 1500 SRs via STOW; reading the study imports them as nodules."""
+def ohif_nodule_sr(http: httpx.Client, study: dict[str, Any]) -> tuple[pydicom.Dataset, bytes]:
+    """OHIF's TID 1500 SR (as dcmjs writes it) of a demo study's first nodule, beside an
+    18 cm line across the chest; and its Part 10 bytes. ``http`` is a client of the
+    server's /dicomweb root (the CT's metadata is read through it)."""
     from test_nodule_sr import _dcmjs_group, _dcmjs_num, ohif_sr
 
-    patient = site.truth["patients"][1]
-    study = patient["studies"][0]
     nodule = study["nodules"][0]
     col, row, _ = nodule["center_voxel"]
     half = nodule["diameter_mm"] / 2 / study["pixel_spacing_mm"]
-    with site.http() as http:
-        ct_json = http.get(f"/dicomweb/studies/{study['study_uid']}/series/{study['series_uid']}"
-                           f"/instances/{nodule['instance_uid_at_center']}/metadata").json()[0]
+    ct_json = http.get(f"/studies/{study['study_uid']}/series/{study['series_uid']}"
+                       f"/instances/{nodule['instance_uid_at_center']}/metadata").json()[0]
     ct_json.pop("7FE00010", None)  # pixels are not needed to reference the image
     ct = pydicom.Dataset.from_json(ct_json)
     sop = nodule["instance_uid_at_center"]
@@ -264,14 +265,25 @@ def test_an_ohif_measurement_stored_by_stow_joins_the_nodule_model(site: Site) -
     sr = ohif_sr(ct, [group, chest])
     buffer = io.BytesIO()
     sr.save_as(buffer, enforce_file_format=True)
-    boundary = "ohif-sr-boundary"
-    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + buffer.getvalue()
-            + f"\r\n--{boundary}--\r\n".encode())
-    with site.http() as http:
-        stored = http.post("/dicomweb/studies", content=body, headers={
-            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+    return sr, buffer.getvalue()
+
+
+def test_an_ohif_measurement_stored_by_stow_joins_the_nodule_model(site: Site) -> None:
+    """OHIF saves dcmjs TID 1500 SRs via STOW; reading the study imports them as nodules."""
+    patient = site.truth["patients"][1]
+    study = patient["studies"][0]
+    nodule = study["nodules"][0]
+    with httpx.Client(base_url=site.server.dicomweb, headers=site.server.auth,
+                      timeout=120) as http:
+        sr, part10 = ohif_nodule_sr(http, study)
+        stored = stow(http, [part10])
         assert stored.status_code == 200, stored.text
-        measurements = wait_for_tracking(http, study["study_uid"])["measurements"]  # imports
+    # Six readers at once (as on several nodes): the SR is imported once, not per reader.
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: _nodules(site, study["study_uid"]), range(6)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    with site.http() as http:
+        measurements = wait_for_tracking(http, study["study_uid"])["measurements"]
     imported = [m for m in measurements if m["source"] == "sr-import"]
     assert len(imported) == 1  # the 18 cm line across the chest is not a nodule
     m = imported[0]
@@ -280,7 +292,16 @@ def test_an_ohif_measurement_stored_by_stow_joins_the_nodule_model(site: Site) -
     assert math.dist(m["center_patient_mm"], nodule["center_patient_mm"]) < 1.5
     with site.http() as http:  # read again: imported once, not twice
         again = http.get(f"/api/studies/{study['study_uid']}/nodules").json()["measurements"]
-    assert [x["id"] for x in again if x["source"] == "sr-import"] == [m["id"]]
+        assert [x["id"] for x in again if x["source"] == "sr-import"] == [m["id"]]
+        # A physician removes it: it stays removed (the SR is not read again).
+        assert http.delete(f"/api/nodule-measurements/{m['id']}").status_code == 204
+        after = wait_for_tracking(http, study["study_uid"])["measurements"]
+    assert [x for x in after if x["source"] == "sr-import"] == []
+
+
+def _nodules(site: Site, study_uid: str) -> httpx.Response:
+    with site.http() as http:
+        return http.get(f"/api/studies/{study_uid}/nodules")
 
 
 def test_a_click_measures_the_nodule_in_3d_and_tracks_it(site: Site) -> None:

@@ -377,6 +377,30 @@ def test_check_is_clean_on_s3_and_names_an_object_deleted_behind_its_back(
     assert f"missing blob: instance {gone}" in sizes.stdout
 
 
+def test_check_removes_orphans_only_when_asked_and_only_old_ones(
+        s3_server: Server, bucket: Bucket) -> None:
+    """An object no row names, as a node lost with its data directory leaves behind (an
+    upload whose index commit never came): reported, kept while it could still be in
+    flight, removed once older than the age the operator gives."""
+    kept = make_instance(rows=16, columns=16, seed=7)
+    s3_server.start()
+    with httpx.Client(base_url=s3_server.dicomweb, headers=s3_server.auth, timeout=60) as http:
+        assert stow(http, [to_bytes(kept)]).status_code == 200
+    stray = f"{blob_key_for(generate_uid())}.{secrets.token_hex(8)}"
+    bucket.client.put_object(Bucket=bucket.name, Key=f"{bucket.prefix}/{stray}",
+                             Body=to_bytes(make_instance(seed=8)))
+    young = check(s3_server, bucket, "--remove-orphans-older-than", "24")
+    assert young.returncode == 1 and f"orphan blob: {stray} has no index row" in young.stdout
+    removed = check(s3_server, bucket, "--remove-orphans-older-than", "0")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert f"removed orphan blob: {stray}" in removed.stdout
+    assert "checked 1 index rows and 2 blobs: clean" in removed.stdout
+    listed = bucket.client.list_objects_v2(Bucket=bucket.name, Prefix=f"{bucket.prefix}/")
+    assert [o["Key"] for o in listed["Contents"]] == [f"{bucket.prefix}/{bucket.key_of(kept.SOPInstanceUID)}"]
+    refused = check(s3_server, bucket, "--remove-orphans-older-than", "-1")
+    assert refused.returncode == 2 and "use a number of hours" in refused.stderr
+
+
 def test_delete_removes_the_objects(s3_server: Server, bucket: Bucket) -> None:
     keep, drop = make_instance(seed=7), make_instance(seed=8)
     s3_server.start()

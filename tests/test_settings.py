@@ -152,7 +152,8 @@ def test_each_value_is_read_into_its_typed_field(tmp_path: Path) -> None:
         CLOUDFILM_SMTP_HOST="mail.example.org", CLOUDFILM_SMTP_PORT="587",
         CLOUDFILM_SMTP_STARTTLS="on", CLOUDFILM_SMTP_USER="films", CLOUDFILM_SMTP_PASSWORD=" pw ",
         CLOUDFILM_OIDC_ISSUER="https://idp.example.org/realms/h/", CLOUDFILM_OIDC_CLIENT_ID="cf",
-        CLOUDFILM_OIDC_CLIENT_SECRET="s3cret", CLOUDFILM_SYSLOG="tcp://logs.example.org:6514")
+        CLOUDFILM_OIDC_CLIENT_SECRET="s3cret", CLOUDFILM_SYSLOG="tcp://logs.example.org:6514",
+        CLOUDFILM_TRUSTED_PROXIES=" 10.0.0.5, 10.0.1.0/24,fd00::/64 ")
     assert settings.overwrite and settings.public_url == "https://films.example.org"
     assert settings.blob_url.startswith("s3://films/") and settings.queue_url.startswith("amqp://")
     assert settings.http.keepalive == 2.5 and settings.dimse.allow == "known"
@@ -164,6 +165,7 @@ def test_each_value_is_read_into_its_typed_field(tmp_path: Path) -> None:
     assert settings.oidc == OidcSettings("https://idp.example.org/realms/h", "cf", "s3cret")
     assert settings.oidc.metadata_url.endswith("/realms/h/.well-known/openid-configuration")
     assert settings.syslog == SyslogTarget("tcp", "logs.example.org", 6514)
+    assert settings.trusted_proxies == ("10.0.0.5", "10.0.1.0/24", "fd00::/64")
 
 
 @pytest.mark.parametrize(("variable", "value", "reason"), [
@@ -191,6 +193,10 @@ def test_each_value_is_read_into_its_typed_field(tmp_path: Path) -> None:
     ("CLOUDFILM_BLOB_URL", "s3:///no-bucket", "use file:///path or s3://bucket/prefix[?endpoint_url=…]"),
     ("CLOUDFILM_SYSLOG", "udp://collector", "use udp://host:port or tcp://host:port"),
     ("CLOUDFILM_SYSLOG", "tcp://collector:port", "use udp://host:port or tcp://host:port"),
+    ("CLOUDFILM_TRUSTED_PROXIES", "balancer.local", "use IP addresses or networks separated by "
+     "commas, e.g. 127.0.0.1,10.0.0.0/24"),
+    ("CLOUDFILM_TRUSTED_PROXIES", ",,", "use IP addresses or networks separated by commas, "
+     "e.g. 127.0.0.1,10.0.0.0/24"),
 ])
 def test_a_bad_value_is_an_error_naming_the_variable_and_what_it_takes(
         tmp_path: Path, variable: str, value: str, reason: str) -> None:

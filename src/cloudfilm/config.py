@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -122,6 +123,9 @@ class Settings:
     queue_url: str = ""  # "" = the embedded queue in the index database
     embedded_worker: bool = True  # `cloudfilm serve` runs jobs too
     secret_key: bytes | None = field(default=None, repr=False)  # None = <data_dir>/server.key
+    # Load balancers whose X-Forwarded-For and X-Forwarded-Proto are believed: the client
+    # address there is what lock-outs and the audit trail record.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
     http: HttpSettings = field(default_factory=HttpSettings)
     dimse: DimseSettings = field(default_factory=DimseSettings)
     remote_timeout: float = 10.0
@@ -149,6 +153,7 @@ class Settings:
             queue_url=env.queue_url(),
             embedded_worker=env.flag("CLOUDFILM_EMBEDDED_WORKER", default=cls.embedded_worker),
             secret_key=env.secret_key(),
+            trusted_proxies=env.networks("CLOUDFILM_TRUSTED_PROXIES", cls.trusted_proxies),
             http=_http(env),
             dimse=DimseSettings(
                 allow=env.choice("CLOUDFILM_DIMSE_ALLOW", DIMSE_POLICIES),
@@ -330,6 +335,22 @@ class _Env:
             raise SettingError(f"CLOUDFILM_SECRET_KEY: use a key of at least {KEY_BYTES} bytes "
                                f"written as hex or base64 (e.g. openssl rand -hex {KEY_BYTES})")
         return key
+
+    def networks(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated IP addresses or networks (10.0.0.0/24, fd00::/64)."""
+        raw = self.text(name)
+        if not raw:
+            return default
+        items = tuple(item.strip() for item in raw.split(",") if item.strip())
+        try:
+            for item in items:
+                ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            items = ()
+        if not items:
+            raise SettingError(f"{name}={raw!r}: use IP addresses or networks separated by "
+                               "commas, e.g. 127.0.0.1,10.0.0.0/24")
+        return items
 
     def syslog(self) -> SyslogTarget | None:
         raw = self.text("CLOUDFILM_SYSLOG")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +122,26 @@ def _demo_film(archive: Any, truth_path: Path, base_url: str | None) -> str:
             f"  printable slip with its QR code: {slip}")
 
 
+def _hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = -1.0
+    if not 0 <= hours < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use a number of hours, 0 or more")
+    return hours
+
+
 def run_check(args: argparse.Namespace) -> int:
     from cloudfilm.services.archive.check import check_archive
 
+    hours = args.remove_orphans_older_than
     with opened(args, recover=False) as archive:
-        report = check_archive(archive.index, archive.blobs, hashes=not args.sizes_only)
+        report = check_archive(
+            archive.index, archive.blobs, hashes=not args.sizes_only,
+            remove_orphans_older_than=None if hours is None else timedelta(hours=hours))
+    for key in report.removed:
+        print(f"removed orphan blob: {key} (no index row, written over {hours:g} h ago)")
     for problem in report.problems:
         print(problem)
     verdict = "clean" if report.clean else f"{len(report.problems)} difference(s)"
@@ -157,4 +173,7 @@ def register(commands: Any) -> None:
     add_data_arg(check)
     check.add_argument("--sizes-only", action="store_true",
                        help="compare sizes, not SHA-256 (no blob is read back)")
+    check.add_argument("--remove-orphans-older-than", type=_hours, metavar="HOURS",
+                       help="delete blobs no index row names that were written more than "
+                            "HOURS ago (e.g. 24: left by a node lost with its data directory)")
     check.set_defaults(func=run_check)

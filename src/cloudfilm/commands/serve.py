@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
               + ("" if worker else " (no job worker: run 'cloudfilm worker')"), flush=True)
         config = uvicorn.Config(create_app(archive), host=args.host, port=args.port, loop="uvloop",
                                 http=guarded_protocol(timeouts), access_log=False,
+                                proxy_headers=True,
+                                forwarded_allow_ips=list(settings.trusted_proxies),
                                 log_level="warning",
                                 timeout_keep_alive=int(timeouts.keep_alive_seconds))
         # uvicorn re-raises SIGTERM once it has stopped; as SystemExit it lets the

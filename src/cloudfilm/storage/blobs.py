@@ -26,6 +26,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -97,6 +98,11 @@ class BlobStore(Protocol):
     # -- reading ---------------------------------------------------------------------
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
+    def written_at(self, key: str) -> datetime:
+        """When the blob was written: an orphan is removed only once no upload that
+        could still name it is in flight (`cloudfilm check --remove-orphans-older-than`)."""
+        ...
+
     def open(self, key: str) -> BinaryIO:
         """A seekable binary stream over the blob; close it (``with``) when done."""
         ...
@@ -173,6 +179,9 @@ class FileSystemBlobStore(StagingArea):
 
     def size(self, key: str) -> int:
         return self._file(key).stat().st_size
+
+    def written_at(self, key: str) -> datetime:
+        return datetime.fromtimestamp(self._file(key).stat().st_mtime, UTC)
 
     def open(self, key: str) -> BinaryIO:
         return open(self._file(key), "rb")

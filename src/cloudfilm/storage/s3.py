@@ -29,6 +29,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
@@ -276,6 +277,11 @@ class S3BlobStore(StagingArea):
     def size(self, key: str) -> int:
         return int(self._call("HeadObject", self.client.head_object,
                               Key=self._name(key))["ContentLength"])
+
+    def written_at(self, key: str) -> datetime:
+        written = self._call("HeadObject", self.client.head_object,
+                             Key=self._name(key))["LastModified"]
+        return cast(datetime, written)
 
     def _cached(self, name: str) -> BinaryIO | None:
         path = self.cache.get(name) if self.cache is not None else None

@@ -1,5 +1,12 @@
 """Consistency check: every index row has its blob with the right size and SHA-256, and
-every blob has its row. Read-only; it reports, it never repairs.
+every blob has its row. It reports; the one repair it makes, when asked, is to remove
+orphan blobs older than a given age.
+
+Why that one: a node killed between an upload and its index commit leaves an object no
+row names, and the node's own recovery removes it from the staged file in its data
+directory. When that directory is lost with the node, nothing else names the object.
+No upload is in flight for hours (an instance is indexed seconds after its upload), so
+an orphan older than that can be removed safely by any node.
 
 The same check runs on any blob store: the store lists its keys with their sizes (a
 directory walk, or ListObjectsV2 on S3), and hashing reads each blob as a stream.
@@ -11,6 +18,7 @@ asked about again, and so is a blob without a row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -24,6 +32,7 @@ class CheckReport:
     instances: int = 0
     blobs: int = 0
     problems: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # orphan blobs removed on request
 
     @property
     def clean(self) -> bool:
@@ -40,7 +49,19 @@ def _size(blobs: BlobStore, listed: dict[str, int], key: str) -> int | None:
         return None
 
 
-def check_archive(index: Index, blobs: BlobStore, *, hashes: bool = True) -> CheckReport:
+def _old_enough(blobs: BlobStore, key: str, age: timedelta | None) -> bool:
+    if age is None:
+        return False
+    try:
+        return blobs.written_at(key) <= datetime.now(UTC) - age
+    except FileNotFoundError:
+        return False
+
+
+def check_archive(index: Index, blobs: BlobStore, *, hashes: bool = True,
+                  remove_orphans_older_than: timedelta | None = None) -> CheckReport:
+    """Compare index and store; with ``remove_orphans_older_than``, orphan blobs written
+    longer ago than that are deleted (and listed in ``removed``), not reported."""
     report = CheckReport()
     listed = dict(blobs.listing())
     report.blobs = len(listed)
@@ -61,7 +82,12 @@ def check_archive(index: Index, blobs: BlobStore, *, hashes: bool = True) -> Che
     with index.session() as session:  # a new snapshot: rows committed while the check ran
         for key in sorted(set(listed) - indexed):
             named = select(InstanceRow.id).where(InstanceRow.blob_key == key)
-            if not session.execute(named).first():
+            if session.execute(named).first():
+                continue
+            if _old_enough(blobs, key, remove_orphans_older_than):
+                blobs.delete([key])
+                report.removed.append(key)
+            else:
                 report.problems.append(f"orphan blob: {key} has no index row")
     for path in blobs.staged():
         report.problems.append(f"interrupted ingest awaiting recovery: {path.name}")

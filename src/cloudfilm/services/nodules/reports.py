@@ -27,7 +27,12 @@ from cloudfilm.domain.fhir_observation import bundle, nodule_observation
 from cloudfilm.domain.nodule import Method
 from cloudfilm.services.archive.ingest import DERIVED
 from cloudfilm.services.archive.retrieve import NotStored
-from cloudfilm.services.nodules.model import NewMeasurement, NoduleError, to_domain
+from cloudfilm.services.nodules.model import (
+    NewMeasurement,
+    NoduleError,
+    to_domain,
+    validate_measurement,
+)
 from cloudfilm.services.nodules.sr import (
     ImportedMeasurement,
     SrNodule,
@@ -36,7 +41,11 @@ from cloudfilm.services.nodules.sr import (
     read_nodule_sr,
 )
 from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
-from cloudfilm.storage.index.nodule_models import NoduleMeasurementRow, NoduleRow
+from cloudfilm.storage.index.nodule_models import (
+    NoduleMeasurementRow,
+    NoduleRow,
+    SrImportRow,
+)
 
 if TYPE_CHECKING:
     from cloudfilm.services.nodules.service import NoduleService
@@ -168,23 +177,22 @@ def _study_srs(service: NoduleService, study_uid: str) -> list[tuple[str, str]]:
                    SeriesRow.series_uid != report_series_uid(study_uid)))]
 
 
-# SRs read once and found to hold no nodule measurement (a report, a 18 cm line): not read
-# from disk again on every view of the study. Per process; SR instances never change.
-_NOTHING_TO_IMPORT: set[str] = set()
-
-
 def import_study_srs(service: NoduleService, study_uid: str) -> int:
-    """Import measurement groups of SRs not yet imported (e.g. saved in OHIF); returns how many."""
+    """Import the measurement groups of SRs not read before (e.g. saved in OHIF); returns
+    how many measurements this call imported. Each SR is read once, whichever node or
+    request comes first (its `SrImportRow` is written with its measurements)."""
     candidates = _study_srs(service, study_uid)
     if not candidates:
         return 0
     with service.index.session() as session:
-        done = set(session.scalars(select(NoduleMeasurementRow.sr_instance_uid).where(
-            NoduleMeasurementRow.study_uid == study_uid,
+        done = set(session.scalars(select(SrImportRow.sop_uid).where(
+            SrImportRow.study_uid == study_uid)))
+        done |= set(session.scalars(select(NoduleMeasurementRow.sr_instance_uid).where(
+            NoduleMeasurementRow.study_uid == study_uid,  # imported before revision 0012
             NoduleMeasurementRow.source == "sr-import")))
     imported = 0
     for series_uid, sop_uid in candidates:
-        if sop_uid in done or sop_uid in _NOTHING_TO_IMPORT:
+        if sop_uid in done:
             continue
         ds = _read_header(service, study_uid, series_uid, sop_uid)
         try:
@@ -192,49 +200,51 @@ def import_study_srs(service: NoduleService, study_uid: str) -> int:
         except (ValueError, AttributeError, KeyError) as error:
             log.info("SR %s has no readable measurements: %s", sop_uid, error)
             found = []
-        count = sum(_import_item(service, study_uid, sop_uid, item) for item in found)
-        if count == 0:
-            _NOTHING_TO_IMPORT.add(sop_uid)
-        imported += count
+        measurements = [m for m in (_measurement(service, study_uid, sop_uid, item)
+                                    for item in found) if m is not None]
+        if service.add_from_sr(study_uid, sop_uid, measurements):
+            imported += len(measurements)
     return imported
 
 
-def _import_item(service: NoduleService, study_uid: str, sop_uid: str,
-                 item: ImportedMeasurement) -> bool:
-    """One SR measurement group as a measurement of the study; False if it is not a nodule
-    measurement that can be placed (no length, longer than 3 cm, no usable image)."""
+def _measurement(service: NoduleService, study_uid: str, sop_uid: str,
+                 item: ImportedMeasurement) -> tuple[NewMeasurement, str] | None:
+    """One SR measurement group as a measurement of the study (and who made it); None if it
+    is not a nodule measurement that can be placed (no length, longer than 3 cm, no usable
+    image)."""
     long_axis = item.long_axis_mm
     if long_axis is None or not item.instance_uid or not item.series_uid:
-        return False
+        return None
     if long_axis > MAX_NODULE_MM:
-        return False  # a mass or some other length (e.g. a chest width), not a nodule
+        return None  # a mass or some other length (e.g. a chest width), not a nodule
     try:
         image = _read_header(service, study_uid, item.series_uid, item.instance_uid)
         centre = item.centre_in_space_mm or centre_from_points(item.points, image,
                                                                item.frame_number)
     except (LookupError, ValueError) as error:
         log.info("SR %s: measurement without a usable image: %s", sop_uid, error)
-        return False
+        return None
     single = item.short_axis_mm is None
     short = long_axis if item.short_axis_mm is None else min(item.short_axis_mm, long_axis)
     outline: dict[str, Any] = {"instance_uid": item.instance_uid,  # SCOORD -> pixel indices
                                "long_axis": [[p[0] - 0.5, p[1] - 0.5] for p in item.points[:2]]}
     if single:
         outline["single_diameter"] = True
+    measurement = NewMeasurement(
+        series_uid=item.series_uid, instance_uid=item.instance_uid,
+        frame_number=item.frame_number, centre_mm=centre,
+        long_axis_mm=max(long_axis, short), short_axis_mm=short,
+        volume_mm3=item.volume_mm3,
+        nodule_type=item.nodule_type.value if item.nodule_type else "solid",
+        lobe=item.lobe.value if item.lobe else None,
+        method=(item.method or Method.MANUAL).value, outline=outline,
+        source="sr-import", sr_instance_uid=sop_uid)
     try:
-        service.add(study_uid, NewMeasurement(
-            series_uid=item.series_uid, instance_uid=item.instance_uid,
-            frame_number=item.frame_number, centre_mm=centre,
-            long_axis_mm=max(long_axis, short), short_axis_mm=short,
-            volume_mm3=item.volume_mm3,
-            nodule_type=item.nodule_type.value if item.nodule_type else "solid",
-            lobe=item.lobe.value if item.lobe else None,
-            method=(item.method or Method.MANUAL).value, outline=outline,
-            source="sr-import", sr_instance_uid=sop_uid), item.observer or "OHIF")
+        validate_measurement(measurement)
     except NoduleError as error:
         log.info("SR %s: measurement not imported: %s", sop_uid, error)
-        return False
-    return True
+        return None
+    return measurement, item.observer or "OHIF"
 
 
 def study_fhir_bundle(service: NoduleService, study_uid: str) -> dict[str, Any]:

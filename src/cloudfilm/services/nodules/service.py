@@ -21,6 +21,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloudfilm.domain.access import Permission, Principal
@@ -54,6 +55,7 @@ from cloudfilm.storage.index.nodule_models import (
     NoduleAssessmentRow,
     NoduleMeasurementRow,
     NoduleRow,
+    SrImportRow,
 )
 from cloudfilm.storage.index.queries import record_of_patient
 
@@ -259,28 +261,54 @@ class NoduleService:
         validate_measurement(m)
         facts = self.study_facts(study_uid)
         with self.index.write_session() as session:
-            row = NoduleMeasurementRow(
-                person_id=facts.folder.person_id, patient_pk=facts.folder.patient_pk,
-                study_uid=study_uid, series_uid=m.series_uid, instance_uid=m.instance_uid,
-                frame_number=m.frame_number, study_date=facts.study_date,
-                centre_x=m.centre_mm[0], centre_y=m.centre_mm[1], centre_z=m.centre_mm[2],
-                long_axis_mm=m.long_axis_mm, short_axis_mm=m.short_axis_mm,
-                volume_mm3=m.volume_mm3, solid_component_mm=m.solid_component_mm,
-                nodule_type=m.nodule_type, calcification=m.calcification,
-                spiculated=m.spiculated, juxtapleural=m.juxtapleural, airway=m.airway,
-                lobe=Lobe.parse(m.lobe).value if m.lobe else None, method=m.method,
-                measured_by=measured_by, source=m.source, link="auto",
-                sr_instance_uid=m.sr_instance_uid, outline=json.dumps(m.outline))
-            if m.tracking_uid:  # an imported SR names its nodule: keep that identity
-                nodule = session.scalars(select(NoduleRow).where(
-                    NoduleRow.tracking_uid == m.tracking_uid, facts.folder.where(NoduleRow))).first()
-                if nodule is not None:
-                    row.nodule_id, row.link = nodule.id, "confirmed"
-            session.add(row)
+            row = self._insert(session, facts, m, measured_by)
             session.commit()
             measurement_id = row.id
         self._settle(facts.folder, current_volume=volume)
         return self.get(measurement_id)
+
+    def add_from_sr(self, study_uid: str, sop_uid: str,
+                    found: list[tuple[NewMeasurement, str]]) -> bool:
+        """Store the measurements read from one SR (each already validated) with the SR's
+        `SrImportRow`, in one transaction; False if another reader imported it first."""
+        facts = self.study_facts(study_uid)
+        with self.index.write_session() as session:
+            session.add(SrImportRow(sop_uid=sop_uid, study_uid=study_uid,
+                                    measurements=len(found)))
+            try:
+                session.flush()  # the claim first: a concurrent importer waits here
+                for m, measured_by in found:
+                    self._insert(session, facts, m, measured_by)
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                return False
+        if found:
+            self._settle(facts.folder)
+        return True
+
+    @staticmethod
+    def _insert(session: Session, facts: StudyFacts, m: NewMeasurement,
+                measured_by: str) -> NoduleMeasurementRow:
+        row = NoduleMeasurementRow(
+            person_id=facts.folder.person_id, patient_pk=facts.folder.patient_pk,
+            study_uid=facts.study_uid, series_uid=m.series_uid, instance_uid=m.instance_uid,
+            frame_number=m.frame_number, study_date=facts.study_date,
+            centre_x=m.centre_mm[0], centre_y=m.centre_mm[1], centre_z=m.centre_mm[2],
+            long_axis_mm=m.long_axis_mm, short_axis_mm=m.short_axis_mm,
+            volume_mm3=m.volume_mm3, solid_component_mm=m.solid_component_mm,
+            nodule_type=m.nodule_type, calcification=m.calcification,
+            spiculated=m.spiculated, juxtapleural=m.juxtapleural, airway=m.airway,
+            lobe=Lobe.parse(m.lobe).value if m.lobe else None, method=m.method,
+            measured_by=measured_by, source=m.source, link="auto",
+            sr_instance_uid=m.sr_instance_uid, outline=json.dumps(m.outline))
+        if m.tracking_uid:  # an imported SR names its nodule: keep that identity
+            nodule = session.scalars(select(NoduleRow).where(
+                NoduleRow.tracking_uid == m.tracking_uid, facts.folder.where(NoduleRow))).first()
+            if nodule is not None:
+                row.nodule_id, row.link = nodule.id, "confirmed"
+        session.add(row)
+        return row
 
     def _settle(self, folder: Folder, *, current_volume: CtVolume | None = None) -> None:
         """The folder's measurements changed: settle it in a ``nodules.settle`` job (the

@@ -93,3 +93,20 @@ class NoduleAssessmentRow(Base):
     next_scan_latest: Mapped[date | None] = mapped_column(Date, nullable=True)
     result: Mapped[str] = mapped_column(Text, default="{}")  # the full advise JSON
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SrImportRow(Base):
+    """One SR another program stored (OHIF's TID 1500), read for nodule measurements once.
+
+    Inserted in the transaction that adds the SR's measurements, so two nodes (or two
+    requests) reading a study at once import each SR once: the second insert of the
+    primary key waits for the first transaction and then fails. An SR with nothing to
+    import keeps its row too (``measurements`` 0), so it is not read again.
+    """
+
+    __tablename__ = "sr_imports"
+
+    sop_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    measurements: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
