@@ -294,13 +294,19 @@ def test_measurement_is_saved_as_sr_and_found_again(open_page: OpenPage,
     dismiss_notices(page2)
     report = page2.get_by_text(REPORT_NAME).first
     report.wait_for()
-    report.dblclick()
-    page2.get_by_text("Do you want to continue tracking measurements for this study?").wait_for()
     overlay = page2.locator("[data-cy=viewport-pane]").first
-    deadline = time.monotonic() + 90  # generous: a loaded 2-core machine renders slowly
-    while not lengths_near(overlay.inner_text(), length):
-        assert time.monotonic() < deadline, f"no {length} mm in: {overlay.inner_text()!r}"
-        page2.wait_for_timeout(250)
+    # Generous: a loaded 2-core machine renders slowly. Under load OHIF has been seen to
+    # show the tracking prompt without drawing the SR's measurement; a user opens the
+    # report again, and so does the test, once.
+    for _ in range(2):
+        report.dblclick()
+        page2.get_by_text("Do you want to continue tracking measurements for this study?").wait_for()
+        deadline = time.monotonic() + 60
+        while not lengths_near(overlay.inner_text(), length) and time.monotonic() < deadline:
+            page2.wait_for_timeout(250)
+        if lengths_near(overlay.inner_text(), length):
+            break
+    assert lengths_near(overlay.inner_text(), length), f"no {length} mm in: {overlay.inner_text()!r}"
     screenshot(page2, "ohif-4-sr-reloaded")
     # Continue tracking: the SR's measurement becomes a tracked measurement again.
     page2.get_by_role("button", name="Yes", exact=True).first.click()
