@@ -11,8 +11,8 @@ import itertools
 import re
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
