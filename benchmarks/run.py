@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_qido, bench_series, bench_stow, report
+from benchmarks import bench_first_image, bench_qido, bench_series, bench_stow, report
 from benchmarks.cloudfilm_server import DEFAULT_POSTGRES
 from benchmarks.common import Context, LoadMonitor, Row, machine_info
 
-ALL = ["stow", "metadata", "frames", "retrieve", "qido"]
+ALL = ["stow", "metadata", "frames", "retrieve", "first_image", "qido"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     series_names = [n for n in ("metadata", "frames", "retrieve") if n in args.names]
     if series_names:
         jobs.append(("series", lambda: bench_series.run(ctx, series_names)))
+    if "first_image" in args.names:
+        def first_image_job() -> list:
+            rows, extra = bench_first_image.run(ctx)
+            return [("first_image", rows, bench_first_image.METHOD, extra)]
+        jobs.append(("first_image", first_image_job))
     if "qido" in args.names:
         def qido_job() -> list:
             rows, extra = bench_qido.run(ctx, args.studies)

@@ -37,6 +37,7 @@ from cloudfilm.api.authn import AuthenticationMiddleware
 from cloudfilm.api.dicomweb import delete, qido, rendered, stow, wado
 from cloudfilm.api.errors import http_exception_handler
 from cloudfilm.api.security_headers import SecurityHeadersMiddleware
+from cloudfilm.services.access.read_access import read_access_of
 from cloudfilm.services.context import Archive
 from cloudfilm.web import (
     card_words,
@@ -75,7 +76,10 @@ async def favicon(request: Request) -> Response:
 @asynccontextmanager
 async def anchored_at_shutdown(app: Starlette) -> AsyncIterator[None]:
     """A clean shutdown checkpoints the audit log here: uvicorn re-raises SIGTERM once it
-    has stopped, so code after ``Server.run()`` may never run."""
+    has stopped, so code after ``Server.run()`` may never run. At start, one epoch read
+    through the thread pool loads anyio's thread backend and the read path's checks, which
+    the first request would otherwise wait for (~50-100 ms, issue 14)."""
+    await run_in_threadpool(read_access_of(app.state.archive).epoch.current)
     yield
     await run_in_threadpool(app.state.archive.audit.anchor_pending)
 

@@ -4,8 +4,12 @@ Why one module: DICOMweb, WADO-URI, exports and uploads must deny the same way a
 audit the same way. A denied study answers exactly like a missing one (404 with the
 same message), so a caller can't learn that a study exists from the difference.
 Views (metadata, frames, rendered images) are audited once per session and study per
-hour (``AuditLog.record_view``); downloads (any route that hands out the original Part-10
-objects) and uploads once per request.
+hour, queued without waiting for the index (``AuditLog.queue_view``); downloads (any
+route that hands out the original Part-10 objects) and uploads once per request.
+
+The study check of a request the middleware authenticated uses the access epoch it read
+(services/access/read_access.py): a decision allowed under the same epoch is answered
+from memory, on the event loop, so a frame request makes no policy query at all.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from cloudfilm.api.errors import NotFound
 from cloudfilm.domain.access import Decision, Permission
 from cloudfilm.services.access.people import audit_entry
 from cloudfilm.services.access.policy import Policy
+from cloudfilm.services.access.read_access import read_access_of
 from cloudfilm.services.archive.query import Visible
 from cloudfilm.services.context import Archive
 
@@ -48,13 +53,25 @@ def session_key(conn: HTTPConnection) -> str:
 async def require_study(conn: HTTPConnection, permission: Permission, study: str,
                         series: str | None = None, sop: str | None = None) -> Decision:
     """Allow, or raise the 404 a missing resource would get (after auditing the refusal)."""
-    who = principal(conn)
-    decision = await run_in_threadpool(Policy(archive_of(conn)).check, who, permission, study)
+    decision = await _decide(conn, permission, study)
     if not decision.allowed:
         if decision.reason != "no such study":
             await audit(conn, _action(permission), decision, study, outcome="failure")
         raise NotFound(describe(study, series, sop))
     return decision
+
+
+async def _decide(conn: HTTPConnection, permission: Permission, study: str) -> Decision:
+    """From memory under the request's access epoch when it can, else from the index."""
+    who, archive = principal(conn), archive_of(conn)
+    epoch: int | None = getattr(conn.state, "access_epoch", None)
+    if epoch is None:
+        return await run_in_threadpool(Policy(archive).check, who, permission, study)
+    checks = read_access_of(archive).studies
+    remembered = checks.remembered(who, permission, study, epoch)
+    if remembered is not None:
+        return remembered
+    return await run_in_threadpool(checks.check, who, permission, study, epoch)
 
 
 def _action(permission: Permission) -> str:
@@ -72,14 +89,11 @@ async def audit(conn: HTTPConnection, action: str, decision: Decision, study: st
 
 
 async def audit_view(conn: HTTPConnection, decision: Decision, study: str) -> None:
-    """A ``view`` record, aggregated per session and study (see AuditLog.record_view)."""
-    who = principal(conn)
-    entry = audit_entry(who, "view", person_id=decision.person_id, study_uid=study,
-                        source=client_ip(conn))
-    await run_in_threadpool(
-        lambda: archive_of(conn).audit.record_view(
-            entry.actor, study, session_key(conn), actor_role=entry.actor_role,
-            on_behalf_of=entry.on_behalf_of, person_id=entry.person_id, source=entry.source))
+    """A ``view`` record, aggregated per session and study, queued (AuditLog.queue_view):
+    no wait for the index, and none at all once the view is recorded for the hour."""
+    entry = audit_entry(principal(conn), "view", person_id=decision.person_id,
+                        study_uid=study, source=client_ip(conn))
+    archive_of(conn).audit.queue_view(entry, session_key(conn))
 
 
 async def view_study(conn: HTTPConnection, study: str, series: str | None = None,

@@ -10,6 +10,11 @@ unsafe request authenticated by the session cookie without the session's CSRF to
 (403; the token comes in the ``X-CSRF-Token`` header or a ``csrf`` form field — in
 multipart forms put that field first).
 
+Credentials are resolved through ``ReadAccess`` (services/access/read_access.py): one
+read of the index's access epoch per request, then a per-process memory of live
+credentials that any change narrowing access invalidates on every node at once. The
+epoch goes into the request's state (``access_epoch``) for the study check.
+
 It is also where refusals are audited, once for every route: whatever answers 401 or
 403 -- this middleware, ``require_user``, a handler -- leaves an ``access-denied``
 failure record (``audit_refusal``), unless the route recorded its own failure. Policy
@@ -33,13 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloudfilm.domain.access import ANONYMOUS, Principal, Role
 from cloudfilm.services.access import credentials
-from cloudfilm.services.access.accounts import (
-    AccountService,
-    ResolvedSession,
-    accounts_of,
-    principal_for_user,
-)
+from cloudfilm.services.access.accounts import ResolvedSession, principal_for_user
 from cloudfilm.services.access.people import audit_entry
+from cloudfilm.services.access.read_access import ReadAccess, read_access_of
 from cloudfilm.services.audit.log import failures_recorded
 
 __all__ = [
@@ -91,7 +92,7 @@ def client_ip(conn: HTTPConnection) -> str:
 def wants_secure_cookies(conn: HTTPConnection) -> bool:
     """HTTPS directly, or behind a proxy that says so."""
     forwarded = conn.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return conn.url.scheme == "https" or forwarded == "https"
+    return conn.scope.get("scheme") == "https" or forwarded == "https"  # not conn.url: parsed
 
 
 def set_session_cookies(response: Response, conn: HTTPConnection, session_id: str,
@@ -167,15 +168,19 @@ class AuthenticationMiddleware:
 
     async def _identify(self, scope: Scope, receive: Receive, send: Send) -> None:
         conn = HTTPConnection(scope)
-        accounts = accounts_of(scope["app"].state.archive)
+        access = read_access_of(scope["app"].state.archive)
         scope.setdefault("state", {})
         token = _bearer(conn)
         if token is not None:
-            await self._with_token(accounts, token, scope, receive, send)
+            await self._with_token(access, token, scope, receive, send)
             return
         session_id = conn.cookies.get(SESSION_COOKIE)
-        resolved = (await run_in_threadpool(accounts.resolve_session, session_id)
-                    if session_id else None)
+        resolved: ResolvedSession | None = None
+        epoch: int | None = None
+        if session_id:
+            remembered = access.remembered_session(session_id)
+            resolved, epoch = remembered if remembered is not None else \
+                await run_in_threadpool(access.session, session_id)
         if resolved is None:
             scope["state"].update(principal=ANONYMOUS, auth_method=None, csrf_token=None)
             if not is_public(scope["path"]):
@@ -183,17 +188,21 @@ class AuthenticationMiddleware:
                 return
             await self.app(scope, receive, send)
             return
+        scope["state"]["access_epoch"] = epoch
         await self._with_session(conn, resolved, scope, receive, send)
 
-    async def _with_token(self, accounts: AccountService, token: str, scope: Scope,
+    async def _with_token(self, access: ReadAccess, token: str, scope: Scope,
                           receive: Receive, send: Send) -> None:
-        who = await run_in_threadpool(accounts.principal_for_token, token)
+        remembered = access.remembered_token(token)
+        who, epoch = remembered if remembered is not None else \
+            await run_in_threadpool(access.token, token)
         if who is None:
             response = _error(401, "invalid, expired or revoked bearer token", {
                 "WWW-Authenticate": 'Bearer realm="cloudfilm", error="invalid_token"'})
             await response(scope, receive, send)
             return
-        scope["state"].update(principal=who, auth_method="token", csrf_token=None)
+        scope["state"].update(principal=who, auth_method="token", csrf_token=None,
+                              access_epoch=epoch)
         await self.app(scope, receive, send)
 
     async def _with_session(self, conn: HTTPConnection, resolved: ResolvedSession, scope: Scope,

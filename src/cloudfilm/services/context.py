@@ -9,6 +9,7 @@ from cloudfilm.config import Settings
 from cloudfilm.domain.audit import audit_key
 from cloudfilm.services.access.credentials import load_server_key
 from cloudfilm.services.access.ratelimit import RateLimiter
+from cloudfilm.services.access.read_access import ReadAccess
 from cloudfilm.services.archive.deletion import DeletionService
 from cloudfilm.services.archive.ingest import IngestService
 from cloudfilm.services.archive.query import QueryService
@@ -38,6 +39,7 @@ class Archive:
     rate_limiter: RateLimiter
     server_key: bytes
     jobs: JobQueue
+    read_access: ReadAccess | None = None  # made at first use (services/access/read_access.py)
 
     @classmethod
     def open(cls, settings: Settings, *, recover: bool = True) -> Archive:
@@ -63,9 +65,13 @@ class Archive:
                       jobs=open_queue(settings, index))
         if recover:
             archive.ingest.recover()
+            archive.audit.flush_views(adopt=True)  # views a killed process left in its journal
         return archive
 
     def close(self) -> None:
+        if self.read_access is not None:
+            self.read_access.close()  # token and session uses still pending
+        self.retrieve.series_metadata.close()
         self.audit.close()  # the closing checkpoint needs the index
         self.jobs.close()
         self.index.dispose()

@@ -59,8 +59,9 @@ def _options(request: Request, thumbnail: bool) -> RenderOptions:
 
 
 def _images(service: RetrieveService, path_params: dict[str, str]) -> list[StoredInstance]:
-    items = service.instances(path_params["study"], path_params.get("series"),
-                              path_params.get("instance"))
+    study, series, sop = path_params["study"], path_params.get("series"), path_params.get("instance")
+    # an instance (the viewer's previews) is one indexed read; a study or series lists its images
+    items = [service.instance(study, series, sop)] if series and sop else service.instances(study, series)
     images = [i for i in items if i.number_of_frames > 0]
     if not images:
         raise NotStored("renderable image (no instance in scope has pixel data)")

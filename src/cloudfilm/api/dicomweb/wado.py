@@ -6,9 +6,12 @@ also be asked for as HTJ2K (services/imaging/transcode.py), one by one or a whol
 
 from __future__ import annotations
 
+import functools
+import gzip
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -32,14 +35,14 @@ from cloudfilm.api.multipart import (
     part_header,
     stream_parts,
 )
-from cloudfilm.api.responses import json_bytes_response
+from cloudfilm.api.responses import DICOM_JSON, GZIP_MIN
 from cloudfilm.api.urls import dicomweb_base, instance_url
 from cloudfilm.domain.transfer_syntax import EXPLICIT_LE, FRAME_MEDIA_TYPES, is_native
 from cloudfilm.services.archive.retrieve import NotStored, RetrieveService, StoredInstance
+from cloudfilm.services.archive.series_metadata import MetadataBody, join_metadata
 from cloudfilm.services.context import Archive
 from cloudfilm.services.imaging import pixels, transcode
 
-BULK_PREFIX = b'"BulkDataURI":"'
 LOG = logging.getLogger(__name__)
 
 
@@ -100,20 +103,49 @@ async def retrieve_instances(request: Request) -> Response:
                              media_type=multipart_content_type("application/dicom", boundary))
 
 
-def _join_metadata(chunks: list[bytes], base: str) -> bytes:
-    body = b"[" + b",".join(chunks) + b"]"
-    return body.replace(BULK_PREFIX, BULK_PREFIX + base.encode() + b"/")
+def _metadata_body(service: RetrieveService, study: str, series: str | None, sop: str | None,
+                   base: str, gzip_accepted: bool) -> tuple[MetadataBody, bool]:
+    """A series' stored body when there is one; else joined from the instances, and
+    whether it should be stored (a whole series not stored yet)."""
+    whole_series = series is not None and sop is None
+    if whole_series:
+        stored = service.series_metadata.stored(study, str(series), base)
+        if stored is not None:
+            return stored, False
+    identity = join_metadata(service.metadata(study, series, sop), base)
+    packed = gzip.compress(identity, compresslevel=1) \
+        if gzip_accepted and len(identity) >= GZIP_MIN else b""
+    return MetadataBody(identity, packed), whole_series
 
 
 async def retrieve_metadata(request: Request) -> Response:
-    """DICOM JSON for every instance in scope, precomputed at ingest (PS3.18 §10.4.1.1.2)."""
+    """DICOM JSON for every instance in scope, precomputed at ingest (PS3.18 §10.4.1.1.2);
+    a series' answer is sent as stored, gzip or identity, never re-encoded."""
     wants_json(request.headers.get("accept"))
-    await view_study(request, *_uids(request))
+    study, series, sop = _uids(request)
+    await view_study(request, study, series, sop)
+    gzip_accepted = "gzip" in request.headers.get("accept-encoding", "")
+    service, base = _service(request), dicomweb_base(request)
     try:
-        chunks = await run_in_threadpool(_service(request).metadata, *_uids(request))
+        body, store = await run_in_threadpool(_metadata_body, service, study, series, sop, base,
+                                              gzip_accepted)
     except NotStored as exc:
         raise NotFound(str(exc)) from exc
-    return json_bytes_response(request, _join_metadata(chunks, dicomweb_base(request)))
+    # stored once this answer is sent, so building it never slows the answer down
+    later = BackgroundTask(service.series_metadata.build_later, study, str(series), base) \
+        if store else None
+    headers = {"Vary": "Accept-Encoding"}
+    if gzip_accepted and body.gzip and len(body.identity) >= GZIP_MIN:
+        headers["Content-Encoding"] = "gzip"
+        return Response(body.gzip, media_type=DICOM_JSON, headers=headers, background=later)
+    return Response(body.identity, media_type=DICOM_JSON, headers=headers, background=later)
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_choices(accept: str | None) -> tuple[FrameChoice, ...]:
+    """``frame_choices`` remembered per Accept header: a viewer sends the same one with
+    every frame, and parsing it costs more than finding the frame (issue 14)."""
+    return tuple(frame_choices(accept))
 
 
 def parse_frame_list(value: str) -> list[int]:
@@ -167,7 +199,7 @@ def frame_bytes(service: RetrieveService, item: StoredInstance, number: int,
 
 
 def _frames(service: RetrieveService, study: str, series: str, sop: str, numbers: list[int],
-            choices: list[FrameChoice]) -> list[tuple[str, bytes]]:
+            choices: Sequence[FrameChoice]) -> list[tuple[str, bytes]]:
     item = service.instance(study, series, sop)
     if item.number_of_frames == 0:
         raise NotStored(f"frames of instance {sop} (it has no pixel data)")
@@ -177,7 +209,7 @@ def _frames(service: RetrieveService, study: str, series: str, sop: str, numbers
 async def retrieve_frames(request: Request) -> Response:
     """Frames as multipart/related; type="application/octet-stream" (PS3.18 §10.4.1.1.3)."""
     numbers = parse_frame_list(request.path_params["frames"])
-    choices = frame_choices(request.headers.get("accept"))
+    choices = _frame_choices(request.headers.get("accept"))
     study, series, sop = _instance_uids(request)
     await view_study(request, study, series, sop)
     try:
@@ -212,7 +244,7 @@ PIXELDATA_BATCH = 64 << 10
 
 
 def _pixeldata_parts(service: RetrieveService, items: list[StoredInstance],
-                     choices: list[FrameChoice], base: str,
+                     choices: Sequence[FrameChoice], base: str,
                      boundary: str) -> Iterator[bytes]:
     """Each frame of each instance as a part named by its frame URL (Content-Location).
 
@@ -251,7 +283,7 @@ def _first_part(parts: Iterator[bytes]) -> list[bytes]:
 async def retrieve_pixeldata(request: Request) -> Response:
     """Every frame of a study, series or instance in one response (PS3.18 §10.4.1.1.6):
     one request instead of hundreds, which is what a viewer needs on a high-latency link."""
-    choices = frame_choices(request.headers.get("accept"))
+    choices = _frame_choices(request.headers.get("accept"))
     study, series, sop = _uids(request)
     await view_study(request, study, series, sop)
     service, boundary = _service(request), new_boundary()
@@ -276,7 +308,7 @@ async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator
 
 
 def _bulk(service: RetrieveService, study: str, series: str, sop: str, path: list[str],
-          choices: list[FrameChoice]) -> list[tuple[str, bytes]]:
+          choices: Sequence[FrameChoice]) -> list[tuple[str, bytes]]:
     item = service.instance(study, series, sop)
     if path == ["7FE00010"] and item.number_of_frames:
         if is_native(item.transfer_syntax_uid) and item.frames:
@@ -290,7 +322,7 @@ def _bulk(service: RetrieveService, study: str, series: str, sop: str, path: lis
 async def retrieve_bulkdata(request: Request) -> Response:
     """The value behind a BulkDataURI from our metadata (PS3.18 §10.4.1.1.5)."""
     path = [p.upper() for p in request.path_params["path"].strip("/").split("/")]
-    choices = frame_choices(request.headers.get("accept"))
+    choices = _frame_choices(request.headers.get("accept"))
     study, series, sop = _instance_uids(request)
     await view_study(request, study, series, sop)
     try:

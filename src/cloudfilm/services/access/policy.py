@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -194,12 +194,20 @@ class Policy:
     def check(self, principal: Principal, permission: Permission, study_uid: str,
               now: datetime | None = None) -> Decision:
         """``decide`` for a study named by UID; an unknown study is denied like a hidden one."""
+        inputs = self.check_inputs(principal, study_uid)
+        if inputs is None:
+            return Decision(False, "no such study")
+        return _decided(principal, permission, *inputs, now or utcnow())
+
+    def check_inputs(self, principal: Principal,
+                     study_uid: str) -> tuple[StudyRef, list[Grant]] | None:
+        """What ``check`` decides on: the study (None if the archive does not hold it) and
+        the grants that could apply to ``principal``."""
         with self.index.session() as session:
             study = study_ref_in(session, study_uid)
             if study is None:
-                return Decision(False, "no such study")
-            grants = load_grants(session, principal)
-        return _decided(principal, permission, study, grants, now or utcnow())
+                return None
+            return study, load_grants(session, principal)
 
     def check_upload(self, principal: Principal, study_uid: str, person_id: int | None,
                      now: datetime | None = None) -> Decision:
@@ -262,3 +270,53 @@ class Policy:
                        now: datetime | None = None) -> ColumnElement[bool] | None:
         """The ``visible=`` argument for QueryService (None: no restriction)."""
         return visible_instances_clause(self.scope(principal, permission, now))
+
+
+@dataclass(frozen=True)
+class _CheckInputs:
+    study: StudyRef
+    grants: tuple[Grant, ...]
+    epoch: int
+
+
+class StudyChecks:
+    """``Policy.check`` for the read path (frames, metadata, renderings): the inputs of a
+    decision -- the study's owner and arrival, the principal's grants -- kept per process
+    and used only under the access epoch they were loaded in (services/access/epoch.py).
+
+    ``decide`` itself runs at every request, so a grant's validity window ends on time;
+    only an allowed decision is answered from memory, so a grant or caregiver link added
+    since is found by the full check that a refusal falls back to.
+    """
+
+    def __init__(self, index: Index, *, max_entries: int = 10_000) -> None:
+        self.policy = Policy(index)
+        self.max_entries = max_entries
+        self._memo: dict[tuple[Principal, str], _CheckInputs] = {}
+
+    def remembered(self, principal: Principal, permission: Permission, study_uid: str,
+                   epoch: int, now: datetime | None = None) -> Decision | None:
+        """An allowed decision from memory (no I/O: callable on the event loop), else None."""
+        inputs = self._memo.get((principal, study_uid))
+        if inputs is None or inputs.epoch != epoch:
+            return None
+        decision = _decided(principal, permission, inputs.study, list(inputs.grants),
+                            now or utcnow())
+        return decision if decision.allowed else None
+
+    def check(self, principal: Principal, permission: Permission, study_uid: str, epoch: int,
+              now: datetime | None = None) -> Decision:
+        """``remembered``, else the full check; what it loads is kept under ``epoch``, which
+        the caller read before calling."""
+        moment = now or utcnow()
+        known = self.remembered(principal, permission, study_uid, epoch, moment)
+        if known is not None:
+            return known
+        inputs = self.policy.check_inputs(principal, study_uid)
+        if inputs is None:
+            return Decision(False, "no such study")
+        study, grants = inputs
+        if len(self._memo) >= self.max_entries:
+            self._memo.clear()
+        self._memo[(principal, study_uid)] = _CheckInputs(study, tuple(grants), epoch)
+        return _decided(principal, permission, study, grants, moment)

@@ -2,8 +2,10 @@
 
 Metadata is pre-computed DICOM JSON kept in the index, so a 300-instance series is
 one query and a join, never 300 file parses (the complaint about Orthanc in
-anchors.md). Frames are byte ranges of the stored object, read as such (pread on a file
-system, a ranged GET on an object store); nothing here knows where the blobs live.
+anchors.md); a series' whole response is kept too, compressed
+(services/archive/series_metadata.py). Frames are byte ranges of the stored object,
+read as such (pread on a file system, a ranged GET on an object store); nothing here
+knows where the blobs live.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import BinaryIO, TypeVarTuple
 
 import orjson
 import pydicom
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 
 from cloudfilm.domain.dicom_json import is_bulk, vr_of
+from cloudfilm.services.archive.prepared import PreparedRead
+from cloudfilm.services.archive.series_metadata import SeriesMetadata
 from cloudfilm.services.imaging import pixels
 from cloudfilm.storage.blobs import BlobStore
 from cloudfilm.storage.index.db import Index
@@ -60,6 +64,14 @@ def _scoped(statement: Select[*_Columns], study: str, series: str | None,
                               InstanceRow.id)
 
 
+_ONE_INSTANCE = (select(*_COLUMNS, InstanceRow.frames)
+                 .join(SeriesRow, InstanceRow.series_pk == SeriesRow.id)
+                 .join(StudyRow, SeriesRow.study_pk == StudyRow.id)
+                 .where(InstanceRow.sop_uid == bindparam("sop"),
+                        SeriesRow.series_uid == bindparam("series"),
+                        StudyRow.study_uid == bindparam("study")))
+
+
 def _describe(study: str, series: str | None, sop: str | None) -> str:
     if sop:
         return f"instance {sop}"
@@ -70,6 +82,8 @@ class RetrieveService:
     def __init__(self, index: Index, blobs: BlobStore) -> None:
         self.index = index
         self.blobs = blobs
+        self.series_metadata = SeriesMetadata(index)
+        self._one_instance = PreparedRead(index, _ONE_INSTANCE)
 
     def instances(self, study: str, series: str | None = None,
                   sop: str | None = None) -> list[StoredInstance]:
@@ -80,12 +94,14 @@ class RetrieveService:
         return [StoredInstance(*row, frames=None) for row in rows]
 
     def instance(self, study: str, series: str, sop: str) -> StoredInstance:
-        """One instance with its frame byte ranges."""
-        with self.index.session() as session:
-            row = session.execute(_scoped(select(*_COLUMNS, InstanceRow.frames), study, series, sop)).first()
+        """One instance with its frame byte ranges (a prepared read: a frame request,
+        issue 14, can afford no ORM session)."""
+        row = self._one_instance.first(study=study, series=series, sop=sop)
         if row is None:
             raise NotStored(_describe(study, series, sop))
-        return StoredInstance(*row[:-1], frames=orjson.loads(row[-1]))
+        study_uid, series_uid, sop_uid, sop_class, syntax, blob_key, size, count, ranges = row
+        return StoredInstance(study_uid, series_uid, sop_uid, sop_class, syntax, blob_key, size,
+                              count, frames=orjson.loads(ranges))
 
     def metadata(self, study: str, series: str | None = None, sop: str | None = None) -> list[bytes]:
         """Each instance's DICOM JSON, bulk data URIs still relative to the DICOMweb root."""

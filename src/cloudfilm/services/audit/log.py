@@ -24,10 +24,15 @@ such; they are protected once a keyed record follows them.
 Views are aggregated: ``record_view`` writes at most one ``view`` record per
 (session, study) per hour, so a viewer fetching hundreds of frames leaves one line;
 ``record_once`` does the same for other per-instance events (a C-STORE association).
+``queue_view`` is the same without waiting for the index (issue 14: no synchronous write
+on the read path): the view goes to this process's journal file before the request is
+answered, and a background thread appends it to the chain within ``VIEW_FLUSH_SECONDS``
+(see ``_ViewJournal``), so a killed process loses none.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -37,8 +42,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +55,7 @@ from cloudfilm.domain.clock import as_utc
 from cloudfilm.services.audit.record import AuditRecord, Forwarder, Listener
 from cloudfilm.storage.index.access_models import AuditEventRow
 from cloudfilm.storage.index.db import Index
+from cloudfilm.storage.staging import ProcessClaim
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,11 @@ VIEW_DEDUPE_MAX = 10_000  # LRU bound; an evicted key may be recorded again (err
 ANCHOR_FILE = "audit-anchor.jsonl"
 CHECKPOINT_EVERY = 64  # records between checkpoints, at most
 CHECKPOINT_SECONDS = 5.0  # and at most this long before a quiet tail is anchored
+VIEW_JOURNAL_DIR = "audit-views"  # in the data directory, beside the anchor file
+VIEW_FLUSH_SECONDS = 0.2  # a queued view reaches the chain within about this
+VIEW_ADOPT_SECONDS = 60.0  # how often journals of dead processes are looked for
+VIEW_RETRY_SECONDS = 1.0  # after a failed append (the index unreachable)
+VIEW_LATE = timedelta(minutes=1)  # a view appended later than this keeps its time in detail
 
 # Failure records written while serving one request, so the refusal auditor of the
 # authentication layer does not record a refusal twice (see ``failures_recorded``).
@@ -205,6 +216,128 @@ class _ViewDedupe:
             self.seen.pop(key, None)
 
 
+class _ViewJournal:
+    """Views on their way to the chain, kept in files so that a crash loses none.
+
+    ``add`` appends one JSON line to this process's open journal file
+    (``<data>/audit-views/<owner>.<n>.jsonl``, 0600) before the request is answered; the
+    kernel keeps it even if the process is killed the next instant. ``flush`` seals the
+    open file, appends the views of every sealed file to the chain in one transaction per
+    file, then removes it. Files of dead processes (their ``flock`` is gone, as for
+    staged blobs) are adopted by renaming them to the adopter's name, so two survivors
+    never both take one. A crash after the append but before the removal records those
+    views twice, never none; a power cut can lose the last ``VIEW_FLUSH_SECONDS``.
+    """
+
+    def __init__(self, log: AuditLog, directory: Path) -> None:
+        self.log, self.directory = log, directory
+        self.claim = ProcessClaim(directory / "locks")
+        self._lock = threading.Lock()  # the open file
+        self._flushing = threading.Lock()  # one flush at a time
+        self._fd: int | None = None
+        self._serials = itertools.count(1)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, entry: AuditEntry) -> None:
+        line = json.dumps({"at": datetime.now(UTC).isoformat(), "entry": asdict(entry)})
+        with self._lock:
+            if self._fd is None:
+                self._fd = self._open()
+            os.write(self._fd, (line + "\n").encode("utf-8"))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-views",
+                                                daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _open(self) -> int:
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        path = self.directory / f"{self.claim.owner}.{next(self._serials)}.jsonl"
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def _run(self) -> None:
+        adopted = -VIEW_ADOPT_SECONDS  # at start: whatever a crashed process left
+        while not self._stopping.is_set():
+            wait = VIEW_ADOPT_SECONDS
+            try:
+                if time.monotonic() - adopted >= VIEW_ADOPT_SECONDS:
+                    adopted = time.monotonic()
+                    self.flush(adopt=True)
+                else:
+                    self.flush()
+            except Exception:  # the files stay; try again soon
+                log.exception("audit: queued views not yet appended; will retry")
+                wait = VIEW_RETRY_SECONDS
+            if self._wake.wait(wait):
+                self._wake.clear()
+                self._stopping.wait(VIEW_FLUSH_SECONDS)  # gather a batch
+
+    def flush(self, *, adopt: bool = False) -> int:
+        """Append every sealed view to the chain (``adopt``: dead processes' too); returns
+        how many were appended."""
+        with self._flushing:
+            with self._lock:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+            appended = 0
+            for path in self._sealed(adopt):
+                appended += self._append_file(path)
+            return appended
+
+    def _sealed(self, adopt: bool) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        mine = f"{self.claim.owner}."
+        found = []
+        for path in sorted(self.directory.glob("*.jsonl")):
+            if path.name.startswith(mine):
+                found.append(path)
+            elif adopt and not self.claim.is_live(path.name.partition(".")[0]):
+                taken = self.directory / f"{mine}{next(self._serials)}.jsonl"
+                try:
+                    os.rename(path, taken)
+                except FileNotFoundError:
+                    continue  # another process adopted it first
+                found.append(taken)
+        return found
+
+    def _append_file(self, path: Path) -> int:
+        entries = _journal_entries(path)
+        if entries:
+            self.log.record_many(entries)
+        path.unlink()
+        return len(entries)
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.flush()
+        self.claim.release()
+
+
+def _journal_entries(path: Path) -> list[AuditEntry]:
+    """The entries of a journal file; a last line cut short by a crash is left out."""
+    entries = []
+    now = datetime.now(UTC)
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            item = json.loads(line)
+            entry = AuditEntry(**item["entry"])
+            at = datetime.fromisoformat(item["at"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("audit: %s line %d is not a whole view record; skipped", path.name, number)
+            continue
+        if now - at > VIEW_LATE:  # adopted after a crash: say when the view happened
+            entry = replace(entry, detail=entry.detail | {"viewed_at": at.isoformat()})
+        entries.append(entry)
+    return entries
+
+
 class AuditLog:
     def __init__(self, index: Index, *, key: bytes | None = None, anchor_dir: Path | None = None,
                  forwarder: Forwarder | None = None) -> None:
@@ -220,6 +353,7 @@ class AuditLog:
         self.on_record: list[Listener] = []
         self._views = _ViewDedupe()
         self._anchoring = _CheckpointSchedule()
+        self._journal = _ViewJournal(self, anchor_dir / VIEW_JOURNAL_DIR) if anchor_dir else None
         self.forwarder = forwarder
         if self.forwarder is not None:
             self.on_record.append(self.forwarder)
@@ -234,7 +368,13 @@ class AuditLog:
                 log.exception("audit: the closing checkpoint could not be written")
 
     def close(self) -> None:
-        """Anchor what is not yet anchored, then flush and stop the syslog forwarder."""
+        """Append queued views, anchor what is not yet anchored, then flush and stop the
+        syslog forwarder."""
+        if self._journal is not None:
+            try:
+                self._journal.close()
+            except Exception:  # they stay in the journal; the next start appends them
+                log.exception("audit: queued views could not be appended at close")
         self.anchor_pending()
         if self.forwarder is not None:
             self.forwarder.close()
@@ -343,6 +483,29 @@ class AuditLog:
                            study_uid=study_uid, source=source, detail=detail or {})
         return self.record_once(entry, session_key, now=now)
 
+    def queue_view(self, entry: AuditEntry, session_key: str) -> None:
+        """``record_once`` for a ``view``, without waiting for the index: the entry is in
+        this process's journal file when this returns, and in the chain within
+        ``VIEW_FLUSH_SECONDS``. Costs a dictionary lookup when the view was already
+        recorded within the hour, else one small file append. A log without a data
+        directory (tools, tests) records at once."""
+        if self._journal is None:
+            self.record_once(entry, session_key)
+            return
+        key = self._claim_once(entry, session_key, None)
+        if key is None:
+            return
+        try:
+            self._journal.add(entry)
+        except Exception:
+            self._views.forget(key)
+            raise
+
+    def flush_views(self, *, adopt: bool = False) -> int:
+        """Append the views queued by this process now (``adopt``: and those a crashed
+        process left in the same data directory); returns how many."""
+        return self._journal.flush(adopt=adopt) if self._journal is not None else 0
+
     def record_once(self, entry: AuditEntry, session_key: str, *,
                     now: float | None = None) -> int | None:
         """Record ``entry`` unless the same action on the same study was recorded for this
@@ -351,8 +514,8 @@ class AuditLog:
         Deduplication is in memory, per process (a bounded LRU): a restart or an eviction
         may record one more, never one fewer.
         """
-        key = (f"{entry.action}:{session_key}", entry.study_uid)
-        if not self._views.claim(key, time.monotonic() if now is None else now):
+        key = self._claim_once(entry, session_key, now)
+        if key is None:
             return None
         try:
             return self.record(entry)
@@ -360,10 +523,18 @@ class AuditLog:
             self._views.forget(key)
             raise
 
+    def _claim_once(self, entry: AuditEntry, session_key: str,
+                    now: float | None) -> tuple[str, str] | None:
+        """The dedupe key if ``entry`` is due for recording (and now claimed), else None."""
+        key = (f"{entry.action}:{session_key}", entry.study_uid)
+        return key if self._views.claim(key, time.monotonic() if now is None else now) else None
+
     def query(self, *, since: datetime | None = None, until: datetime | None = None,
               person_ids: Collection[int] | None = None, limit: int = 1000,
               newest_first: bool = False) -> list[AuditRecord]:
-        """Records with ``since <= at < until`` about any of ``person_ids`` (None: everyone)."""
+        """Records with ``since <= at < until`` about any of ``person_ids`` (None: everyone),
+        views this process queued included."""
+        self.flush_views()
         stmt: Select[AuditEventRow] = select(AuditEventRow)
         if since is not None:
             stmt = stmt.where(AuditEventRow.at >= as_utc(since))
@@ -379,6 +550,7 @@ class AuditLog:
     def verify(self) -> ChainReport:
         """Walk the chain in id order; report the first record that does not fit, a
         checkpoint it contradicts, or records missing after the newest checkpoint."""
+        self.flush_views()
         checkpoints, problem = self.anchor.read() if self.anchor else ([], "")
         if problem:
             return ChainReport(0, problem=problem)

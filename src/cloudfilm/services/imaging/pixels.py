@@ -20,11 +20,13 @@ import io
 import math
 import os
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, cast, overload
 
 import numpy
 import pydicom
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.multival import MultiValue
@@ -81,6 +83,9 @@ ALWAYS_LOSSY_SYNTAXES: frozenset[str] = frozenset(
 #: Colour spaces that decode to RGB (pydicom converts YBR_FULL[_422]; JPEG 2000
 #: decoders undo the ICT/RCT), PS3.3 C.7.6.3.1.2.
 _DECODES_TO_RGB = frozenset({"YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "RGB"})
+
+#: (5200,9230) Per-frame and (5200,9229) Shared Functional Groups Sequence, PS3.3 C.7.6.16.
+_PER_FRAME_GROUPS, _SHARED_GROUPS = 0x52009230, 0x52009229
 
 #: Byte-swap word size for raw binary VRs when leaving Big Endian, PS3.5 §7.3.
 _SWAP_WIDTH = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
@@ -197,11 +202,13 @@ def _pixel_vr(ds: pydicom.Dataset) -> str:
     """VR of Pixel Data without loading a deferred value."""
     if 0x7FE00010 not in ds:
         return "OB"
-    return str(getattr(ds.get_item(0x7FE00010), "VR", None) or "OB")
+    return str(getattr(ds.get_item(0x7FE00010, keep_deferred=True), "VR", None) or "OB")
 
 
 def _frame_group(ds: pydicom.Dataset, sequence: str, frame_index: int) -> Dataset | None:
     """Item of a functional group macro for one frame: per-frame wins over shared."""
+    if _PER_FRAME_GROUPS not in ds and _SHARED_GROUPS not in ds:  # not an enhanced object
+        return None
     for keyword, index in (
         ("PerFrameFunctionalGroupsSequence", frame_index),
         ("SharedFunctionalGroupsSequence", 0),
@@ -403,13 +410,17 @@ def _read(source: Source, **options: Any) -> pydicom.Dataset:
 def read_frame(source: Source, index: int) -> tuple[numpy.ndarray, Dataset]:
     """Decode frame ``index`` (0-based) of a Part-10 object without loading other frames.
 
+    Native Pixel Data is read as one range (the frame's bytes only) after one header
+    parse; encapsulated frames go through pydicom's frame locator, Deflated files are
+    inflated whole (no random access).
+
     Returns the decoded frame (colour as RGB, see :func:`decoded_description`) and
     the dataset, whose Pixel Data stays deferred (except for Deflated files): read
     what you need of it while a stream ``source`` is still open.
     """
     ds = _read(source, defer_size=1024)
     ts = _transfer_syntax(ds)
-    deflated = ts == DeflatedExplicitVRLittleEndian  # no random access: inflate all
+    deflated = ts == DeflatedExplicitVRLittleEndian
     if deflated:
         ds = _read(source)
     if 0x7FE00010 not in ds:
@@ -418,17 +429,51 @@ def read_frame(source: Source, index: int) -> tuple[numpy.ndarray, Dataset]:
     if not 0 <= index < desc.number_of_frames:
         raise FrameNumberError(f"frame {index + 1} not in 1..{desc.number_of_frames}")
     decoder = _decoder(ts)
+    frame = None if deflated or decoder.is_encapsulated else _native_frame(source, ds, desc, index)
+    if frame is not None:
+        return decode_frame_bytes(frame, ts, desc), ds
     try:
         if deflated:
             array, _ = decoder.as_array(ds, index=index)
-        elif isinstance(source, (str, os.PathLike)):
-            array = pixel_array(source, index=index)
         else:
-            source.seek(0)
+            if not isinstance(source, (str, os.PathLike)):
+                source.seek(0)
             array = pixel_array(source, index=index)
     except (ValueError, RuntimeError, AttributeError, KeyError) as exc:
         raise PixelDataError(f"cannot decode frame {index + 1}: {exc}") from exc
     return array, ds
+
+
+def _native_frame(source: Source, ds: Dataset, desc: PixelDescription, index: int) -> bytes | None:
+    """Frame ``index`` of native Pixel Data as :func:`iter_frame_bytes` would yield it,
+    read from the file at the element's offset; None when frames are not byte-aligned
+    (1-bit data, PS3.5 §8.1.1) or the length is undefined."""
+    bits = _native_frame_bits(desc)
+    element: DataElement | RawDataElement = ds.get_item(0x7FE00010, keep_deferred=True)
+    if bits % 8 or not isinstance(element, RawDataElement) or element.length == 0xFFFFFFFF:
+        return None
+    length = element.length
+    size = bits // 8
+    start = index * size
+    if length < start + size:
+        raise PixelDataError(f"Pixel Data holds {length} bytes; frame {index + 1} needs "
+                             f"bytes {start}..{start + size}")
+    count = min(size + size % 2, length - start)  # an odd frame keeps its pad byte (see _native_frames)
+    if element.value is not None:  # short values are not deferred
+        return bytes(element.value[start : start + count])
+    return _read_range(source, element.value_tell + start, count)
+
+
+def _read_range(source: Source, offset: int, count: int) -> bytes:
+    """``count`` bytes at ``offset``; the file's size is checked first, so a declared
+    length past its end fails here instead of allocating it."""
+    with open(source, "rb") if isinstance(source, (str, os.PathLike)) else nullcontext(source) as file:
+        end = file.seek(0, os.SEEK_END)
+        if offset + count > end:
+            raise PixelDataError(f"file ends inside Pixel Data ({end} bytes, the frame needs "
+                                 f"bytes {offset}..{offset + count})")
+        file.seek(offset)
+        return file.read(count)
 
 
 # -- transcoding to Explicit VR Little Endian ---------------------------------------

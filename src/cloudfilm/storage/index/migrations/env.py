@@ -7,6 +7,7 @@ from cloudfilm.storage.index import (
     auto_film_models,  # noqa: F401
     job_models,  # noqa: F401
     nodule_models,  # noqa: F401
+    read_models,  # noqa: F401
 )
 from cloudfilm.storage.index.models import Base
 
