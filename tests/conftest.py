@@ -272,6 +272,37 @@ def log_in(context: Any, site: DemoSite, username: str) -> Any:
     return page
 
 
+def demo_data(tmp_path_factory: pytest.TempPathFactory, into: Path, *, patients: int = 2,
+              images_only: bool = False) -> str:
+    """`cloudfilm demo --slices 80` data on SQLite in ``into``; returns its database URL.
+
+    The demo takes half a minute or more (it synthesises CTs, stores them and measures
+    their nodules), so one run of the suite builds each variant once, shared by the
+    xdist workers under a lock, and every caller gets its own copy of the directory:
+    the index is one SQLite file and blob keys are relative, so a copy is an independent
+    site. `tests/test_demo_cli.py` still runs the command itself on both databases.
+    """
+    import fcntl
+    import shutil
+
+    variant = f"demo-{patients}p{'-images' if images_only else ''}"
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # one temporary root for every worker of this run
+    built = shared / "demo-cache" / variant
+    built.parent.mkdir(parents=True, exist_ok=True)
+    with open(shared / "demo-cache" / f"{variant}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (built / "demo-truth.json").is_file():
+            shutil.rmtree(built, ignore_errors=True)
+            url, _ = database_url_for("sqlite", built)
+            made = run_cli(["demo", "--data", str(built), "--patients", str(patients),
+                            "--slices", "80"] + (["--images-only"] if images_only else []), url)
+            assert made.returncode == 0, made.stdout + made.stderr
+    shutil.copytree(built, into)
+    return database_url_for("sqlite", into)[0]
+
+
 @contextmanager
 def running_demo_site(tmp_path_factory: pytest.TempPathFactory,
                       extra_env: dict[str, str] | None = None, *,
@@ -281,10 +312,7 @@ def running_demo_site(tmp_path_factory: pytest.TempPathFactory,
     import json
 
     data_dir = tmp_path_factory.mktemp("demo-site") / "data"
-    url, _ = database_url_for("sqlite", data_dir)
-    made = run_cli(["demo", "--data", str(data_dir), "--patients", "2", "--slices", "80"]
-                   + (["--images-only"] if images_only else []), url)
-    assert made.returncode == 0, made.stdout + made.stderr
+    url = demo_data(tmp_path_factory, data_dir, images_only=images_only)
     shown = run_cli(["demo-logins", "--data", str(data_dir)], url)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     logins = {parts[1]: parts[2] for line in shown.stdout.splitlines()

@@ -348,14 +348,22 @@ def test_ohif_lists_and_loads_cloudfilm_nodule_report(open_page: OpenPage,
     dismiss_notices(page)
     report = page.get_by_text("cloudfilm nodule measurements").first
     report.wait_for(timeout=30_000)
-    report.dblclick()
     # OHIF shows the report read-only on the nodule's slice: its long axis, short axis and
     # average diameter in mm (no tracking prompt: the group is not one of its own tools).
+    # Under load OHIF 3.13 now and then opens the report on the right slice without drawing
+    # it (seen in CI: the SR badge and slice 43/80, no lengths); a user opens it again, and
+    # so does the test, up to twice more. Never drawn at all still fails.
     overlay = page.locator("[data-cy=viewport-pane]").first
-    deadline = time.monotonic() + 90  # generous: a loaded 2-core machine renders slowly
-    while not lengths_near(overlay.inner_text(), nodule["diameter_mm"]):
-        assert time.monotonic() < deadline, f"no {nodule['diameter_mm']} mm in {overlay.inner_text()!r}"
-        page.wait_for_timeout(250)
+    for _ in range(3):
+        report.dblclick()
+        deadline = time.monotonic() + 45  # generous: a loaded 2-core machine renders slowly
+        while (not lengths_near(overlay.inner_text(), nodule["diameter_mm"])
+               and time.monotonic() < deadline):
+            page.wait_for_timeout(250)
+        if lengths_near(overlay.inner_text(), nodule["diameter_mm"]):
+            break
+    assert lengths_near(overlay.inner_text(), nodule["diameter_mm"]), \
+        f"no {nodule['diameter_mm']} mm in {overlay.inner_text()!r}"
     screenshot(page, "ohif-7-cloudfilm-nodule-report")
     watch.assert_clean()
 

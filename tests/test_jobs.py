@@ -29,7 +29,7 @@ from cloudfilm.config import Settings
 from cloudfilm.services.context import Archive
 from cloudfilm.services.jobs.ledger import JobView, Ledger
 from cloudfilm.storage.index.db import Index
-from conftest import PostgresSchema, Server, cli_env, database_url_for, run_cli
+from conftest import PostgresSchema, Server, cli_env, database_url_for, demo_data, run_cli
 from jobs_wait import wait_for_tracking
 
 TESTS = Path(__file__).resolve().parent
@@ -195,9 +195,12 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     kind, broker = request.param
     made = deployment_for(kind, broker, tmp_path_factory.mktemp(f"jobs-{kind}-{broker}"))
     try:
-        demo = run_cli(["demo", "--data", str(made.data_dir), "--patients", "2", "--slices", "80",
-                        "--images-only"], made.database_url)
-        assert demo.returncode == 0, demo.stdout + demo.stderr
+        if kind == "sqlite":
+            demo_data(tmp_path_factory, made.data_dir, images_only=True)
+        else:
+            demo = run_cli(["demo", "--data", str(made.data_dir), "--patients", "2",
+                            "--slices", "80", "--images-only"], made.database_url)
+            assert demo.returncode == 0, demo.stdout + demo.stderr
         truth = json.loads((made.data_dir / "demo-truth.json").read_text())
         for patient in truth["patients"]:  # one folder per person, across both hospitals
             _person_of(made, patient)

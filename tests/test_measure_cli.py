@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import database_url_for, run_cli
+from conftest import demo_data, run_cli
 
 Demo = tuple[Path, str, dict[str, Any]]
 FIELDS = {"long_axis_mm", "short_axis_mm", "mean_diameter_mm", "volume_mm3", "center_patient_mm",
@@ -25,9 +25,7 @@ FIELDS = {"long_axis_mm", "short_axis_mm", "mean_diameter_mm", "volume_mm3", "ce
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     data = tmp_path_factory.mktemp("measure") / "data"
-    url, _ = database_url_for("sqlite", data)
-    result = run_cli(["demo", "--data", str(data), "--patients", "1", "--slices", "80"], url)
-    assert result.returncode == 0, result.stdout + result.stderr
+    url = demo_data(tmp_path_factory, data, patients=1)
     return data, url, json.loads((data / "demo-truth.json").read_text())
 
 

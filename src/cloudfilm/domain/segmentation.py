@@ -44,12 +44,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
-from skimage import measure
 
 from cloudfilm.domain.nodule import NoduleType
 from cloudfilm.domain.volume import CtVolume
+from cloudfilm.lazy import lazy_module
+
+# SciPy and scikit-image load on the first measurement, not in every process (lazy.py).
+ndimage = lazy_module("scipy.ndimage")
+spatial = lazy_module("scipy.spatial")
+measure = lazy_module("skimage.measure")
 
 # -- parameters (the reasons are in docs/segmentation.md) --------------------------------------
 
@@ -512,8 +515,8 @@ def _axes(contour: np.ndarray, pixel_mm: np.ndarray) -> tuple[np.ndarray, np.nda
     """
     mm = contour * pixel_mm
     try:
-        hull = mm[ConvexHull(mm).vertices]
-    except (QhullError, ValueError):
+        hull = mm[spatial.ConvexHull(mm).vertices]
+    except (spatial.QhullError, ValueError):
         hull = mm
     gaps = np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1)
     a, b = np.unravel_index(int(np.argmax(gaps)), gaps.shape)

@@ -38,7 +38,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+from cloudfilm.lazy import lazy_module
+
+optimize = lazy_module("scipy.optimize")  # loaded on the first match, not in every process
 
 DEFAULT_TOLERANCE_MM = 15.0
 
@@ -110,7 +113,7 @@ def match_nodules(prior: Sequence[NodulePoint], current: Sequence[NodulePoint],
         return TrackingResult((), tuple(n.id for n in current), tuple(n.id for n in prior))
     distances = _distances(prior, current, to_prior)
     allowed = distances <= _tolerances(prior, current, tolerance_mm)
-    rows, cols = linear_sum_assignment(_gated_cost(distances, allowed))
+    rows, cols = optimize.linear_sum_assignment(_gated_cost(distances, allowed))
     kept = sorted((int(r), int(c)) for r, c in zip(rows, cols, strict=True) if allowed[r, c])
     pairs = tuple(Match(current[r].id, prior[c].id, float(distances[r, c])) for r, c in kept)
     matched_current = {r for r, _ in kept}
