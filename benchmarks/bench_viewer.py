@@ -14,7 +14,11 @@ demo admin. Measured from the start of navigation, from the viewer's performance
 
 - **preview**: the study's server-rendered 256 px JPEG is on screen (the viewer's small
   first script shows it before loading Cornerstone);
-- **first image**: Cornerstone drew the slice (cloudfilm: its lossy HTJ2K preview);
+- **interactive**: a canvas the patient can scroll and window shows the slice (cloudfilm:
+  the first script's own viewer, frontend/viewer/src/quickview.ts, drawing the lossy HTJ2K
+  preview before Cornerstone has loaded; OHIF: its first image);
+- **first image**: Cornerstone drew the slice (cloudfilm: its lossy HTJ2K preview, where
+  it takes over from the first viewer);
 - **first full**: the slice on screen is at full quality (lossless HTJ2K);
 - **all preview** / **all full**: every slice is in memory as a preview / at full quality.
 
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -72,6 +77,7 @@ class Sample:
     profile: str
     cache: str
     preview_s: float | None
+    interactive_s: float | None
     first_image_s: float | None
     first_full_s: float | None
     all_preview_s: float | None
@@ -142,9 +148,11 @@ def measure(page: Any, cdp: Any, url: str, profile: Profile, cache: str) -> Samp
         rate = (full - 1) / max(1e-3, elapsed - marks["first-full"])
         projected = round(marks["first-full"] + (slices - 1) / rate, 1)
     mb_down = round((profile.link.bytes_down - down_before) / 1e6, 2) if profile.link else None
-    return Sample(profile.name, cache, *(_rounded(marks.get(k)) for k in
-                  ("preview", "first-image", "first-full", "all-preview", "all-full")),
-                  projected, full, slices, mb_down)
+    at = {k: _rounded(marks.get(k)) for k in ("preview", "interactive", "first-image",
+                                                "first-full", "all-preview", "all-full")}
+    return Sample(profile.name, cache, at["preview"], at["interactive"], at["first-image"],
+                  at["first-full"], at["all-preview"], at["all-full"], projected, full, slices,
+                  mb_down)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -160,7 +168,8 @@ def line(sample: Sample) -> str:
              f"{sample.full_loaded}/{sample.slices} full when stopped, all full projected "
              f"{_s(sample.all_full_projected_s, 0)}")
     down = f", {sample.mb_down:.1f} MB down" if sample.mb_down is not None else ""
-    return (f"preview {_s(sample.preview_s)}, first image {_s(sample.first_image_s)}, first full "
+    return (f"preview {_s(sample.preview_s)}, interactive {_s(sample.interactive_s)}, "
+            f"first image {_s(sample.first_image_s)}, first full "
             f"{_s(sample.first_full_s)}, all preview {_s(sample.all_preview_s)}, {every}{down}")
 
 
@@ -275,12 +284,53 @@ def run(args: argparse.Namespace) -> tuple[list[Sample], list[bench_ohif.Sample]
             finally:
                 browser.close()
         meta = {"load_average": load.stop(), "machine": machine_info(), "transport": transports,
+                "bundle": bundle_sizes(),
                 "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     finally:
         if link is not None:
             link.stop()
         server.cleanup()
     return ours, theirs, meta
+
+
+def _sent(path: Path) -> int:
+    """Bytes on the wire: the brotli twin, else the gzip twin, else the file (build.sh)."""
+    twins = (path.with_name(path.name + ".br"), path.with_name(path.name + ".gz"), path)
+    return next(p for p in twins if p.is_file()).stat().st_size
+
+
+def _with_imports(first: Path) -> list[Path]:
+    """A chunk and the chunks it imports statically (what the browser fetches before it runs)."""
+    found, todo = [first], [first]
+    while todo:
+        for name in re.findall(r'from"\./([^"]+\.js)"', todo.pop().read_text()):
+            path = first.parent / name
+            if path not in found:
+                found.append(path)
+                todo.append(path)
+    return found
+
+
+def bundle_sizes() -> dict[str, dict[str, Any]]:
+    """What each step of the viewer costs on the wire (KB as sent): the first script (frame,
+    preview JPEG), the first viewer (its chunks and the HTJ2K codec: what "interactive"
+    waits for), and Cornerstone (its app chunk and its own chunks, then the decode worker)."""
+    assets = BUILD_DIR / "assets"
+
+    def one(pattern: str) -> list[Path]:
+        return sorted(assets.glob(pattern))[:1]
+
+    entry = one("index-*.js")
+    parts = {
+        "first_script": entry + one("index-*.css"),
+        "first_viewer": [p for q in one("quickstart-*.js") for p in _with_imports(q)
+                         if p not in entry] + one("openjphjs-*.wasm"),
+        "cornerstone": [p for q in one("app-*.js") for p in _with_imports(q) if p not in entry]
+        + one("decodeImageFrameWorker-*.js"),
+    }
+    return {name: {"files": [p.name for p in paths],
+                   "sent_kb": round(sum(_sent(p) for p in paths) / 1024, 1)}
+            for name, paths in parts.items() if paths}
 
 
 def _mid(values: list[float | None]) -> float | None:
@@ -299,7 +349,8 @@ def summarize(ours: list[Sample], theirs: list[bench_ohif.Sample]) -> list[dict[
                 continue
             row: dict[str, Any] = {"profile": profile, "cache": cache, "runs": len(cf),
                                    "slices": cf[0].slices}
-            for key in ("preview_s", "first_image_s", "first_full_s", "all_preview_s",
+            for key in ("preview_s", "interactive_s", "first_image_s", "first_full_s",
+                        "all_preview_s",
                         "all_full_s", "all_full_projected_s", "mb_down"):
                 row[f"cloudfilm_{key}"] = _mid([getattr(s, key) for s in cf])
             row["ohif_first_image_s"] = _mid([s.first_image_s for s in oh])
@@ -317,26 +368,29 @@ def _ratios(row: dict[str, Any]) -> dict[str, float | None]:
 
     ohif_all = row["ohif_all_slices_s"] or row["ohif_all_slices_projected_s"]
     cf_full = row["cloudfilm_all_full_s"] or row["cloudfilm_all_full_projected_s"]
-    return {"ratio_first_image": ratio(row["cloudfilm_first_image_s"], row["ohif_first_image_s"]),
+    return {"ratio_interactive": ratio(row["cloudfilm_interactive_s"], row["ohif_first_image_s"]),
+            "ratio_first_image": ratio(row["cloudfilm_first_image_s"], row["ohif_first_image_s"]),
             "ratio_first_full": ratio(row["cloudfilm_first_full_s"], row["ohif_first_image_s"]),
             "ratio_all_preview": ratio(row["cloudfilm_all_preview_s"], ohif_all),
             "ratio_all_full": ratio(cf_full, ohif_all)}
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'profile':28} {'cache':5} {'preview':>8} {'first':>8} {'1st full':>9} "
-          f"{'all prev':>9} {'all full':>10} | {'OHIF 1st':>9} {'OHIF all':>10} | "
-          f"{'÷ first':>7} {'÷ all':>6}")
+    print(f"\n{'profile':28} {'cache':5} {'preview':>8} {'interact':>8} {'first':>8} "
+          f"{'1st full':>9} {'all prev':>9} {'all full':>10} | {'OHIF 1st':>9} {'OHIF all':>10} "
+          f"| {'÷ inter':>7} {'÷ first':>7} {'÷ all':>6}")
     for r in rows:
         full = _s(r["cloudfilm_all_full_s"], 1) if r["cloudfilm_all_full_s"] is not None \
             else f"~{_s(r['cloudfilm_all_full_projected_s'], 0)}"
         every = _s(r["ohif_all_slices_s"], 1) if r["ohif_all_slices_s"] is not None \
             else f"~{_s(r['ohif_all_slices_projected_s'], 0)}"
         print(f"{r['profile']:28} {r['cache']:5} {_s(r['cloudfilm_preview_s']):>8} "
+              f"{_s(r['cloudfilm_interactive_s']):>8} "
               f"{_s(r['cloudfilm_first_image_s']):>8} {_s(r['cloudfilm_first_full_s']):>9} "
               f"{_s(r['cloudfilm_all_preview_s'], 1):>9} {full:>10} | "
               f"{_s(r['ohif_first_image_s']):>9} {every:>10} | "
-              f"{r['ratio_first_image'] or '-':>7} {r['ratio_all_preview'] or '-':>6}")
+              f"{r['ratio_interactive'] or '-':>7} {r['ratio_first_image'] or '-':>7} "
+              f"{r['ratio_all_preview'] or '-':>6}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(ours, theirs)
     print_table(rows)
     print(f"\nload average during the run: {meta['load_average']}")
+    print("bundle as sent: " + ", ".join(f"{name} {part['sent_kb']:.0f} KB ({', '.join(part['files'])})"
+                                         for name, part in meta["bundle"].items()))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "rows": rows, "cloudfilm": [asdict(s) for s in ours], "ohif": [asdict(s) for s in theirs],

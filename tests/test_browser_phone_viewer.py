@@ -5,7 +5,9 @@ mediastinum and bone presets, the window/level mode, reset and "compare with pri
 are on screen without scrolling; one finger dragged up or down turns the slices; the
 window/level mode, shown as pressed, makes the same drag change the window; two fingers
 still zoom; "More" unfolds the other tools in place. A physician following the study
-page's "Measure a nodule" link (``?tool=nodule``) lands with the nodule tool on.
+page's "Measure a nodule" link (``?tool=nodule``) lands with the nodule tool on. On a slow
+link the first script's own viewer (no Cornerstone) already turns slices and windows, and
+Cornerstone takes over at the same slice and window.
 
 Touch is real: CDP Input.dispatchTouchEvent and Playwright's touchscreen, which
 Chromium turns into the touch and pointer events Cornerstone3D listens to.
@@ -14,11 +16,15 @@ Needs the viewer build: ``make web`` (``make test`` builds it first).
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cloudfilm.web.viewer import BUILD_DIR
 from conftest import DemoSite, screenshot
@@ -26,6 +32,7 @@ from test_browser_viewer import (
     PHONE,
     _pinch,
     _touch_drag,
+    changed,
     hook,
     login,
     open_viewer,
@@ -37,6 +44,11 @@ from test_browser_viewer import (
 
 PHONE_CONTEXT = {"viewport": PHONE, "has_touch": True, "is_mobile": True,
                  "device_scale_factor": 2, "locale": "zh-CN"}
+# DevTools' throttling, as on the viewer's slow-link target (benchmarks/browser_link.py):
+# 1.6 Mbit/s down, 750 kbit/s up, 150 ms round trips.
+SLOW_LINK = {"offline": False, "latency": 150, "downloadThroughput": 1_600_000 / 8,
+             "uploadThroughput": 750_000 / 8}
+CORNERSTONE_CHUNK = "**/static/build/viewer/assets/app-*.js"
 ESSENTIALS = ("[data-preset=lung]", "[data-preset=mediastinum]", "[data-preset=bone]",
               "[data-tool=windowLevel]", "[data-action=reset]", "[data-action=compare]",
               "[data-action=more]")
@@ -174,4 +186,127 @@ def test_phone_physician_link_opens_the_nodule_tool(chromium: Any, demo_site: De
     assert on_screen(page, "[data-tool=nodule]")  # the active tool shows even when folded
     assert_no_sideways_scroll(page)
     screenshot(page, "phone-viewer-07-nodule-tool")
+    watch.assert_clean()
+
+
+def quick(page: Any, expression: str, *args: Any) -> Any:
+    """Evaluate over the first viewer's hook (``q``, window.cloudfilmQuick) and ``a``."""
+    return page.evaluate(f"(a) => {{ const q = window.cloudfilmQuick; return {expression}; }}",
+                         list(args))
+
+
+def wait_for_quick(page: Any, expression: str, timeout: float = 60.0, *args: Any) -> Any:
+    """Poll the first viewer's hook (the page's CSP forbids Playwright's string eval)."""
+    for _ in range(int(timeout / 0.05)):
+        value = quick(page, f"q && ({expression})", *args)
+        if value:
+            return value
+        page.wait_for_timeout(50)
+    state = quick(page, "q && {index: q.currentIndex(), drawn: q.drawnIndex(), voi: q.voi()}")
+    raise AssertionError(f"timed out waiting for {expression}: {state}")
+
+
+def canvas_pixels(page: Any, selector: str) -> np.ndarray:
+    url = page.evaluate("(s) => document.querySelector(s).toDataURL('image/png')", selector)
+    png = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
+
+
+QUICK_CANVAS = ".pane[data-side=left] canvas.quick"
+CORNERSTONE_CANVAS = ".pane[data-side=left] .viewport canvas"
+
+
+def quick_pixels_change(page: Any, before: np.ndarray) -> np.ndarray:
+    for _ in range(100):
+        after = canvas_pixels(page, QUICK_CANVAS)
+        if changed(before, after):
+            return after
+        page.wait_for_timeout(50)
+    raise AssertionError("the first viewer's canvas did not change")
+
+
+def test_phone_on_a_slow_link_scrolls_and_windows_before_cornerstone_which_takes_over_there(
+        chromium: Any, demo_site: DemoSite, phone: list[Any]) -> None:
+    """Cornerstone's chunk is held back, so whatever scrolls and windows here is the first
+    script's own canvas; let through, Cornerstone shows the same slice with the same window
+    and the reader's drag mode, and the first canvas steps aside."""
+    study = studies(demo_site)[-1]
+    page, watch = login(chromium, demo_site, "/", **PHONE_CONTEXT)
+    phone.append(page.context)
+    held: list[Any] = []
+    release = {"now": False}
+
+    def hold_cornerstone(route: Any) -> None:
+        if release["now"]:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(CORNERSTONE_CHUNK, hold_cornerstone)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", SLOW_LINK)
+    page.goto(f"{demo_site.server.url}/view/{study['study_uid']}", wait_until="commit")
+
+    wait_for_quick(page, "q.interactive() && q.drawnIndex() === q.currentIndex()")
+    assert page.evaluate("() => window.cloudfilmViewer") is None, "Cornerstone is not held back"
+    assert page.locator(QUICK_CANVAS).is_visible()
+    assert quick(page, "q.count()") == study["slices"]
+    assert quick(page, "q.mode()") == "scroll"  # a phone: one finger turns slices
+    shown = canvas_pixels(page, QUICK_CANVAS)
+    assert shown.std() > 20 and (shown > 40).mean() > 0.1, "the first canvas is blank"
+    assert_no_sideways_scroll(page)
+    screenshot(page, "phone-viewer-08-first-viewer")
+
+    # One finger dragged down turns the slices (the number on screen and the image).
+    index, voi, text = quick(page, "q.currentIndex()"), quick(page, "q.voi()"), slice_text(page)
+    drag_vertically(page, 240)
+    wait_for_quick(page, "q.currentIndex() > a[0] && q.drawnIndex() === q.currentIndex()", 60,
+                   index)
+    assert slice_text(page) != text
+    assert quick(page, "q.voi()") == voi
+    scrolled = quick_pixels_change(page, shown)
+
+    # The window/level mode (a toolbar button, in Chinese), then the same drag windows.
+    mode = page.locator("[data-tool=windowLevel]")
+    mode.tap()
+    assert mode.get_attribute("aria-pressed") == "true"
+    assert "窗宽窗位" in page.locator(".status").inner_text()
+    index = quick(page, "q.currentIndex()")
+    drag_vertically(page, 160)
+    wait_for_quick(page, "JSON.stringify(q.voi()) !== a[0]", 10,
+                   json.dumps(voi, separators=(",", ":")))
+    assert quick(page, "q.currentIndex()") == index
+    windowed = quick_pixels_change(page, scrolled)
+    page.locator("[data-preset=lung]").tap()
+    wait_for_quick(page, "q.voi().center === -600 && q.voi().width === 1500", 10)
+    lung = quick_pixels_change(page, windowed)
+    screenshot(page, "phone-viewer-09-first-viewer-lung")
+    assert page.evaluate("() => window.cloudfilmViewer") is None, "Cornerstone is not held back"
+
+    # Cornerstone arrives: the same slice, the same window, the same drag mode; no jump.
+    for _ in range(600):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the viewer never asked for Cornerstone"
+    release["now"] = True
+    for route in held:
+        route.continue_()
+    wait_for(page, "v && v.ready", 180)
+    page.wait_for_timeout(150)
+    assert hook(page, "v.currentIndex('left')") == index
+    assert hook(page, "v.voi('left')") == {"width": 1500, "center": -600}
+    assert hook(page, "v.activeTool()") == "WindowLevel"
+    assert page.locator(QUICK_CANVAS).is_hidden()
+    screenshot(page, "phone-viewer-10-cornerstone-took-over")
+    taken = canvas_pixels(page, CORNERSTONE_CANVAS)
+    assert taken.shape == lung.shape, "the image area changed size at the takeover"
+    assert float(np.corrcoef(lung.ravel(), taken.ravel())[0, 1]) > 0.98, "the picture moved"
+    assert float(np.abs(lung - taken).mean()) < 8, "Cornerstone's window differs from the first"
+
+    # From here on Cornerstone answers the finger: the window drag goes on where it was.
+    drag_vertically(page, 160)
+    wait_for(page, "v.voi('left').center !== -600", 10)
+    assert hook(page, "v.currentIndex('left')") == index
     watch.assert_clean()

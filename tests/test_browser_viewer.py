@@ -579,3 +579,31 @@ def test_assets_are_cached_and_compressed(demo_site: DemoSite) -> None:
             == "application/wasm"
         assert http.get("/static/build/viewer/../../../viewer.py").status_code == 404
         assert http.get("/static/build/viewer/assets/nothing.js").status_code == 404
+
+
+def _chunk_and_imports(first: Any) -> list[Any]:
+    """A built chunk and those it imports statically (what the browser fetches before it)."""
+    import re
+
+    found, todo = [first], [first]
+    while todo:
+        for name in re.findall(r'from"\./([^"]+\.js)"', todo.pop().read_text()):
+            path = first.parent / name
+            if path not in found:
+                found.append(path)
+                todo.append(path)
+    return found
+
+
+def test_the_first_script_and_first_viewer_load_no_cornerstone() -> None:
+    """What a patient waits for on a slow link before the image can be scrolled is small:
+    the first script and the first viewer's chunk (with what they import) carry none of
+    Cornerstone, which comes in its own chunk (app-*.js) after."""
+    assets = BUILD_DIR / "assets"
+    first = [*assets.glob("index-*.js"), *assets.glob("quickstart-*.js")]
+    assert len(first) == 2, f"expected one first script and one first-viewer chunk: {first}"
+    chunks = {path for chunk in first for path in _chunk_and_imports(chunk)}
+    for chunk in chunks:
+        assert "CORNERSTONE_CAMERA_MODIFIED" not in chunk.read_text(), f"{chunk.name} has Cornerstone"
+    cornerstone = next(assets.glob("app-*.js"))
+    assert "CORNERSTONE_CAMERA_MODIFIED" in cornerstone.read_text()

@@ -1,7 +1,8 @@
 // cloudfilm's patient/clinic viewer: /view/{study} and /view/{study}/compare/{prior}.
 // Cornerstone3D stack viewports over the archive's own DICOMweb, with window presets,
 // measurements, touch gestures, progressive loading and a position-linked comparison.
-// Loaded by main.ts once the study's preview is already on screen.
+// Loaded by main.ts once the study's preview (and, for a single study, the first viewer,
+// quickview.ts) is on screen; it takes over the frame main.ts built (shell.ts).
 import {
   Enums, RenderingEngine, eventTarget, init as csInit, utilities as csUtils, type Types,
 } from '@cornerstonejs/core';
@@ -11,15 +12,28 @@ import {
 } from '@cornerstonejs/tools';
 import { init as loaderInit } from '@cornerstonejs/dicom-image-loader';
 import {
-  HttpError, getJSON, listSeries, mainSeries, nearestIndex, studyInfo, type SeriesInfo,
-  type Stack, type StudyInfo,
+  HttpError, getJSON, mainSeries, nearestIndex, type SeriesInfo, type Stack, type StudyInfo,
+  listSeries, studyInfo,
 } from './dicomweb';
 import { registerFrameLoader } from './frames';
 import { language, num, t } from './i18n';
 import { NoduleTool } from './nodules';
 import { Pane, el, type SideName } from './pane';
+import type { PaneView } from './paneview';
+import type { QuickView } from './quickview';
+import type { Actions, LinkKey, Shell, ToolKey, ViewAction } from './shell';
+import { PRESETS, toRange, type PresetName } from './windowing';
 
 const { MouseBindings, KeyboardBindings } = ToolEnums;
+
+/** What main.ts hands over: the frame it built, what it fetched, the first viewer. */
+export interface Boot {
+  shell: Shell;
+  left: PaneView;
+  placeholder: string | null;
+  study: Promise<[StudyInfo, SeriesInfo[]]> | null;
+  quick: QuickView | null;
+}
 
 // --- where we are --------------------------------------------------------------------------
 
@@ -33,34 +47,15 @@ const wantedTool = new URLSearchParams(location.search).get('tool');
 /** The phone layout (style.css uses the same width): one finger scrolls, W/L is a mode. */
 const phone = matchMedia('(max-width: 699px)');
 
-export const PRESETS = {
-  lung: { width: 1500, center: -600 },
-  mediastinum: { width: 350, center: 40 },
-  bone: { width: 2000, center: 300 },
-} as const;
-type PresetName = keyof typeof PRESETS | 'study';
+export { PRESETS };
 
 // --- the shell -----------------------------------------------------------------------------
 
-const status = el('div', { className: 'status', role: 'status', 'aria-live': 'polite' });
-let sayTimer = 0;
-/** A short message in the live region; it fades after a few seconds unless it must stay. */
+let shell: Shell;
+let boot: Boot;
+
 function say(message: string, stay = false): void {
-  status.textContent = message;
-  clearTimeout(sayTimer);
-  if (!stay) sayTimer = window.setTimeout(() => { status.textContent = ''; }, 4000);
-}
-
-/** A button whose accessible name starts with its visible label (WCAG 2.5.3), then says more. */
-function button(label: string, long: string, onClick: () => void, extra: Record<string, unknown> = {}) {
-  const name = long.toLowerCase().startsWith(label.toLowerCase()) ? long : `${label}: ${long}`;
-  const b = el('button', { type: 'button', title: long, 'aria-label': name, ...extra }, label);
-  b.addEventListener('click', onClick);
-  return b;
-}
-
-function group(labelKey: string, ...children: HTMLElement[]) {
-  return el('div', { className: 'group', role: 'group', 'aria-label': t(labelKey) }, ...children);
+  shell.say(message, stay);
 }
 
 const TOOLS = [
@@ -73,80 +68,29 @@ const TOOLS = [
 
 /** Not a Cornerstone tool: a click on the image measures the nodule there (nodules.ts). */
 const NODULE_TOOL = 'MeasureNodule';
+const TOOL_OF: Record<ToolKey, string> = {
+  ...Object.fromEntries(TOOLS) as Record<Exclude<ToolKey, 'nodule'>, string>,
+  nodule: NODULE_TOOL,
+};
 
-const toolButtons = new Map<string, HTMLButtonElement>();
-const toolGroupEl = group('tools.group', ...[...TOOLS, ['nodule', NODULE_TOOL] as const]
-  .map(([key, name]) => {
-    const b = button(t(`tools.${key}`), t(`tools.${key}.long`), () => toggleTool(name),
-      { 'aria-pressed': 'false', 'data-tool': key, hidden: name === NODULE_TOOL,
-        className: key === 'windowLevel' ? 'essential' : '' });
-    toolButtons.set(name, b);
-    return b;
-  }));
-
-const presetGroupEl = group('presets.group',
-  ...(['lung', 'mediastinum', 'bone', 'study'] as PresetName[]).map((name) =>
-    button(t(`presets.${name}`), t(`presets.${name}.long`), () => applyPreset(name),
-      { 'data-preset': name, className: 'essential' })));
-
-const viewGroupEl = group('view.group',
-  button(t('view.rotate'), t('view.rotate.long'), () => rotate(), { 'data-action': 'rotate' }),
-  button(t('view.flipH'), t('view.flipH.long'), () => flip('h'), { 'data-action': 'flip-h' }),
-  button(t('view.flipV'), t('view.flipV.long'), () => flip('v'), { 'data-action': 'flip-v' }),
-  button(t('view.invert'), t('view.invert.long'), () => invert(), { 'data-action': 'invert' }),
-  button(t('view.reset'), t('view.reset.long'), () => reset(),
-    { 'data-action': 'reset', className: 'essential' }),
-  button(t('view.clear'), t('view.clear.long'), () => clearMeasurements(), { 'data-action': 'clear' }));
-
-const seriesNav = el('nav', { className: 'series', 'aria-label': t('series.label') });
-const seriesToggle = button(t('series.toggle'), t('series.toggle.long'), () => {
-  const hidden = seriesNav.hidden = !seriesNav.hidden;
-  seriesToggle.setAttribute('aria-expanded', String(!hidden));
-}, { 'aria-expanded': 'true', 'data-action': 'series' });
-
-const priorButton = button(t('compare.prior'), t('compare.prior.long'), () => void openPrior(),
-  { 'data-action': 'compare', disabled: true, className: 'essential' });
+function keyOf(tool: string): ToolKey | null {
+  return (Object.entries(TOOL_OF) as [ToolKey, string][]).find(([, name]) => name === tool)?.[0]
+    ?? null;
+}
 
 const links = { scroll: true, window: true, zoom: true };
-function linkBox(key: keyof typeof links, labelKey: string) {
-  const box = el('input', { type: 'checkbox', checked: true, 'data-link': key });
-  box.addEventListener('change', () => setLink(key, box.checked));
-  return el('label', { className: 'link' }, box, t(labelKey));
-}
-const offsetNote = el('span', { className: 'offset-note', hidden: true });
-const compareGroupEl = compare
-  ? el('div', { className: 'group compare', role: 'group', 'aria-label': t('compare.prior') },
-    linkBox('scroll', 'compare.linkScroll'), linkBox('window', 'compare.linkWindow'),
-    linkBox('zoom', 'compare.linkZoom'),
-    el('a', { className: 'button essential', href: `/view/${studyUid}`,
-      title: t('compare.close.long'),
-      'aria-label': `${t('compare.close')}: ${t('compare.close.long')}` }, t('compare.close')))
-  : group('compare.prior', priorButton);
 
-const fullscreenButton = button(t('view.fullscreen'), t('view.fullscreen.long'), () => {
-  if (document.fullscreenElement) void document.exitFullscreen();
-  else void document.documentElement.requestFullscreen?.();
-}, { 'data-action': 'fullscreen', hidden: !document.fullscreenEnabled });
-document.addEventListener('fullscreenchange', () => {
-  fullscreenButton.textContent = document.fullscreenElement
-    ? t('view.exitFullscreen') : t('view.fullscreen');
-});
-
-/** On a phone the bar shows the essentials; "More" unfolds the other controls in place. */
-const moreButton = button(t('toolbar.more'), t('toolbar.more.long'), () => {
-  const open = header.classList.toggle('more-open');
-  moreButton.setAttribute('aria-expanded', String(open));
-}, { 'aria-expanded': 'false', 'data-action': 'more', className: 'more essential' });
-
-const title = el('h1', { className: 'title' }, t('app.loading'));
-const header = el('header', { className: 'bar', role: 'toolbar', 'aria-label': t('toolbar.label') },
-  el('a', { className: 'button back essential', href: '/', title: t('app.back'),
-    'aria-label': t('app.back') }, '‹'),
-  title, moreButton, el('span', { className: 'bar-break', 'aria-hidden': 'true' }),
-  seriesToggle, toolGroupEl, presetGroupEl, viewGroupEl, compareGroupEl, fullscreenButton);
-const panesEl = el('div', { className: 'panes' });
-const app = el('div', { className: `app ${compare ? 'compare' : 'single'}` },
-  header, el('main', { className: 'body' }, seriesNav, panesEl), status);
+/** What the toolbar does once Cornerstone has taken over. */
+const actions: Actions = {
+  tool: (key: ToolKey) => toggleTool(TOOL_OF[key]),
+  preset: (name: PresetName) => applyPreset(name),
+  view: (action: ViewAction) => ({
+    rotate, 'flip-h': () => flip('h'), 'flip-v': () => flip('v'), invert, reset,
+    clear: clearMeasurements,
+  })[action](),
+  prior: () => void openPrior(),
+  link: (key: LinkKey, on: boolean) => setLink(key, on),
+};
 
 // --- Cornerstone ---------------------------------------------------------------------------
 
@@ -160,7 +104,6 @@ const seriesOf: Record<SideName, SeriesInfo[]> = { left: [], right: [] };
 const infoOf: Partial<Record<SideName, StudyInfo>> = {};
 const TOOL_GROUP = 'cloudfilm';
 let primaryTool: string = defaultTool();
-let bootPlaceholder: string | null = null;
 
 async function initCornerstone(): Promise<void> {
   csInit();
@@ -183,7 +126,9 @@ function setupTools(): void {
   tg.addTool(LengthTool.toolName);
   tg.addTool(StackScrollTool.toolName, { debounceIfNotLoaded: false });
   for (const pane of panes) tg.addViewport(pane.side, engine.id);
-  setPrimaryTool(defaultTool());
+  // The mode the reader chose in the first viewer carries over.
+  const chosen = shell.pressedTool();
+  setPrimaryTool(chosen ? TOOL_OF[chosen] : defaultTool());
   phone.addEventListener('change', (e) => {
     const before = e.matches ? WindowLevelTool.toolName : StackScrollTool.toolName;
     if (primaryTool === before) setPrimaryTool(defaultTool());
@@ -199,7 +144,7 @@ function defaultTool(): string {
 function toggleTool(name: string): void {
   const next = name === primaryTool && name !== defaultTool() ? defaultTool() : name;
   setPrimaryTool(next);
-  const key = [...TOOLS, ['nodule', NODULE_TOOL] as const].find(([, tool]) => tool === next)?.[0];
+  const key = keyOf(next);
   if (key) say(t('status.dragMode', { tool: t(`tools.${key}`) }));
 }
 
@@ -227,7 +172,7 @@ function setPrimaryTool(name: string): void {
     tg.setToolActive(name, { bindings: [{ mouseButton: MouseBindings.Primary }, { numTouchPoints: 1 }] });
   }
   for (const pane of panes) pane.root.classList.toggle('measuring-nodules', name === NODULE_TOOL);
-  for (const [tool, b] of toolButtons) b.setAttribute('aria-pressed', String(tool === name));
+  shell.pressTool(keyOf(name));
 }
 
 // --- actions on the active pane ------------------------------------------------------------
@@ -239,7 +184,7 @@ function render(pane: Pane): void {
 function voiFor(name: PresetName, pane: Pane): Types.VOIRange | null {
   const preset = name === 'study' ? pane.stack?.voi : PRESETS[name];
   if (!preset) return null;
-  return csUtils.windowLevel.toLowHighRange(preset.width, preset.center);
+  return toRange(preset.width, preset.center);
 }
 
 function applyPreset(name: PresetName): void {
@@ -292,11 +237,15 @@ function clearMeasurements(): void {
 
 // --- measure nodule (issue 6) ----------------------------------------------------------------
 
-const noduleTool = new NoduleTool(toolButtons.get(NODULE_TOOL)!, say,
-  () => primaryTool === NODULE_TOOL, (pane, index) => {
-    driver = pane;
-    return pane.setIndex(index);
-  });
+let noduleTool: NoduleTool;
+
+function makeNoduleTool(): NoduleTool {
+  return new NoduleTool(shell.toolButtons.get('nodule')!, say,
+    () => primaryTool === NODULE_TOOL, (pane, index) => {
+      driver = pane;
+      return pane.setIndex(index);
+    });
+}
 
 // --- comparison: position-linked scrolling, linked window and zoom --------------------------
 
@@ -339,8 +288,8 @@ function initialOffset(a: Stack, b: Stack): number {
 }
 
 function showOffset(): void {
-  offsetNote.hidden = Math.abs(offset) < 0.05;
-  offsetNote.textContent = t('compare.offset', { offset: num(offset) });
+  shell.offsetNote.hidden = Math.abs(offset) < 0.05;
+  shell.offsetNote.textContent = t('compare.offset', { offset: num(offset) });
 }
 
 function followScroll(from: Pane, index: number): void {
@@ -421,7 +370,7 @@ function setActive(pane: Pane): void {
 
 function renderSeriesList(): void {
   const list = seriesOf[active.side];
-  seriesNav.replaceChildren(...list.map((s) => {
+  shell.seriesNav.replaceChildren(...list.map((s) => {
     const label = t('series.item', {
       number: s.number, description: s.description || s.modality, count: s.count,
     });
@@ -437,10 +386,11 @@ function renderSeriesList(): void {
   }));
 }
 
-async function openSeries(pane: Pane, series: string, placeholder: string | null = null): Promise<void> {
+async function openSeries(pane: Pane, series: string, placeholder: string | null = null,
+                          handover: QuickView | null = null): Promise<void> {
   const study = pane.side === 'left' ? studyUid : priorUid;
   try {
-    await pane.open(study, series, placeholder);
+    await pane.open(study, series, placeholder, handover);
   } catch (error) {
     fail(error);
     return;
@@ -480,13 +430,14 @@ async function openPrior(): Promise<void> {
 }
 
 function checkPrior(): void {
+  const button = shell.priorButton;
   findPrior().then((prior) => {
-    priorButton.disabled = !prior;
+    button.disabled = !prior;
     if (!prior) {
-      priorButton.title = t('compare.noPrior');
-      priorButton.setAttribute('aria-label', `${t('compare.prior')}: ${t('compare.noPrior')}`);
+      button.title = t('compare.noPrior');
+      button.setAttribute('aria-label', `${t('compare.prior')}: ${t('compare.noPrior')}`);
     }
-  }).catch(() => { priorButton.disabled = true; });
+  }).catch(() => { button.disabled = true; });
 }
 
 // --- start ---------------------------------------------------------------------------------
@@ -495,13 +446,8 @@ function fail(error: unknown): void {
   const message = error instanceof HttpError && error.status === 404
     ? t('app.notFound') : t('app.error', { message: String((error as Error)?.message ?? error) });
   say(message, true);
-  title.textContent = message;
-  app.classList.add('failed');
-}
-
-function paneTitle(info: StudyInfo | undefined, key: string): string {
-  const date = info?.date ?? '';
-  return compare ? `${t(key)} · ${date}` : [date, info?.description].filter(Boolean).join(' · ');
+  shell.title.textContent = message;
+  shell.app.classList.add('failed');
 }
 
 function markReady(): void {
@@ -518,20 +464,17 @@ async function start(): Promise<void> {
   await initCornerstone();
   const sides: SideName[] = compare ? ['left', 'right'] : ['left'];
   const uids: Record<SideName, string> = { left: studyUid, right: priorUid };
-  const fetched = await Promise.all(sides.map((side) =>
-    Promise.all([studyInfo(uids[side]), listSeries(uids[side])])));
+  const fetched = await Promise.all(sides.map((side) => (side === 'left' && boot.study)
+    || Promise.all([studyInfo(uids[side]), listSeries(uids[side])])));
   sides.forEach((side, i) => {
     [infoOf[side], seriesOf[side]] = fetched[i];
   });
-  const info = infoOf.left!;
-  title.textContent = [info.patientName, compare
-    ? `${info.date} ↔ ${infoOf.right?.date ?? ''}` : info.date, info.description]
-    .filter(Boolean).join(' · ');
+  shell.showStudy(infoOf.left!, infoOf.right);
   for (const side of sides) {
-    const pane = new Pane(side, engine, paneTitle(infoOf[side],
-      side === 'left' ? 'pane.current' : 'pane.prior'));
+    const pane = new Pane(side, engine, shell.paneTitle(infoOf[side],
+      side === 'left' ? 'pane.current' : 'pane.prior'), side === 'left' ? boot.left : null);
     panes.push(pane);
-    panesEl.append(pane.root);
+    if (!pane.root.isConnected) shell.panesEl.append(pane.root);
   }
   engine.setViewports(panes.map((pane) => ({
     viewportId: pane.side, type: Enums.ViewportType.STACK, element: pane.element,
@@ -541,28 +484,30 @@ async function start(): Promise<void> {
   driver = panes[0];
   setActive(panes[0]);
   setupTools();
-  new ResizeObserver(() => resize()).observe(panesEl);
-  if (compare) header.append(offsetNote);
+  new ResizeObserver(() => resize()).observe(shell.panesEl);
+  if (compare) shell.header.append(shell.offsetNote);
   else checkPrior();
   void openWantedTool();
 
   const first = seriesOf.left;
-  if (first.length < 2 && !compare && matchMedia('(max-width: 699px)').matches) {
-    seriesNav.hidden = true;  // one series on a phone: keep the room for the image
-    seriesToggle.setAttribute('aria-expanded', 'false');
-  }
+  shell.fitSeries(first.length);
   if (!first.length) {
     say(t('app.noImages'));
-    title.textContent = t('app.noImages');
+    shell.title.textContent = t('app.noImages');
     return;
   }
-  const leftSeries = first.find((s) => s.uid === wantedSeries) ?? mainSeries(first)!;
-  const opening = [openSeries(panes[0], leftSeries.uid, bootPlaceholder)];
+  const quick = boot.quick;
+  const leftSeries = first.find((s) => s.uid === (quick?.stack.series ?? wantedSeries))
+    ?? mainSeries(first)!;
+  const opening = [openSeries(panes[0], leftSeries.uid, boot.placeholder,
+    quick?.stack.series === leftSeries.uid ? quick : null)];
   if (compare) {
     const rightSeries = mainSeries(seriesOf.right, leftSeries);
     if (rightSeries) opening.push(openSeries(panes[1], rightSeries.uid));
   }
   await Promise.all(opening);
+  shell.loaded();
+  shell.enableAll(actions);
   markReady();
 }
 
@@ -650,10 +595,11 @@ eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_COMPLETED, ((e: CustomE
   say(t('status.measured', { length: num(length) }));
 }) as EventListener);
 
-/** Replace the boot screen with the viewer; ``placeholder`` is the preview already shown. */
-export function run(placeholder: string | null): void {
-  bootPlaceholder = placeholder;
-  document.getElementById('app')!.replaceWith(app);
-  app.append(noduleTool.panel.root);
+/** Take over the frame main.ts built (and its first viewer, if it has one). */
+export function run(handed: Boot): void {
+  boot = handed;
+  shell = handed.shell;
+  noduleTool = makeNoduleTool();
+  shell.app.append(noduleTool.panel.root);
   start().catch(fail);
 }

@@ -1,7 +1,7 @@
 // DICOMweb reads for the viewer: study and series lists (QIDO-RS), series metadata
-// (WADO-RS) turned into a sorted stack of `wadors:` image ids. Same origin: the
-// browser sends the cf_session cookie itself, so no token is ever handled here.
-import { wadors } from '@cornerstonejs/dicom-image-loader';
+// (WADO-RS) turned into a sorted stack of image ids. Same origin: the browser sends the
+// cf_session cookie itself, so no token is ever handled here. No Cornerstone here: the
+// first script (main.ts) reads the study with it before Cornerstone has loaded.
 
 export const DICOMWEB = `${location.origin}/dicomweb`;
 /** Image ids of our own progressive loader (frames.ts); the metadata is the WADO-RS loader's. */
@@ -133,6 +133,7 @@ export interface Stack {
   rows: number;
   columns: number;
   first: Attrs;
+  instances: Attrs[];       // the metadata of each index's instance (for Cornerstone's loader)
 }
 
 function cross(a: number[], b: number[]): [number, number, number] {
@@ -157,8 +158,8 @@ function orientation(a: Attrs): number[] {
 }
 
 /**
- * Fetch a series' metadata, register it with the WADO-RS loader, and order the images
- * by ImagePositionPatient projected on the slice normal (head first for axial images).
+ * Fetch a series' metadata and order the images by ImagePositionPatient projected on the
+ * slice normal (head first for axial images). frames.ts registers it with Cornerstone.
  */
 export async function loadStack(study: string, series: string): Promise<Stack> {
   const base = `${DICOMWEB}/studies/${study}/series/${series}`;
@@ -169,17 +170,18 @@ export async function loadStack(study: string, series: string): Promise<Stack> {
   const iop = orientation(first);
   const normal: [number, number, number] =
     iop.length === 6 ? cross(iop.slice(0, 3), iop.slice(3, 6)) : [0, 0, 1];
-  type Entry = { imageId: string; sop: string; frame: number; z: number; number: number };
+  type Entry = {
+    imageId: string; sop: string; frame: number; z: number; number: number; attrs: Attrs;
+  };
   const entries: Entry[] = [];
   for (const a of instances) {
     const sop = value(a, '00080018') ?? '';
     const count = Math.max(1, Number(value(a, '00280008') ?? 1));
     for (let frame = 1; frame <= count; frame++) {
       const imageId = `${SCHEME}:${base}/instances/${sop}/frames/${frame}`;
-      wadors.metaDataManager.add(imageId, a as never);
       const position = framePosition(a, frame);
       entries.push({
-        imageId, sop, frame, number: Number(value(a, '00200013') ?? 0) * 10000 + frame,
+        imageId, sop, frame, attrs: a, number: Number(value(a, '00200013') ?? 0) * 10000 + frame,
         z: position.length === 3 ? dot(position, normal) : Number.NaN,
       });
     }
@@ -199,7 +201,7 @@ export async function loadStack(study: string, series: string): Promise<Stack> {
     pixelSpacing: spacing.length === 2 ? [spacing[0], spacing[1]] : null,
     thickness: numbers(first, '00180050')[0] ?? null,
     rows: Number(value(first, '00280010') ?? 0), columns: Number(value(first, '00280011') ?? 0),
-    first,
+    first, instances: entries.map((e) => e.attrs),
   };
 }
 

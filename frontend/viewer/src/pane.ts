@@ -1,76 +1,51 @@
-// One viewport pane: a Cornerstone stack viewport with its preview image, overlays,
-// slice slider and loading progress. The app owns the rendering engine and tools.
-import {
-  Enums, RenderingEngine, utilities as csUtils, type StackViewport, type Types,
-} from '@cornerstonejs/core';
+// One viewport pane: a Cornerstone stack viewport in a PaneView (paneview.ts: overlays,
+// slider, progress). The app owns the rendering engine and tools. A pane can take over
+// from the first viewer (quickview.ts) at the slice and window the reader has reached.
+import { Enums, RenderingEngine, type StackViewport, type Types } from '@cornerstonejs/core';
 import { loadStack, previewUrl, type Stack } from './dicomweb';
-import { FrameFeed, type Quality } from './frames';
-import { num, t } from './i18n';
+import { FrameFeed, registerStack, type Quality } from './frames';
+import { PaneView, el, type SideName } from './paneview';
+import type { PreviewFeed } from './previews';
+import { toWindowLevel, type Range, type WindowLevel } from './windowing';
 
-export type SideName = 'left' | 'right';
+export { el, type SideName };
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K, props: Partial<HTMLElementTagNameMap[K]> & Record<string, unknown> = {},
-  ...children: (Node | string)[]
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  for (const [key, val] of Object.entries(props)) {
-    if (key.startsWith('aria-') || key.startsWith('data-') || key === 'role') {
-      node.setAttribute(key, String(val));
-    } else {
-      (node as unknown as Record<string, unknown>)[key] = val;
-    }
-  }
-  node.append(...children);
-  return node;
+/** The first viewer, handing its series over to Cornerstone. */
+export interface Handover {
+  stack: Stack;
+  previews: PreviewFeed;
+  /** The slice the reader is on now. */
+  index(): number;
+  /** Stop taking input; where the reader is and the window shown (modality values). */
+  freeze(): { index: number; range: Range };
+  /** Cornerstone has drawn that slice with that window: the first viewer steps aside. */
+  release(): void;
 }
-export { el };
+
+const HANDOVER_RENDER_MS = 2000;  // never wait longer for Cornerstone's first render event
 
 export class Pane {
+  readonly view: PaneView;
   readonly root: HTMLElement;
   readonly element: HTMLDivElement;   // the Cornerstone element
   readonly slider: HTMLInputElement;
-  private readonly preview: HTMLImageElement;
-  private readonly label: HTMLElement;
-  private readonly sliceText: HTMLElement;
-  private readonly windowText: HTMLElement;
-  private readonly progress: HTMLProgressElement;
-  private readonly progressText: HTMLElement;
-  private readonly badge: HTMLElement;
   stack: Stack | null = null;
   feed: FrameFeed | null = null;
   shown = false;            // Cornerstone has drawn an image (a preview or full quality)
+  private handover: Handover | null = null;
   private pendingUpdate = 0;
   onIndexChange: (pane: Pane, index: number) => void = () => {};
   /** The user acted on this pane (pointer, wheel, key, slider): it drives any linked pane. */
   onInteract: (pane: Pane) => void = () => {};
 
-  constructor(readonly side: SideName, readonly engine: RenderingEngine, public title: string) {
-    this.element = el('div', {
-      className: 'viewport', tabIndex: 0, role: 'img', 'aria-label': title,
-    });
-    this.element.addEventListener('contextmenu', (e) => e.preventDefault());
-    this.preview = el('img', { className: 'preview', alt: '', hidden: true, decoding: 'async' });
-    this.preview.addEventListener('load', () => this.mark('preview'));
-    this.sliceText = el('div', { className: 'overlay tl', 'aria-live': 'off' });
-    this.windowText = el('div', { className: 'overlay bl' });
-    this.label = el('div', { className: 'overlay tr' }, title);
-    this.badge = el('div', {
-      className: 'quality-badge', hidden: true, title: t('pane.previewBadge.long'),
-      'aria-label': t('pane.previewBadge.long'),
-    }, t('pane.previewBadge'));
-    this.progress = el('progress', { max: 1, value: 0 });
-    this.progressText = el('span', { className: 'progress-text' });
-    const progressBox = el('div', { className: 'progress', role: 'status' },
-      this.progress, this.progressText);
-    this.slider = el('input', {
-      type: 'range', className: 'slider', min: '1', max: '1', step: '1', value: '1',
-      'aria-label': t('pane.slider'), disabled: true,
-    });
-    const stage = el('div', { className: 'stage' }, this.element, this.preview, this.sliceText,
-      this.windowText, this.label, progressBox, this.badge);
-    this.root = el('section', { className: 'pane', 'data-side': side, 'aria-label': title },
-      stage, this.slider);
+  constructor(readonly side: SideName, readonly engine: RenderingEngine, public title: string,
+              view: PaneView | null = null) {
+    this.view = view ?? new PaneView(side, title);
+    this.view.setTitle(title);
+    this.view.onPreviewShown = () => this.mark('preview');
+    this.root = this.view.root;
+    this.element = this.view.element;
+    this.slider = this.view.slider;
     this.slider.addEventListener('input', () => {
       this.onInteract(this);
       void this.setIndex(Number(this.slider.value) - 1);
@@ -80,7 +55,7 @@ export class Pane {
     }
     this.element.addEventListener('keydown', (e) => this.onKey(e));
     this.element.addEventListener(Enums.Events.STACK_NEW_IMAGE, ((e: CustomEvent) => {
-      this.firstImageShown();
+      if (!this.handover) this.firstImageShown();
       this.refresh();
       this.feed?.focus(e.detail.imageIdIndex);
       this.onIndexChange(this, e.detail.imageIdIndex);
@@ -99,6 +74,7 @@ export class Pane {
   }
 
   index(): number {
+    if (this.handover) return this.handover.index();
     return this.shown ? this.viewport.getCurrentImageIdIndex() : this.initialIndex();
   }
 
@@ -136,32 +112,56 @@ export class Pane {
 
   /**
    * Load a series: metadata, a server-rendered JPEG of the slice, then every slice as an
-   * HTJ2K preview and at full quality (frames.ts).
+   * HTJ2K preview and at full quality (frames.ts). With a ``handover`` the first viewer
+   * has the metadata and the previews already, and Cornerstone starts where it is.
    */
-  async open(study: string, series: string, placeholder: string | null = null): Promise<void> {
+  async open(study: string, series: string, placeholder: string | null = null,
+             handover: Handover | null = null): Promise<void> {
     this.shown = false;
     this.feed?.stop();
     this.feed = null;
     this.marked = new Set();
-    if (placeholder) this.showPreview(placeholder);  // already fetched by the boot screen
-    const stack = await loadStack(study, series);
+    if (this.handover && this.handover !== handover) {  // another series before the takeover
+      this.handover.freeze();
+      this.handover.release();
+    }
+    this.handover = handover;
+    if (placeholder) this.view.showPreview(placeholder);  // already fetched by the boot screen
+    const stack = handover?.stack ?? await loadStack(study, series);
+    registerStack(stack);
     this.stack = stack;
-    const start = this.initialIndex();
-    // The exact slice, small and server-rendered; swapped in once it has arrived.
-    const exact = new Image();
-    exact.onload = () => { if (!this.shown) this.showPreview(exact.src); };
-    exact.src = previewUrl(stack, start);
-    this.slider.max = String(stack.imageIds.length);
-    this.slider.value = String(start + 1);
-    this.slider.disabled = stack.imageIds.length < 2;
+    const start = this.index();
+    if (!handover) {
+      // The exact slice, small and server-rendered; swapped in once it has arrived.
+      const exact = new Image();
+      exact.onload = () => { if (!this.shown) this.view.showPreview(exact.src); };
+      exact.src = previewUrl(stack, start);
+      this.view.setCount(stack.imageIds.length, start);
+    }
     this.refresh();
-    const feed = this.feed = new FrameFeed(stack, start);
+    const feed = this.feed = new FrameFeed(stack, start, handover?.previews);
     feed.onProgress = () => this.scheduleRefresh();
     feed.onUpgrade = (index, image) => this.upgraded(index, image);
     await this.viewport.setStack(stack.imageIds, start);
     feed.start();
+    if (handover) await this.takeOver(handover);
     this.firstImageShown();
     this.refresh();
+  }
+
+  /** Show the first viewer's slice and window, then let it step aside: no visible jump. */
+  private async takeOver(handover: Handover): Promise<void> {
+    const { index, range } = handover.freeze();
+    if (index !== this.viewport.getCurrentImageIdIndex()) await this.viewport.setImageIdIndex(index);
+    const drawn = new Promise<void>((resolve) => {
+      this.element.addEventListener(Enums.Events.IMAGE_RENDERED, () => resolve(), { once: true });
+      setTimeout(resolve, HANDOVER_RENDER_MS);
+    });
+    this.viewport.setProperties({ voiRange: { ...range } });
+    this.viewport.render();
+    await drawn;
+    this.handover = null;
+    handover.release();
   }
 
   /** Full quality arrived for a slice: if it is the one on screen, draw it now. */
@@ -170,15 +170,11 @@ export class Pane {
     this.viewport.successCallback(this.stack.imageIds[index], image);
   }
 
-  private showPreview(url: string): void {
-    this.preview.src = url;
-    this.preview.alt = t('pane.preview');
-    this.preview.hidden = false;
-  }
-
   /** Performance marks for benchmarks/bench_viewer.py, once per series: cf-preview-left
    * (server-rendered JPEG), cf-first-image-left (Cornerstone drew a slice), cf-first-full-left
-   * (the slice on screen at full quality), cf-all-preview-left, cf-all-full-left. */
+   * (the slice on screen at full quality), cf-all-preview-left, cf-all-full-left; and
+   * cf-interactive-left where the first viewer did not set it (it can be scrolled and
+   * windowed from here on). */
   private marked = new Set<string>();
   private mark(what: string): void {
     if (this.marked.has(what)) return;
@@ -190,8 +186,9 @@ export class Pane {
   private firstImageShown(): void {
     if (this.shown) return;
     this.mark('first-image');
+    this.mark('interactive');
     this.shown = true;
-    this.preview.hidden = true;
+    this.view.hidePreview();
     this.root.classList.add('shown');
   }
 
@@ -225,38 +222,23 @@ export class Pane {
     });
   }
 
-  /** Overlays, slider, progress and the accessible description follow the viewport. */
+  /** Overlays, slider, progress and the accessible description follow the viewport (the
+   * first viewer keeps them while it is on screen). */
   refresh(): void {
     const count = this.count();
-    if (!count) return;
+    if (!count || this.handover) return;
     const index = this.targetIndex();
-    const z = this.z(index);
-    const slice = t('pane.slice', { index: index + 1, count });
-    this.sliceText.textContent = Number.isFinite(z)
-      ? `${slice} · ${t('pane.position', { z: num(z) })}` : slice;
-    if (document.activeElement !== this.slider) this.slider.value = String(index + 1);
-    this.slider.setAttribute('aria-valuetext', slice);
-    this.element.setAttribute('aria-label', t('pane.viewport', {
-      label: this.title, index: index + 1, count,
-    }));
+    this.view.showSlice(index, count, this.z(index));
     if (this.shown) {
       const wl = this.windowLevel();
-      const zoom = this.viewport.getZoom();
-      if (wl) {
-        this.windowText.textContent = `${t('pane.window', {
-          width: num(wl.width, 0), center: num(wl.center, 0),
-        })} · ${t('pane.zoom', { zoom: Math.round(zoom * 100) })}`;
-      }
+      if (wl) this.view.showWindow(wl, this.viewport.getZoom());
     }
     const { preview, full } = this.counts();
-    this.progress.max = 2 * count;
-    this.progress.value = preview + full;
-    this.progressText.textContent = preview < count ? t('pane.loading', { loaded: preview, total: count })
-      : full < count ? t('pane.loadingFull', { full, total: count }) : t('pane.loaded', { total: count });
-    this.root.classList.toggle('complete', full >= count);
+    // Previews in but not decoded yet can be shown too: the count never goes back at the
+    // takeover from the first viewer, which counts arrivals.
+    this.view.showProgress(Math.max(preview, this.feed?.previews.arrivedCount() ?? 0), full, count);
     const quality = this.quality();
-    this.badge.hidden = quality !== 'preview';
-    this.root.dataset.quality = quality ?? '';
+    this.view.showQuality(quality);
     if (quality === 'full') this.mark('first-full');
     if (preview >= count) this.mark('all-preview');
     if (full >= count) this.mark('all-full');
@@ -264,8 +246,7 @@ export class Pane {
 
   setTitle(title: string): void {
     this.title = title;
-    this.label.textContent = title;
-    this.root.setAttribute('aria-label', title);
+    this.view.setTitle(title);
     this.refresh();
   }
 
@@ -274,10 +255,8 @@ export class Pane {
   }
 
   /** The window as DICOM states it (width/centre of the linear VOI function). */
-  windowLevel(): { width: number; center: number } | null {
+  windowLevel(): WindowLevel | null {
     const range = this.voi();
-    if (!range) return null;
-    const { windowWidth, windowCenter } = csUtils.windowLevel.toWindowLevel(range.lower, range.upper);
-    return { width: windowWidth, center: windowCenter };
+    return range ? toWindowLevel(range) : null;
   }
 }
