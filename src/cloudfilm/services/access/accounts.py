@@ -166,6 +166,23 @@ def _user(row: UserRow) -> User:
                 row.oidc_subject, row.disabled, bool(row.password_hash))
 
 
+def live_token(session: Session, token: str,
+               now: datetime) -> tuple[ApiTokenRow, UserRow] | None:
+    """A bearer token's row and user, when the token is known, neither revoked nor
+    expired, and its user is not disabled (the one check, cached or not)."""
+    row = session.scalars(select(ApiTokenRow).where(
+        ApiTokenRow.token_hash == credentials.token_hash(token))).first()
+    if row is None or not credentials.same_hash(row.token_hash, token):
+        return None
+    expires = as_utc(row.expires_at)
+    if row.revoked_at is not None or (expires is not None and expires <= now):
+        return None
+    user = session.get(UserRow, row.user_id)
+    if user is None or user.disabled:
+        return None
+    return row, user
+
+
 def principal_for_user(session: Session, user_row: UserRow) -> Principal:
     """A user's principal: own person (patients) and the persons they actively care for."""
     acting_for = frozenset(session.scalars(
@@ -414,16 +431,10 @@ class AccountService:
         """The user behind a live bearer token; None for unknown, revoked or expired ones."""
         now = utcnow()
         with self.index.session() as session:
-            row = session.scalars(select(ApiTokenRow).where(
-                ApiTokenRow.token_hash == credentials.token_hash(token))).first()
-            if row is None or not credentials.same_hash(row.token_hash, token):
+            found = live_token(session, token, now)
+            if found is None:
                 return None
-            expires = as_utc(row.expires_at)
-            if row.revoked_at is not None or (expires is not None and expires <= now):
-                return None
-            user = session.get(UserRow, row.user_id)
-            if user is None or user.disabled:
-                return None
+            row, user = found
             principal = principal_for_user(session, user)
             last = as_utc(row.last_used_at)
             token_id = row.id

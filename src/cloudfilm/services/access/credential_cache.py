@@ -28,9 +28,14 @@ from sqlalchemy.orm import Session
 from cloudfilm.domain.access import Principal
 from cloudfilm.domain.clock import as_utc, utcnow
 from cloudfilm.services.access import credentials
-from cloudfilm.services.access.accounts import SESSION_LIFETIME, ResolvedSession, principal_for_user
+from cloudfilm.services.access.accounts import (
+    SESSION_LIFETIME,
+    ResolvedSession,
+    live_token,
+    principal_for_user,
+)
 from cloudfilm.services.access.usage import UsageWriter
-from cloudfilm.storage.index.access_models import ApiTokenRow, GrantRow, UserRow, WebSessionRow
+from cloudfilm.storage.index.access_models import GrantRow, UserRow, WebSessionRow
 from cloudfilm.storage.index.db import Index
 
 Loader = Callable[[Session, datetime], "LiveCredential | None"]
@@ -56,18 +61,12 @@ class LiveCredential:
 def load_token(session: Session, token: str, epoch: int, now: datetime) -> LiveCredential | None:
     """The live token's user as a principal; None for unknown, revoked or expired tokens
     and disabled users."""
-    row = session.scalars(select(ApiTokenRow).where(
-        ApiTokenRow.token_hash == credentials.token_hash(token))).first()
-    if row is None or not credentials.same_hash(row.token_hash, token):
+    found = live_token(session, token, now)
+    if found is None:
         return None
-    expires = as_utc(row.expires_at)
-    if row.revoked_at is not None or (expires is not None and expires <= now):
-        return None
-    user = session.get(UserRow, row.user_id)
-    if user is None or user.disabled:
-        return None
-    return LiveCredential("token", row.id, principal_for_user(session, user), expires, "", epoch,
-                          as_utc(row.last_used_at))
+    row, user = found
+    return LiveCredential("token", row.id, principal_for_user(session, user),
+                          as_utc(row.expires_at), "", epoch, as_utc(row.last_used_at))
 
 
 def load_session(session: Session, session_id: str, epoch: int,
