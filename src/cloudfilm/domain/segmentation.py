@@ -45,11 +45,11 @@ from typing import Any
 
 import numpy as np
 
+from cloudfilm.domain.lazy_modules import lazy_module
 from cloudfilm.domain.nodule import NoduleType
 from cloudfilm.domain.volume import CtVolume
-from cloudfilm.lazy import lazy_module
 
-# SciPy and scikit-image load on the first measurement, not in every process (lazy.py).
+# SciPy and scikit-image load on the first measurement, not in every process (lazy_modules.py).
 ndimage = lazy_module("scipy.ndimage")
 spatial = lazy_module("scipy.spatial")
 measure = lazy_module("skimage.measure")

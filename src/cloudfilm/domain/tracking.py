@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloudfilm.lazy import lazy_module
+from cloudfilm.domain.lazy_modules import lazy_module
 
 optimize = lazy_module("scipy.optimize")  # loaded on the first match, not in every process
 

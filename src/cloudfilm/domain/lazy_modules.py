@@ -3,7 +3,9 @@
 Every ``cloudfilm`` process (each server, worker and CLI command) imports the whole
 package, but only nodule measurement and tracking use SciPy and scikit-image, which take
 about half a second to import. `lazy_module` defers that cost to the first attribute
-access, with the standard library's `importlib.util.LazyLoader` recipe.
+access, with the standard library's `importlib.util.LazyLoader` recipe. It lives in
+domain/ because the domain modules that measure and track are its users, and domain/
+imports nothing of cloudfilm outside itself.
 """
 
 from __future__ import annotations
