@@ -183,6 +183,20 @@ def live_token(session: Session, token: str,
     return row, user
 
 
+def session_principal(session: Session, row: WebSessionRow) -> Principal | None:
+    """A browser session's principal: its unrevoked share, or its user if not disabled
+    (the one check, cached or not)."""
+    if row.grant_id is not None:
+        grant = session.get(GrantRow, row.grant_id)
+        if grant is None or grant.revoked_at is not None:
+            return None
+        return Principal(kind="share", username=f"share:{grant.id}", share_grant_id=grant.id)
+    user = session.get(UserRow, row.user_id) if row.user_id is not None else None
+    if user is None or user.disabled:
+        return None
+    return principal_for_user(session, user)
+
+
 def principal_for_user(session: Session, user_row: UserRow) -> Principal:
     """A user's principal: own person (patients) and the persons they actively care for."""
     acting_for = frozenset(session.scalars(
@@ -477,7 +491,7 @@ class AccountService:
             expires = as_utc(row.expires_at)
             if row.revoked_at is not None or expires <= now:
                 return None
-            principal = self._session_principal(session, row)
+            principal = session_principal(session, row)
             if principal is None:
                 return None
             resolved = ResolvedSession(row.id, principal, row.csrf_hash)
@@ -487,17 +501,6 @@ class AccountService:
                                 .values(expires_at=now + SESSION_LIFETIME))
                 session.commit()
         return resolved
-
-    def _session_principal(self, session: Session, row: WebSessionRow) -> Principal | None:
-        if row.grant_id is not None:
-            grant = session.get(GrantRow, row.grant_id)
-            if grant is None or grant.revoked_at is not None:
-                return None
-            return Principal(kind="share", username=f"share:{grant.id}", share_grant_id=grant.id)
-        user = session.get(UserRow, row.user_id) if row.user_id is not None else None
-        if user is None or user.disabled:
-            return None
-        return principal_for_user(session, user)
 
     def principal_for_session(self, session_id: str) -> Principal | None:
         resolved = self.resolve_session(session_id)

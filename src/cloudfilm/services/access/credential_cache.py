@@ -33,9 +33,10 @@ from cloudfilm.services.access.accounts import (
     ResolvedSession,
     live_token,
     principal_for_user,
+    session_principal,
 )
 from cloudfilm.services.access.usage import UsageWriter
-from cloudfilm.storage.index.access_models import GrantRow, UserRow, WebSessionRow
+from cloudfilm.storage.index.access_models import WebSessionRow
 from cloudfilm.storage.index.db import Index
 
 Loader = Callable[[Session, datetime], "LiveCredential | None"]
@@ -79,23 +80,11 @@ def load_session(session: Session, session_id: str, epoch: int,
     expires = as_utc(row.expires_at)
     if row.revoked_at is not None or expires <= now:
         return None
-    principal = _session_principal(session, row)
+    principal = session_principal(session, row)
     if principal is None:
         return None
     return LiveCredential("session", row.id, principal, expires, row.csrf_hash, epoch,
                           expires - SESSION_LIFETIME)
-
-
-def _session_principal(session: Session, row: WebSessionRow) -> Principal | None:
-    if row.grant_id is not None:
-        grant = session.get(GrantRow, row.grant_id)
-        if grant is None or grant.revoked_at is not None:
-            return None
-        return Principal(kind="share", username=f"share:{grant.id}", share_grant_id=grant.id)
-    user = session.get(UserRow, row.user_id) if row.user_id is not None else None
-    if user is None or user.disabled:
-        return None
-    return principal_for_user(session, user)
 
 
 class CredentialCache:
