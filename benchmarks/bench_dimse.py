@@ -1,11 +1,18 @@
 """DIMSE side by side: C-STORE ingest (dcmtk storescu) and study-level C-FIND, cloudfilm vs Orthanc.
 
     .venv/bin/python benchmarks/bench_dimse.py [--quick] [--studies N] [--profile DIR] [--no-docs]
+                                               [--database sqlite|postgresql] [--store-only]
 
 Standalone (not part of benchmarks/run.py): it starts its own Orthanc (DICOM AET ORTHANC)
-and its own ``cloudfilm serve`` with a DIMSE port (AE CLOUDFILM, SQLite), measures, stops
-both, and rewrites the ``## DIMSE (benchmarks/bench_dimse.py)`` section at the end of
-docs/benchmarks.md (outside the generated block, which belongs to run.py).
+and its own ``cloudfilm serve`` with a DIMSE port (AE CLOUDFILM, SQLite or PostgreSQL),
+measures, stops both, and rewrites the ``## DIMSE (benchmarks/bench_dimse.py)`` section at
+the end of docs/benchmarks.md (outside the generated block, which belongs to run.py).
+``--store-only`` measures C-STORE alone (no seeding, no C-FIND) and only prints.
+
+C-STORE is measured twice: one ``storescu`` association at a time (each instance waits
+for the previous one's answer, so this is per-instance latency), and ``PARALLEL``
+associations at once, each sending its share of the series (what a modality pool or a
+PACS migration does; cloudfilm's group commit covers their instances together).
 
 cloudfilm only lets a calling AE's C-FIND/C-MOVE/C-GET match what its known node may see
 (an unregistered caller sees nothing), so the benchmark's AE (CFBENCHSCU) is registered
@@ -33,10 +40,11 @@ from pynetdicom import AE
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import cloudfilm_server
-from benchmarks.cloudfilm_server import CloudfilmServer
+from benchmarks.cloudfilm_server import DEFAULT_POSTGRES, CloudfilmServer
 from benchmarks.common import (
     JSON_ACCEPT,
     ROOT,
+    LoadMonitor,
     free_port,
     make_tmpdir,
     median,
@@ -56,6 +64,7 @@ SECTION = "## DIMSE (benchmarks/bench_dimse.py)"
 SEED_BATCH = 500
 ORTHANC_SEED_CLIENTS = 4
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+PARALLEL = 4  # concurrent storescu associations in the second C-STORE measurement
 
 
 class DimseCloudfilm(CloudfilmServer):
@@ -101,13 +110,34 @@ def write_series(folder: Path, count: int, label: str) -> SeriesSpec:
 
 def storescu(aet: str, port: int, folder: Path) -> float:
     """Send the whole folder on one association; wall seconds of the storescu process."""
+    return storescu_parallel(aet, port, [folder])
+
+
+def storescu_parallel(aet: str, port: int, folders: list[Path]) -> float:
+    """One storescu association per folder, all at once; wall seconds until the last ends."""
     started = time.perf_counter()
-    proc = subprocess.run(["storescu", "-aet", OUR_AET, "-aec", aet, "+sd", "127.0.0.1",
-                           str(port), str(folder)], capture_output=True, text=True, timeout=900)
+    procs = [subprocess.Popen(["storescu", "-aet", OUR_AET, "-aec", aet, "+sd", "127.0.0.1",
+                               str(port), str(folder)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for folder in folders]
+    errors = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        if proc.returncode != 0:
+            errors.append((err or out)[-2000:])
     seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"storescu to {aet} failed: {proc.stderr[-2000:]}")
+    if errors:
+        raise RuntimeError(f"storescu to {aet} failed: {errors[0]}")
     return seconds
+
+
+def split_series(folder: Path, parts: int) -> list[Path]:
+    """The series' files moved into ``parts`` sub-folders, round robin (one per association)."""
+    shares = [folder / f"part{i}" for i in range(parts)]
+    for share in shares:
+        share.mkdir()
+    for n, path in enumerate(sorted(folder.glob("*.dcm"))):
+        path.rename(shares[n % parts] / path.name)
+    return shares
 
 
 def study_instance_count(qido_base: str, study_uid: str, auth: dict[str, str]) -> int:
@@ -121,8 +151,9 @@ def study_instance_count(qido_base: str, study_uid: str, auth: dict[str, str]) -
 
 
 def bench_store(cf: DimseCloudfilm, orthanc: OrthancServer, runs: int, count: int,
-                scratch: Path, say) -> dict[str, list[float]]:
-    """`runs` rounds; in each, one fresh series to each server, order alternating by round."""
+                scratch: Path, say, parallel: int = 1) -> dict[str, list[float]]:
+    """`runs` rounds; in each, one fresh series to each server, order alternating by round,
+    over ``parallel`` simultaneous associations."""
     targets = {"cloudfilm": (CF_AET, cf.dimse_port, cf.dicomweb, cf.auth_headers),
                "Orthanc": (ORTHANC_AET, orthanc.dicom_port, orthanc.dicomweb,
                            orthanc.auth_headers)}
@@ -130,15 +161,17 @@ def bench_store(cf: DimseCloudfilm, orthanc: OrthancServer, runs: int, count: in
     for run in range(runs):
         order = list(targets) if run % 2 == 0 else list(targets)[::-1]
         for name in order:
-            folder = scratch / f"{name}-{run}"
-            spec = write_series(folder, count, f"{name}{run}")
+            folder = scratch / f"{name}-{parallel}-{run}"
+            spec = write_series(folder, count, f"{name}{parallel}x{run}")
             aet, port, qido, auth = targets[name]
-            seconds = storescu(aet, port, folder)
+            shares = split_series(folder, parallel) if parallel > 1 else [folder]
+            seconds = storescu_parallel(aet, port, shares)
             stored = study_instance_count(qido, spec.study_uid, auth)
             if stored != count:
                 raise RuntimeError(f"{name}: {stored} of {count} instances stored")
             rates[name].append(count / seconds)
-            say(f"  C-STORE run {run + 1} {name}: {count} in {seconds:.2f} s = {count / seconds:.1f}/s")
+            say(f"  C-STORE run {run + 1} {name} ({parallel} association(s)): {count} in "
+                f"{seconds:.2f} s = {count / seconds:.1f}/s")
             shutil.rmtree(folder)
     return rates
 
@@ -257,13 +290,19 @@ def bench_find(cf: DimseCloudfilm, orthanc: OrthancServer, patient_ids: list[str
 
 
 # -- 3. results into docs/benchmarks.md ---------------------------------------------
-def table(store: dict[str, list[float]], find: dict[str, dict[str, list[float]]]) -> list[str]:
-    """Markdown rows: ingest rate (cloudfilm ÷ Orthanc, ≥ 5×), find latencies (≤ 1×)."""
-    cf, orth = median(store["cloudfilm"]), median(store["Orthanc"])
-    rows = ["| measure | cloudfilm | Orthanc | ratio | target | met |", "|---|---|---|---|---|---|",
-            f"| C-STORE ingest, instances/s (median of {len(store['cloudfilm'])}) | {cf:.1f} | "
-            f"{orth:.1f} | {cf / orth:.2f}× (cloudfilm ÷ Orthanc) | ≥ 5× | "
-            f"{'yes' if cf / orth >= 5 else '**no**'} |"]
+def table(store: dict[str, list[float]], parallel: dict[str, list[float]],
+          find: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Markdown rows: ingest rates (cloudfilm ÷ Orthanc, ≥ 5×), find latencies (≤ 1×)."""
+    rows = ["| measure | cloudfilm | Orthanc | ratio | target | met |", "|---|---|---|---|---|---|"]
+    for label, rates in ((f"C-STORE ingest, one association, instances/s (median of "
+                          f"{len(store['cloudfilm'])}, min–max)", store),
+                         (f"C-STORE ingest, {PARALLEL} associations at once, instances/s "
+                          f"(median of {len(parallel['cloudfilm'])}, min–max)", parallel)):
+        cf, orth = median(rates["cloudfilm"]), median(rates["Orthanc"])
+        rows.append(f"| {label} | {cf:.1f} ({min(rates['cloudfilm']):.0f}–"
+                    f"{max(rates['cloudfilm']):.0f}) | {orth:.1f} ({min(rates['Orthanc']):.0f}–"
+                    f"{max(rates['Orthanc']):.0f}) | {cf / orth:.2f}× (cloudfilm ÷ Orthanc) | "
+                    f"≥ 5× | {'yes' if cf / orth >= 5 else '**no**'} |")
     for label, times in find.items():
         for stat_name, stat in (("p50", median), ("p95", p95)):
             a, b = stat(times["cloudfilm"]) * 1000, stat(times["Orthanc"]) * 1000
@@ -287,13 +326,13 @@ def write_docs(body: list[str]) -> None:
     DOCS.write_text(text)
 
 
-def method(args: argparse.Namespace, seeded: dict[str, float], load: tuple[float, float]) -> list[str]:
+def method(args: argparse.Namespace, seeded: dict[str, float], load: str) -> list[str]:
     """The method paragraphs, with this run's sizes, seeding times and machine load, so a reader
     can judge the numbers without the code."""
-    return [
+    out = [
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (--quick)' if args.quick else ''}"
-        f"; {os.cpu_count()} cores shared with other work; 1-min loadavg before {load[0]:.2f}, "
-        f"after {load[1]:.2f}. cloudfilm `serve` (SQLite, DIMSE AE {CF_AET}; our calling AE "
+        f"; {os.cpu_count()} cores shared with other work; 1-min load average during the run: "
+        f"{load}. cloudfilm `serve` ({args.database}, DIMSE AE {CF_AET}; our calling AE "
         f"{OUR_AET} registered as a node with `sees all`, HTTP with a bearer token; C-FIND "
         "audited per request) vs Orthanc "
         "1.10 (Debian, defaults plus `DicomAet ORTHANC`, `DicomCheckCalledAet false`, "
@@ -301,47 +340,56 @@ def method(args: argparse.Namespace, seeded: dict[str, float], load: tuple[float
         "",
         f"**C-STORE:** dcmtk `storescu +sd` sends a {args.instances}-instance CT series "
         "(512×512, 16-bit, explicit VR little endian, ~513 kB files from benchmarks/data.py) on "
-        f"one association; {args.runs} rounds, each sending a freshly generated series (new "
+        f"one association, then split round robin over {PARALLEL} simultaneous associations; "
+        f"{args.runs} rounds of each, each sending a freshly generated series (new "
         "study/series/SOP UIDs, so nothing is a duplicate) to each server, order alternating "
-        "per round. Rate = instances ÷ storescu wall time; every instance is checked with QIDO "
-        "NumberOfStudyRelatedInstances afterwards.",
-        "",
-        f"**C-FIND:** both indexes seeded with the same **N = {args.studies:,}** one-instance "
-        "studies (8×8 pixels, varied names `DOE^JOHN_123`, ~2.5 studies per patient; "
-        f"cloudfilm by STOW-RS, 500 per request, 2 clients, {seeded['cloudfilm']:.0f} s; "
-        f"Orthanc by REST `POST /instances`, 4 clients, {seeded['Orthanc']:.0f} s; both at "
-        "once). Queries: Study Root, level STUDY, return keys PatientID, PatientName, "
-        "StudyInstanceUID, StudyDate; `PatientID=<exact>` (a different existing patient per "
-        "query) and `PatientName=DOE^J*`. Client: pynetdicom in this process, one association "
-        f"per query (associate + C-FIND + release timed), {args.samples} timed queries per "
-        "server after 3 warm-ups, server order alternating; match counts checked equal.",
+        "per round. Rate = instances ÷ storescu wall time (the last association's end); every "
+        "instance is checked with QIDO NumberOfStudyRelatedInstances afterwards.",
         "",
     ]
+    if seeded:
+        out += [
+            f"**C-FIND:** both indexes seeded with the same **N = {args.studies:,}** one-instance "
+            "studies (8×8 pixels, varied names `DOE^JOHN_123`, ~2.5 studies per patient; "
+            f"cloudfilm by STOW-RS, 500 per request, 2 clients, {seeded['cloudfilm']:.0f} s; "
+            f"Orthanc by REST `POST /instances`, 4 clients, {seeded['Orthanc']:.0f} s; both at "
+            "once). Queries: Study Root, level STUDY, return keys PatientID, PatientName, "
+            "StudyInstanceUID, StudyDate; `PatientID=<exact>` (a different existing patient per "
+            "query) and `PatientName=DOE^J*`. Client: pynetdicom in this process, one association "
+            f"per query (associate + C-FIND + release timed), {args.samples} timed queries per "
+            "server after 3 warm-ups, server order alternating; match counts checked equal.",
+            "",
+        ]
+    return out
 
 
 def run(args: argparse.Namespace, say) -> list[str]:
     """Start both servers, measure, stop them; the body of the docs section."""
-    load_before = os.getloadavg()[0]
+    load = LoadMonitor()
     scratch = make_tmpdir("dimse-series")
-    cf = DimseCloudfilm(label="dimse-cf", profile_dir=args.profile)
+    cf = DimseCloudfilm(label="dimse-cf", database=args.database, postgres_url=args.postgres_url,
+                        profile_dir=args.profile)
     orthanc = None
+    seeded: dict[str, float] = {}
+    find: dict[str, dict[str, list[float]]] = {}
     try:
         cf.phase = "ingest"
         cf.start()
         orthanc = start_orthanc()
         say(f"cloudfilm DIMSE :{cf.dimse_port}, Orthanc DICOM :{orthanc.dicom_port}")
         store = bench_store(cf, orthanc, args.runs, args.instances, scratch, say)
-        cf.profile_phase("seed")
-        seeded, patient_ids = seed_both(cf, orthanc, args.studies, say)
-        cf.profile_phase("find")
-        find = bench_find(cf, orthanc, patient_ids, args.samples, say)
+        parallel = bench_store(cf, orthanc, args.runs, args.instances, scratch, say, PARALLEL)
+        if not args.store_only:
+            cf.profile_phase("seed")
+            seeded, patient_ids = seed_both(cf, orthanc, args.studies, say)
+            cf.profile_phase("find")
+            find = bench_find(cf, orthanc, patient_ids, args.samples, say)
     finally:
         cf.cleanup(background=True)
         if orthanc is not None:
             orthanc.cleanup(background=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    load = (load_before, os.getloadavg()[0])
-    return method(args, seeded, load) + table(store, find)
+    return method(args, seeded, load.stop()) + table(store, parallel, find)
 
 
 def main() -> None:
@@ -351,6 +399,12 @@ def main() -> None:
     parser.add_argument("--studies", type=int, help="N seeded studies (default 20000, quick 1000)")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of cloudfilm here")
     parser.add_argument("--no-docs", action="store_true", help="print, do not edit the docs")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="cloudfilm's index database (default sqlite)")
+    parser.add_argument("--postgres-url", default=os.environ.get("CLOUDFILM_BENCH_POSTGRES",
+                                                                 DEFAULT_POSTGRES))
+    parser.add_argument("--store-only", action="store_true",
+                        help="C-STORE only (no seeding, no C-FIND); prints, never edits the docs")
     args = parser.parse_args()
     args.studies = args.studies or (1000 if args.quick else 20000)
     args.instances, args.runs = (50, 1) if args.quick else (300, 3)
@@ -361,7 +415,7 @@ def main() -> None:
 
     body = run(args, say)
     print("\n".join(body))
-    if not args.no_docs:
+    if not args.no_docs and not args.store_only:
         write_docs(body)
         say(f"wrote {SECTION!r} in {DOCS}")
 

@@ -135,6 +135,9 @@ class Settings:
     smtp: SmtpSettings | None = None
     oidc: OidcSettings | None = None
     syslog: SyslogTarget | None = None
+    # A file where staging logs each durability step in order (tests/test_group_commit.py
+    # checks nothing is acknowledged before its fsync); "" = off.
+    durability_log: str = ""
 
     @classmethod
     def load(cls, data_dir: str | Path | None = None, database_url: str | None = None, *,
@@ -166,6 +169,7 @@ class Settings:
             smtp=_smtp(env),
             oidc=_oidc(env),
             syslog=env.syslog(),
+            durability_log=env.text("CLOUDFILM_DURABILITY_LOG") or "",
         )
 
 

@@ -1,11 +1,14 @@
 """C-STORE SCP (PS3.4 B.2.2): received bytes go through the same ingest as STOW-RS.
 
-The data set is kept exactly as it arrived on the wire (no decode, no re-encode):
-a Part-10 file is written to staging as 128-byte preamble, ``DICM``, the File Meta
-Information (PS3.10 §7.1) for the negotiated transfer syntax, then the received
-bytes. It is hashed while written, fsynced by `seal`, and ingested; Success is
-sent only after ingest has committed the index row and published the blob, so a
-Success survives a crash like a STOW 200 does.
+The data set is kept exactly as it arrived on the wire (no decode, no re-encode).
+pynetdicom's file-based receive (``_config.STORE_RECV_CHUNKED_DATASET``, switched on
+by dimse/server.py) streams it to a Part-10 file in staging while it arrives: 128-byte
+preamble, ``DICM``, the File Meta Information (PS3.10 §7.1) for the negotiated transfer
+syntax, then the received bytes, so memory stays flat whatever the size. The handler
+adopts that file (hash, fsync, a staging name of its own), parses it once and ingests
+it; Success is sent only after the group commit has fsynced staging, committed the
+index row and published the blob, so a Success survives a crash like a STOW 200 does.
+Concurrent associations share group commits.
 
 A registered node is a hospital source: it adds to any record and corrects stored
 demographics. An AE admitted only by ``CLOUDFILM_DIMSE_ALLOW`` follows the upload
@@ -20,8 +23,10 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from io import BytesIO
+from pathlib import Path
 from typing import cast
 
 from pydicom import Dataset
@@ -40,8 +45,9 @@ from cloudfilm.services.archive.ingest import (
     PreparedInstance,
 )
 from cloudfilm.services.context import Archive
-from cloudfilm.storage.blobs import BlobStore, StagedBlob
+from cloudfilm.storage.blobs import StagedBlob
 from cloudfilm.storage.index.writer import RecordKey, WriteRights
+from cloudfilm.storage.staging import durability_event
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +69,17 @@ def request_of(event: Event) -> C_STORE:
     return cast(C_STORE, event.request)
 
 
+def received_file(event: Event) -> Path | None:
+    """Where pynetdicom's file-based receive wrote the data set, or None when it is off."""
+    try:
+        path: Path | None = event.dataset_path
+    except AttributeError:  # not a C-STORE request
+        return None
+    return Path(path) if path else None
+
+
 def received_bytes(event: Event) -> bytes:
-    """The data set exactly as received (pynetdicom keeps it encoded in a BytesIO)."""
+    """The data set exactly as received, when pynetdicom kept it in memory (a BytesIO)."""
     data = request_of(event).DataSet
     return data.getvalue() if data is not None else b""
 
@@ -77,9 +92,32 @@ def part10_header(file_meta: FileMetaDataset) -> bytes:
     return buffer.getvalue()
 
 
-def stage(event: Event, blobs: BlobStore) -> StagedBlob:
-    """Write the received instance into staging as a Part-10 file, hashed, then fsync it."""
-    return blobs.stage_chunks((part10_header(event.file_meta), received_bytes(event)))
+# Hashing and fsyncing a received file (both release the GIL) run here while it is parsed;
+# the group commit waits for the fsync only before its transaction commits.
+_SEALING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="c-store-seal")
+
+
+def receive(event: Event, archive: Archive) -> PreparedInstance:
+    """The received instance staged and parsed once: the file pynetdicom wrote, hashed
+    and fsynced beside the parse (the fsync is still ``syncing`` when this returns), or
+    (file-based receive off) one written and sealed here."""
+    path = received_file(event)
+    if path is None:
+        return archive.ingest.prepare(archive.blobs.stage_chunks(
+            (part10_header(event.file_meta), received_bytes(event))))
+    unsealed = StagedBlob(archive.blobs.adopt(path), 0, "")
+    hashing = _SEALING.submit(archive.blobs.identify, unsealed.path)
+    syncing: Future[object] = _SEALING.submit(archive.blobs.seal, unsealed)
+    try:
+        prepared = archive.ingest.prepare(unsealed)
+        prepared.staged = hashing.result()
+    except BaseException:
+        wait([hashing])  # neither may still read the file when it is dropped
+        wait([syncing])
+        archive.blobs.discard(unsealed)
+        raise
+    prepared.syncing.append(syncing)
+    return prepared
 
 
 @dataclass
@@ -164,11 +202,10 @@ def status_for(outcome: IngestOutcome) -> int | Dataset:
     return failure(code if known else CANNOT_UNDERSTAND, outcome.reason or "not stored")
 
 
-def _ingest(archive: Archive, staged: StagedBlob, event: Event) -> int | Dataset:
-    prepared = archive.ingest.prepare(staged)  # parsed once, checked, then indexed
+def _ingest(archive: Archive, prepared: PreparedInstance, event: Event) -> int | Dataset:
     mismatch = uid_mismatch(prepared, event)
     if mismatch:
-        archive.blobs.discard(staged)
+        archive.blobs.discard(prepared.staged)
         return failure(DATASET_MISMATCH, mismatch)
     try:
         outcome = archive.ingest.index_and_publish([prepared], admission_for(event))[0]
@@ -176,6 +213,7 @@ def _ingest(archive: Archive, staged: StagedBlob, event: Event) -> int | Dataset
         log.exception("C-STORE ingest ran out of resources")
         return failure(OUT_OF_RESOURCES, f"cannot store: {exc.strerror or exc}")
     if outcome.ok:
+        durability_event("ack", outcome.sop_instance_uid)
         caller.audit_once(event, archive, "store", outcome.study_uid)
     elif outcome.code == NOT_AUTHORIZED:
         caller.audit_refused_once(event, archive, "store", outcome.reason)
@@ -184,18 +222,21 @@ def _ingest(archive: Archive, staged: StagedBlob, event: Event) -> int | Dataset
 
 def handle_store(event: Event, archive: Archive) -> int | Dataset:
     """EVT_C_STORE: stage, seal and ingest one instance; a failure never ends the association."""
+    sop_uid = request_of(event).AffectedSOPInstanceUID
     try:
-        staged = stage(event, archive.blobs)
+        prepared = receive(event, archive)
     except OSError as exc:
         log.exception("C-STORE could not stage the received data set")
         return failure(OUT_OF_RESOURCES, f"cannot stage: {exc.strerror or exc}")
-    try:
-        status = _ingest(archive, staged, event)
     except Exception as exc:  # a bug or an unexpected parse error: report it, keep serving
-        log.exception("C-STORE of %s failed", request_of(event).AffectedSOPInstanceUID)
-        archive.blobs.discard(staged)
+        log.exception("C-STORE of %s could not be read", sop_uid)
+        return failure(CANNOT_UNDERSTAND, f"cannot store: {exc}")
+    try:
+        status = _ingest(archive, prepared, event)
+    except Exception as exc:  # a bug: report it, keep serving
+        log.exception("C-STORE of %s failed", sop_uid)
+        archive.blobs.discard(prepared.staged)
         return failure(CANNOT_UNDERSTAND, f"cannot store: {exc}")
     if isinstance(status, Dataset):
-        log.warning("C-STORE of %s refused: 0x%04X %s", request_of(event).AffectedSOPInstanceUID,
-                    status.Status, status.ErrorComment)
+        log.warning("C-STORE of %s refused: 0x%04X %s", sop_uid, status.Status, status.ErrorComment)
     return status

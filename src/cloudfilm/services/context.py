@@ -22,6 +22,7 @@ from cloudfilm.services.notify.outbox import Outbox
 from cloudfilm.storage.blob_url import open_blob_store
 from cloudfilm.storage.blobs import BlobStore, secure_data_dir
 from cloudfilm.storage.index.db import Index
+from cloudfilm.storage.staging import log_durability_to
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Archive:
     def open(cls, settings: Settings, *, recover: bool = True) -> Archive:
         """Migrate the index, then finish any write a crash interrupted."""
         secure_data_dir(settings.data_dir)
+        log_durability_to(settings.durability_log)
         blobs = open_blob_store(settings.blob_url, settings.data_dir,
                                 cache_bytes=settings.blob_cache_mb << 20)
         index = Index(settings.database_url)

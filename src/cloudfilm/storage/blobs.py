@@ -4,19 +4,25 @@ Callers get streams, bytes and byte ranges, never a path: the same code runs on 
 local file system (`FileSystemBlobStore`, the default) and on any S3-compatible object
 store (storage/s3.py). `open_blob_store` picks one from ``CLOUDFILM_BLOB_URL``.
 
-The ingest protocol is *stage → place → index → commit* (services/archive/ingest.py):
+The ingest protocol is *stage → place → index → commit* (services/archive/ingest.py,
+services/archive/group_commit.py):
 
-1. Bytes go into local staging (storage/staging.py), hashed as they arrive, and are fsynced.
+1. Bytes go into local staging (storage/staging.py), hashed as they arrive, and are
+   fsynced; `sync_staging` then fsyncs ``incoming/`` once for a whole group of them, so
+   their names survive a crash too.
 2. `place` chooses the key the index row will name. The file system only names it; an
    object store uploads the bytes there now and returns once the store confirmed the write.
-3. The caller records the index row (one transaction).
-4. `commit` publishes: the file system renames the staged file to its key and fsyncs the
-   directory; an object store, which already holds the bytes, drops the local copy.
+3. The caller records the index rows (one transaction for the group) and commits.
+4. `commit` publishes: the file system renames the staged file to its key; an object
+   store, which already holds the bytes, drops the local copy. Then success may be
+   reported.
 
-So the index never names bytes that exist nowhere. A crash on the file system between
-3 and 4 leaves a staged file that `staged()` lists, and recovery finishes the rename; on
-an object store the same staged file tells recovery which upload to delete when no row
-names it. Deletion mirrors this through ``trash/``.
+So the index never names bytes that exist nowhere, and what was acknowledged survives a
+crash without an fsync of the directories renamed into: until a rename is durable the
+file is still durable in ``incoming/`` (a journaling file system keeps a rename whole),
+where `staged()` lists it after a crash and recovery finishes the rename. On an object
+store the same staged file tells recovery which upload to delete when no row names it.
+Deletion mirrors this through ``trash/``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol
 
 from cloudfilm.storage.staging import (
     CHUNK,
@@ -38,6 +44,7 @@ from cloudfilm.storage.staging import (
     StagedBlob,
     StagingArea,
     StagingWriter,
+    durability_event,
     fsync_path,
     owner_of,
 )
@@ -74,6 +81,12 @@ class BlobStore(Protocol):
     def stage_bytes(self, data: bytes) -> StagedBlob: ...
     def stage_file(self, source: Path) -> StagedBlob: ...
     def seal(self, staged: StagedBlob) -> StagedBlob: ...
+    def receiving_file(self) -> IO[bytes]: ...
+    def adopt(self, path: Path) -> Path: ...
+    def sync_staging(self) -> None:
+        """fsync the staging directory: every file sealed before it survives a crash."""
+        ...
+
     def staged(self) -> list[Path]: ...
     def identify(self, path: Path) -> StagedBlob: ...
 
@@ -156,15 +169,16 @@ class FileSystemBlobStore(StagingArea):
         return replace(staged, key=self.key_for(staged, sop_instance_uid))
 
     def commit(self, staged: StagedBlob, key: str) -> None:
-        """Atomically publish the staged bytes under ``key`` and make the rename durable."""
+        """Atomically publish the staged bytes under ``key``.
+
+        No directory fsync: the bytes and their name in ``incoming/`` are durable already
+        and the row is committed, so a crash that loses the rename leaves the file where
+        `IngestService.recover()` publishes it at the next start.
+        """
         target = self._file(key)
-        created = not target.parent.exists()
         target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.replace(staged.path, target)
-        fsync_path(target.parent)
-        if created:
-            fsync_path(target.parent.parent)
-            fsync_path(target.parent.parent.parent)
+        durability_event("rename", staged.path, target)
 
     def discard(self, staged: StagedBlob) -> None:
         """The key is shared by every write of one instance, so only staging is dropped."""

@@ -12,20 +12,32 @@ dies, even by kill -9). Recovery only touches files whose owner's lock it can ta
 CLI command run beside a live server never sees, let alone deletes, what the server is
 receiving. Trash works the same way. Files and folders are created owner-only (0600,
 0700): they hold patients' images.
+
+For group commit (services/archive/ingest.py) `sync_staging` fsyncs ``incoming/`` once
+for many files: POSIX does not promise that fsyncing a file saves its name, and one
+directory fsync covers every name made before it began. `receiving_file` and `adopt`
+let a protocol library write a received data set straight into staging (pynetdicom's
+file-based C-STORE receive). ``CLOUDFILM_DURABILITY_LOG`` (set by `log_durability_to`) names a file where every
+staging name made, fsync (begun and returned), index commit, publishing rename and
+acknowledgement is appended in order (`durability_event`): tests/test_group_commit.py
+reads it to check that nothing is acknowledged before it is durable. Unset (the
+default), it costs one comparison per event.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
 import secrets
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from tempfile import NamedTemporaryFile
 from types import TracebackType
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 CHUNK = 1 << 20
 FILE_MODE, DIR_MODE = 0o600, 0o700
@@ -45,11 +57,50 @@ class StagedBlob:
     key: str = ""
 
 
+_DURABILITY_LOG = ""
+
+
+def log_durability_to(path: str) -> None:
+    """Log durability events to ``path`` from now on in this process ("" = off)."""
+    global _DURABILITY_LOG
+    _DURABILITY_LOG = path
+
+
+def durability_event(what: str, *subjects: object) -> None:
+    """Append ``what subject…`` to the durability log, if one is configured.
+
+    Each line is one ``write`` to a file opened with O_APPEND, so lines from many
+    threads never interleave, and their order is the order the events happened in.
+    """
+    if not _DURABILITY_LOG:
+        return
+    line = " ".join([what, *map(str, subjects)]).replace("\n", " ") + "\n"
+    fd = os.open(_DURABILITY_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+_FSYNCS = itertools.count(1)
+
+
+def fsync_fd(fd: int, path: Path) -> None:
+    """fsync an open file: its bytes (and, on ext4, its name) survive a crash from now on.
+
+    Logged as ``fsync-begin N path``, then ``fsync N path`` once it returned: an fsync of
+    a directory covers the names made before it began."""
+    number = next(_FSYNCS) if _DURABILITY_LOG else 0
+    durability_event("fsync-begin", number, path)
+    os.fsync(fd)
+    durability_event("fsync", number, path)
+
+
 def fsync_path(path: Path) -> None:
     """fsync a file or a directory by name (a directory's fsync makes a rename durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        fsync_fd(fd, path)
     finally:
         os.close(fd)
 
@@ -151,7 +202,7 @@ class StagingWriter:
         """Complete and durable: flushed and fsynced before it is closed."""
         if not self._fh.closed:
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            fsync_fd(self._fh.fileno(), self.path)
         return self.close()
 
     def abort(self) -> None:
@@ -178,6 +229,14 @@ class StagingArea:
         for directory in (self.incoming, self.trash):
             directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self.claim = ProcessClaim(root / "locks")
+        self._named = 0  # names this store has made in incoming/
+        self._durable = 0  # of those, how many an fsync of incoming/ has covered
+        self._counting = threading.Lock()
+
+    def _made_name(self, path: Path) -> None:
+        durability_event("staged", path)
+        with self._counting:
+            self._named += 1
 
     def close(self) -> None:
         """Release this store's claim; whatever it left staged is recovered later."""
@@ -187,6 +246,7 @@ class StagingArea:
     def new_staging_file(self) -> tuple[Path, BinaryIO]:
         path = self.incoming / f"{self.claim.owner}.{secrets.token_hex(16)}.part"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        self._made_name(path)
         return path, os.fdopen(fd, "wb")
 
     def staging_writer(self) -> StagingWriter:
@@ -210,10 +270,46 @@ class StagingArea:
         with open(source, "rb") as src:
             return self.stage_reader(src)
 
+    def receiving_file(self) -> IO[bytes]:
+        """A staging file for a library that writes received bytes itself; `identify`
+        then hashes it and `seal` makes it durable. Named like every staged file, so
+        whatever a crash leaves half-written is recovered (deleted) like the others."""
+        made = NamedTemporaryFile(  # noqa: SIM115 - the library writes and closes it
+            mode="wb", dir=self.incoming, delete=False, prefix=f"{self.claim.owner}.",
+            suffix=".part")
+        self._made_name(Path(made.name))
+        return made
+
+    def adopt(self, path: Path) -> Path:
+        """A complete file another writer left, under a staging name of our own, not yet
+        hashed nor sealed (`identify`, `seal`): one in ``incoming/`` (a `receiving_file`)
+        is renamed, so its writer's clean-up finds nothing to remove; one elsewhere is
+        copied in."""
+        if path.parent != self.incoming:
+            with open(path, "rb") as source:
+                return self.stage_reader(source).path
+        own = self.incoming / f"{self.claim.owner}.{secrets.token_hex(16)}.part"
+        os.rename(path, own)
+        self._made_name(own)
+        return own
+
     def seal(self, staged: StagedBlob) -> StagedBlob:
         """fsync a staged file written and closed elsewhere: now it survives a crash."""
         fsync_path(staged.path)
         return staged
+
+    def sync_staging(self) -> None:
+        """fsync ``incoming/``: every file staged before this call can be found after a
+        crash. One call covers a whole group of instances, and a call finds nothing to do
+        when an fsync that started after its files were named has finished already (the
+        C-STORE handler issues one beside each file's own fsync, so they share a commit)."""
+        with self._counting:
+            named = self._named
+            if self._durable >= named:
+                return
+        fsync_path(self.incoming)
+        with self._counting:
+            self._durable = max(self._durable, named)
 
     def drop_staged(self, staged: StagedBlob) -> None:
         staged.path.unlink(missing_ok=True)
@@ -224,12 +320,10 @@ class StagingArea:
         return self._orphans(self.incoming.glob("*.part"))
 
     def identify(self, path: Path) -> StagedBlob:
-        """A staged file a crash left, with its size and SHA-256 (for recovery)."""
-        digest, size = hashlib.sha256(), 0
+        """A staged file with its size and SHA-256 (recovery; files written by others)."""
         with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+            digest = hashlib.file_digest(fh, "sha256")
+            size = os.fstat(fh.fileno()).st_size
         return StagedBlob(path, size, digest.hexdigest())
 
     def trash_entry(self, key: str) -> Path:

@@ -1,15 +1,23 @@
 """STOW-RS (PS3.18 §10.5): POST /studies and /studies/{study}.
 
 The body is streamed into staging files part by part; nothing is acknowledged
-until every stored instance is fsynced, indexed and published. Each part
+until every stored instance is fsynced, indexed and published (the group commit of
+services/archive/ingest.py, shared with concurrent requests). Each part
 succeeds or fails alone; the response is a DICOM JSON dataset with
 ReferencedSOPSequence and FailedSOPSequence (PS3.18 Table 10.5.3-2). Who may store
 what is `services.admission.UploadAdmission`'s call: a patient's instances go only
 into their own folder; a refused one fails alone (0124H) with the reason.
+
+The event loop only collects body chunks: about a megabyte at a time is handed to a
+worker thread that splits parts, writes and hashes them (both release the GIL), while
+the loop reads the next megabyte; a finished part is fsynced and parsed in a pool.
+At most two such buffers per request are held, so memory stays flat however large
+the body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -34,6 +42,7 @@ from cloudfilm.services.archive.multipart_stream import (
     boundary_problem,
 )
 from cloudfilm.services.context import Archive
+from cloudfilm.storage.staging import durability_event
 
 log = logging.getLogger(__name__)
 DICOM = "application/dicom"
@@ -98,20 +107,49 @@ class _Preparing:
         return [s if isinstance(s, IngestOutcome) else next(stored) for s in self.slots]
 
 
+FEED_BYTES = 1 << 20  # body bytes collected on the event loop before a thread takes them
+# Splitting, writing and hashing parts, off the event loop; one job per request at a time.
+_RECEIVING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stow-receive")
+
+
+def _feed(receiver: StagingReceiver, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        receiver.feed(chunk)
+
+
 async def _receive(request: Request, archive: Archive, preparing: _Preparing) -> None:
     boundary, part_type = _boundary(request)
     receiver = StagingReceiver(boundary, part_type, {DICOM}, archive.blobs,
                                what="multipart body", on_part=preparing)
+    loop = asyncio.get_running_loop()
+    feeding: asyncio.Future[None] | None = None
+    held: list[bytes] = []
+    size = 0
     try:
         async for chunk in request.stream():
-            receiver.feed(chunk)
-        receiver.finish()
+            held.append(chunk)
+            size += len(chunk)
+            if size >= FEED_BYTES:
+                if feeding is not None:
+                    await feeding
+                feeding = loop.run_in_executor(_RECEIVING, _feed, receiver, held)
+                held, size = [], 0
+        if feeding is not None:
+            await feeding
+        await loop.run_in_executor(_RECEIVING, _finish, receiver, held)
     except BaseException as exc:
+        if feeding is not None:
+            await asyncio.wait([feeding])  # the thread must be done with the files it writes
         await run_in_threadpool(preparing.settle)
         receiver.abort()
         if isinstance(exc, MalformedMultipart):
             raise HTTPException(400, str(exc)) from exc
         raise
+
+
+def _finish(receiver: StagingReceiver, chunks: list[bytes]) -> None:
+    _feed(receiver, chunks)
+    receiver.finish()
 
 
 def _uid(value: str) -> dict[str, Any]:
@@ -158,6 +196,7 @@ async def store_instances(request: Request) -> Response:
     if not preparing.slots:
         raise HTTPException(400, "the request holds no parts")
     outcomes = await run_in_threadpool(preparing.store)
+    durability_event("ack", *(o.sop_instance_uid for o in outcomes if o.ok))
     body = _response_body(outcomes, dicomweb_base(request), study)
     return Response(orjson.dumps(body), status_code=_status(outcomes), media_type=DICOM_JSON)
 

@@ -1,98 +1,64 @@
 """Ingest: the one path by which instances enter the archive (STOW, import, DIMSE).
 
-Durability protocol, per batch (see storage/blobs.py):
-stage every file (fsync) → parse → place (an object store uploads here and confirms)
-→ one index transaction (a SAVEPOINT per instance, so a bad one fails alone) → commit
-→ publish blobs (file system: rename + fsync dir) → only then report success. No row
-ever names bytes that exist nowhere; `recover()` finishes or discards whatever a crash
-left in staging, so the index and the blobs never disagree.
+Durability protocol (see storage/blobs.py): every staged file is fsynced as it is
+received (STOW seals and parses parts while the body still arrives); each request's
+batch is then parsed, screened and placed (an object store uploads here and confirms)
+and handed to the group commit (services/archive/group_commit.py), which covers the
+batches of every concurrent request, import and association at once:
+
+1. one fsync of ``incoming/``: the names of all the group's staged files survive a crash;
+2. one index transaction (services/archive/group_index.py), committed;
+3. publish each written blob (file system: rename to its key).
+
+Only then does `index_and_publish` return, so only then may its caller report success.
+No row ever names bytes that exist nowhere, and nothing acknowledged is lost: a crash
+before a rename is durable leaves the file in staging, and `recover()`, at every start,
+finishes the renames of committed rows and discards what no row names.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import pydicom
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloudfilm.domain.instance_facts import InstanceFacts, InvalidInstance
+from cloudfilm.domain.instance_facts import InvalidInstance
+from cloudfilm.services.archive.group_commit import GroupCommit
+from cloudfilm.services.archive.group_index import Batch, SeriesHints, write_batches
+from cloudfilm.services.archive.outcomes import (
+    CONFLICT,
+    DUPLICATE,
+    FAILED,
+    NOT_ADDABLE_HERE,
+    NOT_AUTHORIZED,
+    OUT_OF_RESOURCES,
+    PROCESSING_FAILURE,
+    STORED,
+    IngestOutcome,
+    PreparedInstance,
+    failure,
+    not_addable_here,
+)
 from cloudfilm.services.archive.part10 import parse_instance
 from cloudfilm.storage.blobs import BlobStore, BlobStoreError, StagedBlob, stored_sha256
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow
-from cloudfilm.storage.index.writer import (
-    HOSPITAL,
-    IndexConflict,
-    ParentCache,
-    WriteRights,
-    find_instance,
-    instance_record,
-    may_add_to,
-    write_instance,
-)
+from cloudfilm.storage.index.writer import HOSPITAL, WriteRights, find_instance
+from cloudfilm.storage.staging import durability_event
+
+__all__ = [  # the outcome vocabulary is re-exported: callers import it from here
+    "CONFLICT", "DERIVED", "DUPLICATE", "FAILED", "NOT_ADDABLE_HERE", "NOT_AUTHORIZED",
+    "OUT_OF_RESOURCES", "PROCESSING_FAILURE", "STORED", "Admission", "DerivedObjectAdmission",
+    "IngestOutcome", "IngestService", "PreparedInstance", "not_addable_here",
+]
 
 log = logging.getLogger(__name__)
-
-STORED, DUPLICATE, FAILED = "stored", "duplicate", "failed"
-CONFLICT = 0xA900  # PS3.18 Table 10.5.3-1: the data set does not match what is stored
-PROCESSING_FAILURE = 0x0110
-OUT_OF_RESOURCES = 0xA700  # PS3.18 Table 10.5.3-1 and PS3.4 B.2.3: the blob store did not confirm
-NOT_AUTHORIZED = 0x0124  # PS3.7 Annex C.4: Refused, Not Authorized
-# Issue 11: one reason for every refusal that would tell an uploader whether another
-# patient's record, study, series or instance is stored here.
-NOT_ADDABLE_HERE = "this hospital record cannot be added here; ask the hospital for its claim code"
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    """What happened to one submitted object; failures carry a reason and a STOW code."""
-
-    status: str
-    sop_instance_uid: str = ""
-    sop_class_uid: str = ""
-    study_uid: str = ""
-    series_uid: str = ""
-    reason: str = ""
-    code: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status != FAILED
-
-
-@dataclass
-class PreparedInstance:
-    """A staged blob after parsing: facts to index, or the reason it failed."""
-
-    staged: StagedBlob
-    facts: InstanceFacts | None = None
-    outcome: IngestOutcome | None = None
-    publish: bool = False
-    replaces: str = ""  # the key of the row this one overwrites, when it differs
-    in_doubt: bool = False  # its row may or may not be committed: left staged for recover()
-
-
-def _failure(facts: InstanceFacts | None, reason: str, code: int) -> IngestOutcome:
-    if facts is None:
-        return IngestOutcome(FAILED, reason=reason, code=code)
-    return IngestOutcome(FAILED, facts.sop_instance_uid, facts.sop_class_uid, facts.study_uid,
-                         facts.series_uid, reason, code)
-
-
-def not_addable_here(facts: InstanceFacts) -> IngestOutcome:
-    """The uniform refusal (0124H) of an instance that would join what is not the uploader's."""
-    return _failure(facts, NOT_ADDABLE_HERE, NOT_AUTHORIZED)
-
-
-def _success(status: str, facts: InstanceFacts) -> IngestOutcome:
-    return IngestOutcome(status, facts.sop_instance_uid, facts.sop_class_uid, facts.study_uid,
-                         facts.series_uid)
 
 
 class Admission(Protocol):
@@ -133,6 +99,9 @@ DERIVED = DerivedObjectAdmission()
 # Uploads of one batch to an object store run side by side (placing on a file system is
 # only naming a key, so the pool is never used there).
 _PLACING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-place")
+# The staging fsync of a group commit, while its leader runs the index statements.
+_SYNCING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="staging-sync")
+_PUBLISHING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-publish")
 
 
 class IngestService:
@@ -142,6 +111,8 @@ class IngestService:
         self.index = index
         self.blobs = blobs
         self.overwrite = overwrite
+        self._group: GroupCommit[Batch] = GroupCommit(self._commit_group)
+        self._hints = SeriesHints()
 
     def ingest_files(self, paths: Sequence[Path]) -> list[IngestOutcome]:
         """Copy files into staging and ingest them as one batch."""
@@ -162,17 +133,17 @@ class IngestService:
         try:
             item.facts = parse_instance(staged.path)
         except InvalidInstance as exc:
-            item.outcome = _failure(None, str(exc), exc.code)
+            item.outcome = failure(None, str(exc), exc.code)
             return item
         if expected_study_uid and item.facts.study_uid != expected_study_uid:
-            item.outcome = _failure(
+            item.outcome = failure(
                 item.facts, f"StudyInstanceUID {item.facts.study_uid} does not match the "
                 f"study in the request URL ({expected_study_uid})", CONFLICT)
         return item
 
     def index_and_publish(self, pending: list[PreparedInstance],
                           admission: Admission | None = None) -> list[IngestOutcome]:
-        """One index transaction for the batch, then publish; only then may the caller answer.
+        """Index and publish in the next group commit; only then may the caller answer.
 
         ``admission`` screens the parsed instances first (a refused one fails alone and
         its staged file is discarded) and settles after publishing (links, audit).
@@ -181,16 +152,14 @@ class IngestService:
             admission.screen(pending)
         try:
             self._place(pending)
-            self._index(pending, admission.rights() if admission is not None else HOSPITAL)
-        finally:
+            if any(item.outcome is None for item in pending):
+                rights = admission.rights() if admission is not None else HOSPITAL
+                self._group.submit(Batch(pending, rights))
+        finally:  # what the group published is renamed already; drop what it did not index
             for item in pending:
-                if item.in_doubt:
-                    continue
-                if item.publish and item.facts is not None:
-                    self.blobs.commit(item.staged, item.staged.key)
-                else:
+                if not item.publish and not item.in_doubt:
                     self.blobs.discard(item.staged)
-        outcomes = [item.outcome or _failure(item.facts, "not processed", PROCESSING_FAILURE)
+        outcomes = [item.outcome or failure(item.facts, "not processed", PROCESSING_FAILURE)
                     for item in pending]
         if admission is not None:
             admission.settle(pending)
@@ -214,29 +183,63 @@ class IngestService:
             item.staged = self.blobs.place(item.staged, item.facts.sop_instance_uid)
         except BlobStoreError as exc:  # the details name the store: for the log, not the sender
             log.error("blob store did not confirm %s: %s", item.facts.sop_instance_uid, exc)
-            item.outcome = _failure(item.facts, "not stored: the blob store did not confirm "
-                                    "the write; send it again", OUT_OF_RESOURCES)
+            item.outcome = failure(item.facts, "not stored: the blob store did not confirm "
+                                   "the write; send it again", OUT_OF_RESOURCES)
 
-    def _index(self, pending: list[PreparedInstance], rights: WriteRights) -> None:
-        todo = [p for p in pending if p.outcome is None]
-        if not todo:
+    def _commit_group(self, batches: list[Batch]) -> None:
+        """The group commit: one fsync of ``incoming/`` (beside the index statements; the
+        transaction commits only once it is done), one transaction, then publish."""
+        replaced: list[str] = []
+        syncing: list[Future[object]] = [_SYNCING.submit(self.blobs.sync_staging)]
+        syncing += [f for b in batches for p in b.pending for f in p.syncing]
+
+        def staging_durable() -> None:
+            for future in syncing:
+                future.result()
+
+        try:
+            replaced = self._index(batches, staging_durable)
+        finally:
+            wait(syncing)
+            self._publish([p for b in batches for p in b.pending if p.publish and not p.in_doubt])
+        if replaced:
+            self.blobs.delete(replaced)
+
+    def _publish(self, written: list[PreparedInstance]) -> None:
+        """Renames (each a journal update that may wait on a commit) run side by side; a
+        crash before they are all done leaves the rest for recover()."""
+        if len(written) <= 2:
+            for item in written:
+                self.blobs.commit(item.staged, item.staged.key)
             return
+        publishing = [_PUBLISHING.submit(self.blobs.commit, item.staged, item.staged.key)
+                      for item in written]
+        wait(publishing)
+        for future in publishing:
+            future.result()
+
+    def _index(self, batches: list[Batch], staging_durable: Callable[[], None]) -> list[str]:
+        """One transaction for every batch of the group, committed once ``staging_durable``
+        returns; returns the keys it replaced."""
+        todo = [(b.rights, [p for p in b.pending if p.outcome is None]) for b in batches]
         committed = False
         try:
             with self.index.write_session() as session:
-                cache = ParentCache()
-                for item in todo:
-                    self._index_one(session, item, cache, rights)
-                replaced = [p.replaces for p in todo if p.publish and p.replaces]
-                self.blobs.move_to_trash(replaced)  # recovery restores them if the commit fails
+                write_batches(session, batches, overwrite=self.overwrite, hints=self._hints)
+                replaced = [p.replaces for _, items in todo for p in items
+                            if p.publish and p.replaces]
+                if replaced:
+                    self.blobs.move_to_trash(replaced)  # recovery restores them if the commit fails
+                staging_durable()  # no row may name a staged file a crash could still lose
                 session.commit()
                 committed = True
         except BaseException:
             if not committed:
-                self._settle([p for p in todo if p.publish])
+                self._settle([p for _, items in todo for p in items if p.publish])
             raise
-        if replaced:
-            self.blobs.delete(replaced)
+        durability_event("commit", *(p.facts.sop_instance_uid for _, items in todo
+                                     for p in items if p.publish and p.facts is not None))
+        return replaced
 
     def _settle(self, written: list[PreparedInstance]) -> None:
         """A commit that raised may still have happened: ask the index, as `recover` would.
@@ -252,38 +255,6 @@ class IngestService:
             log.exception("cannot tell whether %d instances were indexed", len(written))
             for item in written:
                 item.in_doubt = True
-
-    def _index_one(self, session: Session, item: PreparedInstance, cache: ParentCache,
-                   rights: WriteRights) -> None:
-        facts = item.facts
-        assert facts is not None
-        existing = find_instance(session, facts.sop_instance_uid)
-        if existing is not None and rights.screened and not may_add_to(
-                rights, cache, instance_record(session, facts.sop_instance_uid)):
-            item.outcome = not_addable_here(facts)  # not even "duplicate": that tells
-            return
-        if existing is not None and existing.sha256 == item.staged.sha256:
-            item.outcome = _success(DUPLICATE, facts)
-            return
-        if existing is not None and not self.overwrite:
-            item.outcome = _failure(facts, "an instance with this SOP Instance UID is already "
-                                    "stored with different content", CONFLICT)
-            return
-        savepoint = session.begin_nested()
-        try:
-            write_instance(session, facts, blob_key=item.staged.key,
-                           size=item.staged.size, sha256=item.staged.sha256, cache=cache,
-                           replace=existing, rights=rights)
-            savepoint.commit()
-        except (IndexConflict, IntegrityError) as exc:
-            savepoint.rollback()
-            cache.forget(facts)
-            item.outcome = _conflict(facts, exc, rights)
-            return
-        item.outcome = _success(STORED, facts)
-        item.publish = True
-        if existing is not None and existing.blob_key != item.staged.key:
-            item.replaces = existing.blob_key
 
     # -- crash recovery ----------------------------------------------------
     def recover(self) -> dict[str, int]:
@@ -331,12 +302,3 @@ class IngestService:
     def _blob_matches(self, row: InstanceRow) -> bool:
         key = row.blob_key
         return self.blobs.exists(key) and stored_sha256(self.blobs, key) == row.sha256
-
-
-def _conflict(facts: InstanceFacts, exc: Exception, rights: WriteRights) -> IngestOutcome:
-    """A hospital source is told which UID clashes; anyone else gets the uniform refusal."""
-    if isinstance(exc, IndexConflict):
-        return not_addable_here(facts) if rights.screened \
-            else _failure(facts, str(exc), CONFLICT)
-    return _failure(facts, "concurrent conflicting write", CONFLICT)
-

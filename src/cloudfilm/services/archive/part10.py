@@ -3,14 +3,22 @@
 Parsing never loads bulk data: pydicom defers large values, and frame byte ranges
 are computed from element offsets (native) or item headers (encapsulated,
 PS3.5 §A.4), so a 1 GB multi-frame file costs no more memory than a small one.
+
+The file is opened and memory-mapped once, and the bounds check, pydicom and the
+frame walk all read that one mapping: the pixel data is never copied (only the
+pages of the header are ever touched), and their hundreds of seeks and tells are
+arithmetic instead of system calls.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 import pydicom
@@ -55,28 +63,39 @@ def _person_name(ds: pydicom.Dataset, keyword: str) -> tuple[str, str, str]:
     )
 
 
-def read_dataset(path: Path) -> pydicom.Dataset:
-    """Open a Part-10 file, deferring bulk values; reasons name what is wrong."""
+@contextmanager
+def mapped(path: Path) -> Iterator[tuple[BinaryIO, int]]:
+    """The file as a read-only memory map (a seekable stream) and its size."""
     with open(path, "rb") as fh:
-        head = fh.read(132)
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise InvalidInstance("not a DICOM Part-10 file (no DICM prefix at byte 128)")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            yield cast(BinaryIO, view), size
+
+
+def read_dataset(source: BinaryIO, size: int) -> pydicom.Dataset:
+    """Read a Part-10 stream, deferring bulk values; reasons name what is wrong."""
+    head = source.read(132)
+    source.seek(0)
     has_preamble = len(head) == 132 and head[128:132] == b"DICM"
     # Some clients (dicomweb-client, pydicom's default dcmwrite) send the file meta
     # group without the 128-byte preamble; accept that, but nothing less.
     if not has_preamble and head[:2] != b"\x02\x00":
         raise InvalidInstance("not a DICOM Part-10 file (no DICM prefix at byte 128)")
-    check_bounds(path)
+    check_bounds(source, size)
+    source.seek(0)
     try:
-        ds = pydicom.dcmread(path, defer_size=DEFER, force=not has_preamble)
+        ds = pydicom.dcmread(source, defer_size=DEFER, force=not has_preamble)
     except Exception as exc:  # pydicom raises many types for corrupt content
         raise InvalidInstance(f"unreadable DICOM file: {exc}") from exc
     return ds
 
 
-def check_bounds(path: Path) -> None:
+def check_bounds(source: BinaryIO, size: int) -> None:
     """Depth, element count and lengths, checked before pydicom recurses (domain/dataset_limits.py)."""
     try:
-        with open(path, "rb") as fh:
-            check_part10(fh, os.fstat(fh.fileno()).st_size)
+        check_part10(source, size)
     except DatasetTooComplex as exc:
         raise InvalidInstance(f"refused: {exc}") from exc
 
@@ -113,20 +132,21 @@ def _split_levels(full: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
 
 def parse_instance(path: Path) -> InstanceFacts:
     """Parse the staged file; raise InvalidInstance with a reason a person can act on."""
-    ds = read_dataset(path)
-    try:
-        return _facts(path, ds)
-    except InvalidInstance:
-        raise
-    except Exception as exc:  # pydicom raises many types for corrupt content
-        raise InvalidInstance(f"corrupt or wrongly encoded data set: {exc}") from exc
+    with mapped(path) as (source, size):
+        ds = read_dataset(source, size)
+        try:
+            return _facts(source, size, ds)
+        except InvalidInstance:
+            raise
+        except Exception as exc:  # pydicom raises many types for corrupt content
+            raise InvalidInstance(f"corrupt or wrongly encoded data set: {exc}") from exc
 
 
-def _facts(path: Path, ds: pydicom.Dataset) -> InstanceFacts:
+def _facts(source: BinaryIO, size: int, ds: pydicom.Dataset) -> InstanceFacts:
     sop_uid, sop_class, study_uid, series_uid, ts = _required(ds)
     prefix = f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/bulkdata"
     full = dataset_to_json(ds, prefix)
-    frames = frame_ranges(path, ds, ts)
+    frames = frame_ranges(source, size, ds, ts)
     patient_attrs, study_attrs, series_attrs = _split_levels(full)
     return InstanceFacts(
         sop_instance_uid=sop_uid, sop_class_uid=sop_class, study_uid=study_uid,
@@ -203,7 +223,8 @@ def normalise_time(value: str) -> str:
     return f"{whole.ljust(6, '0')[:6]}.{fraction.ljust(6, '0')[:6]}"
 
 
-def frame_ranges(path: Path, ds: pydicom.Dataset, ts: str) -> list[list[list[int]]] | None:
+def frame_ranges(source: BinaryIO, size: int, ds: pydicom.Dataset,
+                 ts: str) -> list[list[list[int]]] | None:
     """Byte ranges ``[[offset, length], ...]`` of each frame's fragments, or None if unknown.
 
     None means frames must be decoded from the whole file (deflated transfer syntax).
@@ -216,11 +237,9 @@ def frame_ranges(path: Path, ds: pydicom.Dataset, ts: str) -> list[list[list[int
     if not isinstance(raw, RawDataElement) or raw.value_tell is None:
         return None
     count = _int(ds, "NumberOfFrames") or 1
-    size = os.path.getsize(path)
     if raw.length != 0xFFFFFFFF:
         return _native_frames(ds, raw.value_tell, raw.length, count, size)
-    with open(path, "rb") as fh:
-        offsets, fragments = _read_items(fh, raw.value_tell, size)
+    offsets, fragments = _read_items(source, raw.value_tell, size)
     return _group_fragments(ds, offsets, fragments, count)
 
 

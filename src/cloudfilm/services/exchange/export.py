@@ -301,7 +301,10 @@ def _metadata(session: Any, instance_pks: list[int], batch: int = 500) -> dict[i
 
 
 def plan_export(index: Index, study_uids: list[str]) -> ExportPlan:
-    """What the export of these studies holds; UnknownStudies names any not stored."""
+    """What the export of these studies holds; UnknownStudies names any not stored.
+
+    Patients are numbered (P0000001, …) in the order their first study was asked for, so
+    the same request gives the same folders whichever patient the index made first."""
     wanted = list(dict.fromkeys(study_uids))
     statement = (
         select(*_ROW)
@@ -316,8 +319,13 @@ def plan_export(index: Index, study_uids: list[str]) -> ExportPlan:
     with index.session() as session:
         rows = session.execute(statement).all()
         metadata = _metadata(session, _needing_metadata(rows))
-    builder = _PlanBuilder()
+    asked = {uid: n for n, uid in enumerate(wanted)}
+    first_asked: dict[Any, int] = {}
     for row in rows:
+        rank = asked[row.study_uid]
+        first_asked[row.patient_pk] = min(rank, first_asked.get(row.patient_pk, rank))
+    builder = _PlanBuilder()
+    for row in sorted(rows, key=lambda row: first_asked[row.patient_pk]):  # stable sort
         builder.add(row, metadata.get(row.instance_pk))
     missing = [uid for uid in wanted if uid not in builder.study_uids]
     if missing:
@@ -343,11 +351,10 @@ def patient_studies(index: Index, patient_id: str, issuer: str | None = None) ->
 
 def studies_for(archive: Archive, study_uids: list[str], patient_id: str | None,
                 issuer: str | None) -> ExportPlan:
-    """The plan for some studies and/or every study of a patient."""
-    uids = list(study_uids)
-    if patient_id is not None:
-        uids += patient_studies(archive.index, patient_id, issuer)
-    return plan_export(archive.index, uids)
+    """The plan for every study of a patient and/or some studies: the patient comes first
+    (P0000001), the studies named beside it after."""
+    uids = [] if patient_id is None else patient_studies(archive.index, patient_id, issuer)
+    return plan_export(archive.index, uids + list(study_uids))
 
 
 # -- the zip ----------------------------------------------------------------------------

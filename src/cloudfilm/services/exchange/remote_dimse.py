@@ -228,7 +228,7 @@ class DimseClient:
 
         def on_store(event: evt.Event) -> int:
             sop_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
-            result, code = store(sop_uid, event.encoded_dataset(include_meta=True))
+            result, code = store(sop_uid, _received_part10(event))
             received[0] += 1
             progress(Progress(received[0], len(instances), result.sop_uid, result.ok,
                               result.detail))
@@ -307,6 +307,22 @@ class DimseClient:
             warning = f"warning 0x{code:04X}" if code else "stored"
             return InstanceResult(item.sop_uid, True, note + warning + _comment(status))
         return InstanceResult(item.sop_uid, False, f"{note}status 0x{code:04X}" + _comment(status))
+
+
+def _received_part10(event: evt.Event) -> bytes:
+    """A C-STORE received over our association, as a Part-10 file's bytes.
+
+    In a process that also serves DIMSE, pynetdicom's file-based receive is on
+    (dimse/server.py): the data set is then already a Part-10 file on disk, which
+    pynetdicom deletes after this handler, and `encoded_dataset` (in-memory only) fails.
+    """
+    try:
+        path = event.dataset_path
+    except AttributeError:  # file-based receive is off: the data set is in memory
+        path = None
+    if path:
+        return Path(path).read_bytes()
+    return event.encoded_dataset(include_meta=True)
 
 
 def verify_local(local: LocalAE, timeout: float) -> None:

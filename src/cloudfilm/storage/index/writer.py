@@ -12,6 +12,7 @@ that writes, so nothing that appears between screening and writing can be taken 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from sqlalchemy import delete, select
@@ -250,9 +251,16 @@ def write_instance(session: Session, facts: InstanceFacts, *, blob_key: str, siz
         if replace.series_pk != series_pk:
             raise IndexConflict(f"instance {facts.sop_instance_uid} already belongs to another series")
         session.execute(delete(InstanceRow).where(InstanceRow.id == replace.id))
-    session.add(InstanceRow(
-        series_pk=series_pk, sop_uid=facts.sop_instance_uid, sop_class_uid=facts.sop_class_uid,
-        transfer_syntax_uid=facts.transfer_syntax_uid, blob_key=blob_key, size=size, sha256=sha256,
-        frames=orjson.dumps(facts.frames).decode(), metadata_json=facts.metadata, **facts.instance,
-    ))
+    session.add(InstanceRow(**instance_values(facts, series_pk, blob_key, size, sha256)))
     session.flush()
+
+
+def instance_values(facts: InstanceFacts, series_pk: int, blob_key: str, size: int,
+                    sha256: str) -> dict[str, Any]:
+    """An instance row's columns: one definition for the ORM write above and the group
+    commit's multi-row INSERT (services/archive/group_index.py)."""
+    return dict(series_pk=series_pk, sop_uid=facts.sop_instance_uid,
+                sop_class_uid=facts.sop_class_uid, transfer_syntax_uid=facts.transfer_syntax_uid,
+                blob_key=blob_key, size=size, sha256=sha256,
+                frames=orjson.dumps(facts.frames).decode(), metadata_json=facts.metadata,
+                **facts.instance)
