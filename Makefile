@@ -63,7 +63,11 @@ fuzz: $(STAMP) system-deps
 
 bench: $(STAMP) system-deps
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py --only metadata,frames,retrieve --blob s3
 	$(PY) benchmarks/bench_dimse.py
+	$(PY) benchmarks/scale.py --db sqlite --sizes 10000,100000,1000000 --max-seed-minutes 90
+	$(PY) benchmarks/scale.py --db postgresql --sizes 10000,100000,1000000,10000000 --max-seed-minutes 150
+	$(PY) benchmarks/scale_report.py
 
 # Re-pin after changing pyproject.toml dependencies.
 lock:

@@ -104,4 +104,11 @@ def run(ctx: Context, fixture) -> tuple[list[Row], dict]:
               "loopback ceiling (sendfile server, same size, same curl)":
                   f"median {top:.0f} MB/s; cloudfilm reaches {100 * cf / top:.0f}% of it, "
                   f"Orthanc {100 * orth / top:.0f}%"}
+    if ctx.s3 is not None:
+        per_object = series.total_bytes // len(series.sop_uids)
+        peer_top = ctx.s3.read_ceiling(len(series.sop_uids), per_object)
+        row.note += (f"; the S3 peer itself (boto3 GETs of {len(series.sop_uids)} objects of "
+                     f"{per_object:,} bytes, 8 at a time) hands out {peer_top:.0f} MB/s: "
+                     f"cloudfilm reached {100 * cf / peer_top:.0f}% of that")
+        extra["S3 peer ceiling (boto3, 8 GETs at a time, same object sizes)"] = f"{peer_top:.0f} MB/s"
     return [row], extra

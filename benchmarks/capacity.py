@@ -32,13 +32,9 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_dimse import CF_AET, DimseCloudfilm, storescu, study_instance_count, write_series
 from benchmarks.cloudfilm_server import DEFAULT_POSTGRES, CloudfilmServer
 from benchmarks.common import (
-    PYTHON,
     ROOT,
     LoadMonitor,
-    free_port,
     machine_info,
     make_tmpdir,
     median,
@@ -63,72 +57,14 @@ from benchmarks.common import (
     tail,
 )
 from benchmarks.data import SeriesSpec, ct_instance
+from benchmarks.s3_peer import s3_peer
 from benchmarks.scale import index_bytes
 
 BATCH = 50
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "cloudfilm-bench", "AWS_SECRET_ACCESS_KEY": "not-a-secret",
-               "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-# -- the peers -----------------------------------------------------------------------------------
-@dataclass
-class S3Peer:
-    """moto in server mode on a loopback port, with one bucket."""
-
-    process: subprocess.Popen[bytes]
-    endpoint: str
-    bucket: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return CREDENTIALS | {"CLOUDFILM_BLOB_URL": f"s3://{self.bucket}/archive?endpoint_url={self.endpoint}"}
-
-    def client(self) -> Any:
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-
-    def stored_bytes(self) -> tuple[int, int]:
-        """(objects, bytes) in the bucket."""
-        count = size = 0
-        for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-            for item in page.get("Contents", []):
-                count, size = count + 1, size + int(item["Size"])
-        return count, size
-
-
-@contextmanager
-def s3_peer(log_dir: Path) -> Iterator[S3Peer]:
-    port = free_port()
-    with open(log_dir / "moto.log", "wb") as log:
-        process = subprocess.Popen([str(PYTHON), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    peer = S3Peer(process, f"http://127.0.0.1:{port}", f"cloudfilm-{secrets.token_hex(4)}")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(peer.endpoint, timeout=1)
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto did not start:\n{tail(log_dir / 'moto.log')}") from None
-                time.sleep(0.2)
-        peer.client().create_bucket(Bucket=peer.bucket)
-        yield peer
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class SharedNode(CloudfilmServer):

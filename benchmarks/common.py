@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -233,6 +234,9 @@ class Context:
     postgres_url: str
     profile_dir: Path | None = None
     log: list[str] = field(default_factory=list)
+    server_env: dict[str, str] = field(default_factory=dict)  # e.g. an S3 blob store's URL
+    blob: str = "file"  # where cloudfilm keeps blobs: "file" or "s3"
+    s3: Any = None  # the S3Peer (benchmarks/s3_peer.py) when blob == "s3"
 
     def say(self, message: str) -> None:
         stamp = time.strftime("%H:%M:%S")

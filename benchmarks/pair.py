@@ -13,7 +13,7 @@ from benchmarks.orthanc import OrthancServer
 class Pair:
     def __init__(self, ctx: Context, label: str) -> None:
         self.cloudfilm = CloudfilmServer(f"{label}-cf", ctx.database, ctx.postgres_url,
-                                         profile_dir=ctx.profile_dir)
+                                         extra_env=ctx.server_env, profile_dir=ctx.profile_dir)
         self.orthanc = OrthancServer(f"{label}-orthanc")
 
     def start(self) -> Pair:

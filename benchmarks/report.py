@@ -88,7 +88,7 @@ def save_results(name: str, rows: list[Row], run: dict, method: str, extra: dict
 
 
 # -- docs/benchmarks.md ------------------------------------------------------------
-ORDER = ["stow", "qido", "metadata", "frames", "retrieve"]
+ORDER = ["stow", "qido", "metadata", "frames", "retrieve", "metadata-s3", "frames-s3", "retrieve-s3"]
 
 
 def _generated(data: dict) -> str:

@@ -1,7 +1,7 @@
 """Run the cloudfilm-vs-Orthanc benchmarks, print the table, update docs/benchmarks.md.
 
     .venv/bin/python benchmarks/run.py [--quick] [--only NAME[,NAME]] [--database sqlite|postgresql]
-                                       [--profile DIR] [--no-doc]
+                                       [--blob file|s3] [--profile DIR] [--no-doc]
 
 Benchmarks (each its own module): stow, metadata, frames, retrieve, qido. Each one
 starts its own cloudfilm and Orthanc on free loopback ports with temporary data
@@ -9,7 +9,9 @@ directories and stops them when it ends (metadata, frames and retrieve share one
 pair that holds the same 300-instance CT series). Full runs take ~30 min, mostly
 seeding the QIDO index with 100k studies; --quick uses small data (~5 min).
 A full run rewrites the generated part of docs/benchmarks.md; a --quick run only
-prints, unless --write-doc is given.
+prints, unless --write-doc is given. ``--blob s3`` keeps cloudfilm's blobs in an S3 peer
+(benchmarks/s3_peer.py: moto on loopback); its rows are recorded apart, marked "S3 store",
+beside the file store's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import bench_first_image, bench_qido, bench_series, bench_stow, report
 from benchmarks.cloudfilm_server import DEFAULT_POSTGRES
-from benchmarks.common import Context, LoadMonitor, Row, machine_info
+from benchmarks.common import Context, LoadMonitor, Row, machine_info, make_tmpdir
+from benchmarks.s3_peer import s3_peer
 
 ALL = ["stow", "metadata", "frames", "retrieve", "first_image", "qido"]
 
@@ -39,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="cloudfilm's index database (default sqlite)")
     parser.add_argument("--postgres-url", default=os.environ.get("CLOUDFILM_BENCH_POSTGRES",
                                                                  DEFAULT_POSTGRES))
+    parser.add_argument("--blob", choices=["file", "s3"], default="file",
+                        help="cloudfilm's blob store: the data directory, or an S3 peer (moto)")
     parser.add_argument("--studies", type=int, default=None,
                         help="QIDO index size (default 100000, 5000 with --quick)")
     parser.add_argument("--profile", type=Path, default=None,
@@ -58,11 +63,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ctx = Context(quick=args.quick, database=args.database, postgres_url=args.postgres_url,
-                  profile_dir=args.profile.resolve() if args.profile else None)
+                  profile_dir=args.profile.resolve() if args.profile else None, blob=args.blob)
+    if args.blob == "file":
+        return run(args, ctx)
+    with s3_peer(make_tmpdir("bench-s3")) as peer:
+        ctx.server_env, ctx.s3 = peer.env, peer
+        return run(args, ctx)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
     machine = machine_info()
     write_doc = (not args.quick or args.write_doc) and not args.no_doc
     ctx.say(f"benchmarks {args.names} ({'quick' if args.quick else 'full'}, cloudfilm on "
-            f"{args.database}, {machine['nproc']} cores, Orthanc {machine['orthanc']})")
+            f"{args.database} with the {ctx.blob} blob store, {machine['nproc']} cores, "
+            f"Orthanc {machine['orthanc']})")
     started = time.monotonic()
     all_rows: list[Row] = []
     failures: list[str] = []
@@ -70,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def record(name: str, rows: list[Row], method: str, extra: dict) -> None:
         nonlocal data
+        if ctx.blob != "file":  # recorded beside the file store's rows, not over them
+            name = f"{name}-{ctx.blob}"
+            for row in rows:
+                row.measure += f", {ctx.blob.upper()} store"
         all_rows.extend(rows)
         print(report.console_table(rows), flush=True)
         if write_doc:

@@ -59,6 +59,38 @@ def test_study_series_and_instance_retrieve_as_stored(client: httpx.Client, seri
             assert headers["content-type"] == f"application/dicom; transfer-syntax={ds.file_meta.TransferSyntaxUID}"
 
 
+def test_stored_files_go_out_with_a_length_by_sendfile(client: httpx.Client, series: dict) -> None:
+    """The zero-copy path (api/zero_copy.py): a Content-Length instead of chunks, same bytes."""
+    response = client.get(f"/studies/{series['study']}", headers={"accept": AS_STORED})
+    assert response.status_code == 200
+    assert "transfer-encoding" not in response.headers
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert sorted(data for _, data in parse_multipart(response)) == \
+        sorted(to_bytes(ds) for ds in series["instances"])
+    head = client.head(f"/studies/{series['study']}", headers={"accept": AS_STORED})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == response.headers["content-length"]
+
+
+def test_a_client_that_leaves_mid_retrieve_costs_the_next_one_nothing(server: Server) -> None:
+    """sendfile runs on a duplicate of the socket in a worker thread: a reader that stops and
+    hangs up must free it, and the next request (on a new connection) gets every byte."""
+    study, series_uid = generate_uid(), generate_uid()
+    big = [to_bytes(make_instance(study=study, series=series_uid, instance_number=i, rows=512,
+                                  columns=512, seed=i)) for i in range(1, 13)]  # ~6 MB
+    with httpx.Client(base_url=server.dicomweb, headers=server.auth, timeout=60) as http:
+        assert stow(http, big).status_code == 200
+        url = f"{server.dicomweb}/studies/{study}/series/{series_uid}"
+        for _ in range(3):
+            with httpx.stream("GET", url, headers={**server.auth, "accept": AS_STORED},
+                              timeout=60) as partial:
+                assert partial.status_code == 200
+                next(partial.iter_raw(65536))  # take a little, then hang up
+        whole = http.get(f"/studies/{study}/series/{series_uid}", headers={"accept": AS_STORED})
+    assert whole.status_code == 200
+    assert sorted(data for _, data in parse_multipart(whole)) == sorted(big)
+
+
 def test_unquoted_accept_parameters_work(client: httpx.Client, series: dict) -> None:
     ds = series["instances"][0]
     response = client.get(_instance_url(ds), headers={

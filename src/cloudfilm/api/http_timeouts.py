@@ -7,7 +7,8 @@ nginx and Apache have: the whole request head must arrive within ``header_second
 of its first byte (or of the connection), the head may not pass ``max_header_bytes``
 (431, RFC 6585 §5), and a body may not stall for more than ``body_idle_seconds``
 while the application waits for it. A paused body (the application is busy with what
-it has) never counts against the client.
+it has) never counts against the client. The same protocol offers the application
+sendfile for stored files (api/zero_copy.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from cloudfilm.api.zero_copy import offer_zero_copy
 from cloudfilm.config import HttpSettings
 
 
@@ -82,6 +84,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head, self._in_body, self._head_bytes = False, True, 0
         self._arm(self.timeouts.body_idle_seconds, self._body_timed_out)
         super().on_headers_complete()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # Each request's application may send stored files with sendfile (api/zero_copy.py).
+        offer_zero_copy(cycle, self.timeouts.body_idle_seconds)
+        super()._start_asgi_task(cycle, app)
 
     def on_message_complete(self) -> None:
         self._in_head, self._in_body = True, False

@@ -120,6 +120,11 @@ class BlobStore(Protocol):
         """A seekable binary stream over the blob; close it (``with``) when done."""
         ...
 
+    def local_file(self, key: str) -> BinaryIO | None:
+        """The blob as a file of this node's own file system, which sendfile(2) can send
+        straight from the page cache; None when the store keeps it elsewhere (S3)."""
+        ...
+
     def read_bytes(self, key: str) -> bytes: ...
     def read_range(self, key: str, offset: int, length: int) -> bytes: ...
     def iter_bytes(self, key: str, chunk: int = 4 * CHUNK) -> Iterator[bytes]: ...
@@ -199,6 +204,9 @@ class FileSystemBlobStore(StagingArea):
 
     def open(self, key: str) -> BinaryIO:
         return open(self._file(key), "rb")
+
+    def local_file(self, key: str) -> BinaryIO | None:
+        return self.open(key)
 
     def read_bytes(self, key: str) -> bytes:
         return self._file(key).read_bytes()

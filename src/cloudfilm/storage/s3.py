@@ -290,6 +290,9 @@ class S3BlobStore(StagingArea):
         except FileNotFoundError:  # evicted by another process sharing the data directory
             return None
 
+    def local_file(self, key: str) -> BinaryIO | None:
+        return None  # ranged GETs (iter_bytes); a cached copy may be evicted while it is sent
+
     def open(self, key: str) -> BinaryIO:
         """A seekable stream whose reads are ranged GETs (or the cached copy)."""
         if self.cache is not None:

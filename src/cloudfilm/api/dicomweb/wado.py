@@ -28,6 +28,9 @@ from cloudfilm.api.dicomweb.negotiation import (
 )
 from cloudfilm.api.errors import BadParameter, NotFound
 from cloudfilm.api.multipart import (
+    FilePart,
+    FilePartsResponse,
+    can_send_files,
     closing,
     in_thread_batches,
     multipart_content_type,
@@ -98,9 +101,29 @@ async def retrieve_instances(request: Request) -> Response:
                                      "ask for transfer-syntax=* (as stored) or "
                                      f"{EXPLICIT_LE} (uncompressed)")
     service, boundary = _service(request), new_boundary()
-    parts = (_instance_part(service, item, wanted) for item in items)
+    as_stored = all(wanted in (AS_STORED, item.transfer_syntax_uid) for item in items)
+    if as_stored and can_send_files(request.scope) and \
+            await run_in_threadpool(_has_local_files, service, items):
+        return FilePartsResponse(boundary, "application/dicom", [
+            FilePart(f"application/dicom; transfer-syntax={item.transfer_syntax_uid}", item.size,
+                     functools.partial(service.local_file, item)) for item in items])
+    if as_stored:  # an object store: fetch the next objects while one is sent
+        parts: Iterator[tuple[str, Iterator[bytes]]] = (
+            (f"application/dicom; transfer-syntax={item.transfer_syntax_uid}", chunks)
+            for item, chunks in service.files_read_ahead(items))
+    else:
+        parts = (_instance_part(service, item, wanted) for item in items)
     return StreamingResponse(in_thread_batches(stream_parts(boundary, parts)),
                              media_type=multipart_content_type("application/dicom", boundary))
+
+
+def _has_local_files(service: RetrieveService, items: list[StoredInstance]) -> bool:
+    """Whether the blob store keeps these files on this node (it does all or none)."""
+    probe = service.local_file(items[0]) if items else None
+    if probe is None:
+        return False
+    probe.close()
+    return True
 
 
 def _metadata_body(service: RetrieveService, study: str, series: str | None, sop: str | None,

@@ -10,7 +10,9 @@ knows where the blobs live.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVarTuple
 
@@ -25,6 +27,9 @@ from cloudfilm.services.imaging import pixels
 from cloudfilm.storage.blobs import BlobStore
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow, SeriesRow, StudyRow
+
+READ_AHEAD, READ_AHEAD_BYTES = 8, 4 << 20  # at most 32 MB ahead per response
+_READERS = ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="blob-read-ahead")
 
 
 class NotStored(LookupError):
@@ -118,6 +123,42 @@ class RetrieveService:
 
     def file_chunks(self, instance: StoredInstance) -> Iterator[bytes]:
         return self.blobs.iter_bytes(instance.blob_key)
+
+    def files_read_ahead(self, instances: Sequence[StoredInstance]
+                         ) -> Iterator[tuple[StoredInstance, Iterator[bytes]]]:
+        """Each instance with its stored bytes, the next few fetched while one is sent.
+
+        For a store whose reads are round trips (S3: one GET per object), a series read one
+        object after the other waits out every round trip; here up to READ_AHEAD objects of
+        up to READ_AHEAD_BYTES each are in flight at once, so memory stays bounded. Larger
+        objects stream as they are read."""
+        upcoming = iter(instances)
+        pending: deque[tuple[StoredInstance, Future[bytes] | None]] = deque()
+
+        def fetch(item: StoredInstance) -> None:
+            small = item.size <= READ_AHEAD_BYTES
+            pending.append((item, _READERS.submit(self.blobs.read_bytes, item.blob_key)
+                            if small else None))
+
+        for item in upcoming:
+            fetch(item)
+            if len(pending) >= READ_AHEAD:
+                break
+        try:
+            while pending:
+                item, future = pending.popleft()
+                if (following := next(upcoming, None)) is not None:
+                    fetch(following)
+                yield item, (iter([future.result()]) if future is not None
+                             else self.file_chunks(item))
+        finally:
+            for _, future in pending:  # the client left: fetch nothing more
+                if future is not None:
+                    future.cancel()
+
+    def local_file(self, instance: StoredInstance) -> BinaryIO | None:
+        """The stored Part-10 object as an OS file (for sendfile), if the store has one."""
+        return self.blobs.local_file(instance.blob_key)
 
     def stored_frame(self, instance: StoredInstance, number: int) -> bytes | None:
         """Frame ``number`` (1-based) as stored, or None when only decoding can get it."""
