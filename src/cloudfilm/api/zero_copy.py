@@ -10,10 +10,11 @@ uvicorn does not offer the extension, so our protocol does (`offer_zero_copy`): 
 gets ``extensions["http.response.zerocopysend"]`` and the cycle's ``send`` understands
 ``{"type": "http.response.zerocopysend", "file", "offset", "count", "more_body"}`` (ASGI
 HTTP spec, extensions). uvicorn still writes the status line and headers and does the
-Content-Length accounting; only the file bytes bypass it. They are written by a worker
-thread on a duplicate of the socket's descriptor once the transport's own buffer is empty,
-so they never overtake bytes uvicorn queued, and a connection closed meanwhile can never
-hand its descriptor number to another client's socket under the thread's feet.
+Content-Length accounting; only the file bytes bypass it. Once the transport's own buffer
+is empty (so they never overtake bytes uvicorn queued), as much as the socket takes at once
+is sent on the event loop; the rest by a worker thread on a duplicate of the socket's
+descriptor, so a connection closed meanwhile can never hand its descriptor number to
+another client's socket under the thread's feet.
 """
 
 from __future__ import annotations

@@ -118,8 +118,12 @@ async def retrieve_instances(request: Request) -> Response:
 
 
 def _has_local_files(service: RetrieveService, items: list[StoredInstance]) -> bool:
-    """Whether the blob store keeps these files on this node (it does all or none)."""
-    probe = service.local_file(items[0]) if items else None
+    """Whether the blob store keeps these files on this node (it does all or none). A blob
+    that cannot be opened takes the streaming path, which reports it as it always has."""
+    try:
+        probe = service.local_file(items[0]) if items else None
+    except OSError:
+        return False
     if probe is None:
         return False
     probe.close()
