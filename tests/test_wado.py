@@ -59,8 +59,10 @@ def test_study_series_and_instance_retrieve_as_stored(client: httpx.Client, seri
             assert headers["content-type"] == f"application/dicom; transfer-syntax={ds.file_meta.TransferSyntaxUID}"
 
 
-def test_stored_files_go_out_with_a_length_by_sendfile(client: httpx.Client, series: dict) -> None:
-    """The zero-copy path (api/zero_copy.py): a Content-Length instead of chunks, same bytes."""
+def test_stored_files_go_out_with_a_length_by_sendfile(client: httpx.Client, series: dict,
+                                                      server: Server) -> None:
+    """The zero-copy path (api/zero_copy.py): a Content-Length instead of chunks, same bytes,
+    and a HEAD that the server answers without an error of its own."""
     response = client.get(f"/studies/{series['study']}", headers={"accept": AS_STORED})
     assert response.status_code == 200
     assert "transfer-encoding" not in response.headers
@@ -70,6 +72,9 @@ def test_stored_files_go_out_with_a_length_by_sendfile(client: httpx.Client, ser
     head = client.head(f"/studies/{series['study']}", headers={"accept": AS_STORED})
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == response.headers["content-length"]
+    assert client.get(f"/studies/{series['study']}/metadata").status_code == 200  # HEAD has ended
+    assert server.log_path is not None
+    assert "Exception in ASGI application" not in server.log_path.read_text()
 
 
 def test_a_client_that_leaves_mid_retrieve_costs_the_next_one_nothing(server: Server) -> None:

@@ -57,17 +57,17 @@ class _ZeroCopySend:
         cycle = self.cycle
         if not cycle.response_started or cycle.response_complete or cycle.chunked_encoding:
             raise RuntimeError(f"{EXTENSION} needs a started response with a Content-Length")
-        file = message["file"]
-        offset = int(message.get("offset") or 0)
-        count = message.get("count")
-        count = os.fstat(file.fileno()).st_size - offset if count is None else int(count)
-        if count > cycle.expected_content_length:
-            raise RuntimeError("Response content longer than Content-Length")
-        if not cycle.disconnected and cycle.scope["method"] != "HEAD":
+        if cycle.scope["method"] != "HEAD":  # uvicorn zeroes a HEAD response's length itself
+            file = message["file"]
+            offset = int(message.get("offset") or 0)
+            count = message.get("count")
+            count = os.fstat(file.fileno()).st_size - offset if count is None else int(count)
+            if count > cycle.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
             await self._drained()
             if not cycle.disconnected:
                 await self._send_file(file.fileno(), offset, count)
-        cycle.expected_content_length -= count if cycle.scope["method"] != "HEAD" else 0
+            cycle.expected_content_length -= count
         if not message.get("more_body", False):
             await self.uvicorn_send({"type": "http.response.body", "body": b"", "more_body": False})
 
