@@ -248,13 +248,20 @@ def test_an_expired_token_is_refused_at_its_first_request_after_the_end(
         assert reader.get(url, headers={"Accept": FRAMES}).status_code == 401
 
 
-# -- views: audited without a write on the request path, and never lost ---------------------------
+# -- views and searches: audited without a write on the request path, and never lost ----------------
 
 
 def _views(server: Server, study: str, actor: str) -> int:
     return int(scalar(server, select(func.count()).select_from(AuditEventRow).where(
         AuditEventRow.action == "view", AuditEventRow.study_uid == study,
         AuditEventRow.actor == actor)) or 0)
+
+
+def _searches(server: Server, actor: str, study: str) -> int:
+    """``query`` records of ``actor`` whose recorded query names ``study``."""
+    return int(scalar(server, select(func.count()).select_from(AuditEventRow).where(
+        AuditEventRow.action == "query", AuditEventRow.actor == actor,
+        AuditEventRow.detail.contains(study))) or 0)
 
 
 class _ChainHeld:
@@ -284,9 +291,9 @@ class _ChainHeld:
 
 def test_a_view_is_answered_without_an_index_write_and_survives_kill_9(
         fresh_server: Server) -> None:
-    """With the audit chain locked by another process, a frame request is answered at
-    once; the server is killed before it could append the view; after a restart the view
-    is in the chain exactly once."""
+    """With the audit chain locked by another process, a frame request and a QIDO search
+    are answered at once; the server is killed before it could append their records; after
+    a restart each is in the chain exactly once."""
     server = fresh_server.start()
     study, series = generate_uid(), generate_uid()
     ds = make_instance(study=study, series=series, rows=8, columns=8)
@@ -297,14 +304,19 @@ def test_a_view_is_answered_without_an_index_write_and_survives_kill_9(
     with _ChainHeld(server), httpx.Client(base_url=server.dicomweb, timeout=30,
                                           headers=reader.http.headers) as http:
         assert http.get(url, headers={"Accept": FRAMES}).status_code == 200
+        found = http.get("/studies", params={"StudyInstanceUID": study},
+                         headers={"Accept": "application/dicom+json"})
+        assert found.status_code == 200 and len(found.json()) == 1
         server.kill()
     assert _views(server, study, reader.name) == 0
+    assert _searches(server, reader.name, study) == 0
     journal = list((server.data_dir / "audit-views").glob("*.jsonl"))
     assert study in "".join(path.read_text() for path in journal)
     server.start()
     with httpx.Client(base_url=server.dicomweb, headers=server.auth, timeout=60) as http:
         assert http.get(url, headers={"Accept": FRAMES}).status_code == 200  # starts the writer
     wait_until(lambda: _views(server, study, reader.name) == 1, "the journal's view")
+    wait_until(lambda: _searches(server, reader.name, study) == 1, "the journal's search")
     wait_until(lambda: _views(server, study, "test-admin") == 1, "the admin's view")
     wait_until(lambda: not list((server.data_dir / "audit-views").glob("*.jsonl")),
                "the journal files to be removed once appended")

@@ -96,6 +96,14 @@ async def audit_view(conn: HTTPConnection, decision: Decision, study: str) -> No
     archive_of(conn).audit.queue_view(entry, session_key(conn))
 
 
+async def audit_query(conn: HTTPConnection, study: str | None, detail: dict[str, Any]) -> None:
+    """A search's ``query`` record, queued (AuditLog.queue): every search is recorded, and
+    none waits for the index."""
+    entry = audit_entry(principal(conn), "query", study_uid=study or "", source=client_ip(conn),
+                        detail={"path": conn.url.path} | detail)
+    archive_of(conn).audit.queue(entry)
+
+
 async def view_study(conn: HTTPConnection, study: str, series: str | None = None,
                      sop: str | None = None) -> Decision:
     """Check VIEW and leave the (aggregated) view record: metadata, frames, renderings."""

@@ -20,12 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cloudfilm.api.access import audit, visible_clause
+from cloudfilm.api.access import audit_query, visible_clause
 from cloudfilm.api.errors import BadParameter, NotFound
 from cloudfilm.api.media import parse_accept
 from cloudfilm.api.responses import DICOM_JSON, json_bytes_response
 from cloudfilm.api.urls import dicomweb_base
-from cloudfilm.domain.access import Decision
 from cloudfilm.domain.levels import Level
 from cloudfilm.domain.matching import Query, QueryError, parse_query
 from cloudfilm.services.archive.query import QueryService, SearchResult, UnknownResource, Visible
@@ -85,9 +84,9 @@ async def _search(request: Request, level: Level, search: Search) -> Response:
         result = await run_in_threadpool(search, service, query, dicomweb_base(request), visible)
     except UnknownResource as exc:
         raise NotFound(exc.what) from None
-    await audit(request, "query", Decision(True, "query"), request.path_params.get("study"),
-                detail={"level": level.name.lower(), "query": str(request.query_params),
-                        "results": len(result.items)})
+    await audit_query(request, request.path_params.get("study"),
+                      {"level": level.name.lower(), "query": str(request.query_params),
+                       "results": len(result.items)})
     response = json_bytes_response(request, orjson.dumps(result.items), media_type=media_type)
     for warning in warnings(result):
         response.headers.append("Warning", warning)
