@@ -427,8 +427,9 @@ def _instances_of_series(visible: Visible) -> ScalarSelect[int]:
 
     A correlated scalar subquery, so every database runs it as one index lookup on
     ``instances.series_pk`` per series of the page. A join grouped over the page instead
-    leaves the plan to the statistics; PostgreSQL then sometimes hashes the whole
-    ``instances`` table for a page of 100 studies (0.75 s at 0.87M instances, docs/benchmarks.md).
+    leaves the plan to the statistics: with stale ones PostgreSQL hashed the whole
+    ``instances`` table for one page, a cost that grows with the table (docs/benchmarks.md,
+    the scale curve).
     """
     statement = select(func.count()).select_from(InstanceRow).where(
         InstanceRow.series_pk == SeriesRow.id)
