@@ -499,8 +499,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"--- the end of the server's log ---\n{tail(server.log_path, 60)}", flush=True)
         raise
     finally:
-        if args.keep:
-            say(f"kept: {server.base} token {server.token} data {server.data} "
+        if args.keep:  # the token goes to a 0600 file, never to the output
+            token_file = server.root / "token"
+            token_file.touch(mode=0o600)
+            token_file.write_text(f"{server.token}\n")
+            say(f"kept: {server.base} (bearer token in {token_file}) data {server.data} "
                 f"database {server.database_url}")
         else:
             server.cleanup(background=True)

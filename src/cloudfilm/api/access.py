@@ -24,6 +24,7 @@ from starlette.requests import HTTPConnection
 from cloudfilm.api.authn import SESSION_COOKIE, client_ip, principal
 from cloudfilm.api.errors import NotFound
 from cloudfilm.domain.access import Decision, Permission
+from cloudfilm.domain.audit import AuditEntry
 from cloudfilm.services.access.people import audit_entry
 from cloudfilm.services.access.policy import Policy
 from cloudfilm.services.access.read_access import read_access_of
@@ -79,12 +80,20 @@ def _action(permission: Permission) -> str:
             Permission.UPLOAD: "upload"}[permission]
 
 
+def _entry(conn: HTTPConnection, action: str, study: str | None, *,
+           person_id: int | None = None, outcome: str = "success",
+           detail: dict[str, Any] | None = None) -> AuditEntry:
+    """The record of ``principal(conn)`` doing ``action`` on ``study`` through this request."""
+    return audit_entry(principal(conn), action, person_id=person_id, outcome=outcome,
+                       study_uid=study or "", source=client_ip(conn),
+                       detail={"path": conn.url.path} | (detail or {}))
+
+
 async def audit(conn: HTTPConnection, action: str, decision: Decision, study: str | None,
                 *, outcome: str = "success", detail: dict[str, Any] | None = None) -> None:
     """One audit record for ``principal(conn)`` doing ``action`` on ``study``."""
-    entry = audit_entry(principal(conn), action, person_id=decision.person_id, outcome=outcome,
-                        study_uid=study or "", source=client_ip(conn),
-                        detail={"path": conn.url.path} | (detail or {}))
+    entry = _entry(conn, action, study, person_id=decision.person_id, outcome=outcome,
+                   detail=detail)
     await run_in_threadpool(archive_of(conn).audit.record, entry)
 
 
@@ -99,9 +108,7 @@ async def audit_view(conn: HTTPConnection, decision: Decision, study: str) -> No
 async def audit_query(conn: HTTPConnection, study: str | None, detail: dict[str, Any]) -> None:
     """A search's ``query`` record, queued (AuditLog.queue): every search is recorded, and
     none waits for the index."""
-    entry = audit_entry(principal(conn), "query", study_uid=study or "", source=client_ip(conn),
-                        detail={"path": conn.url.path} | detail)
-    archive_of(conn).audit.queue(entry)
+    archive_of(conn).audit.queue(_entry(conn, "query", study, detail=detail))
 
 
 async def view_study(conn: HTTPConnection, study: str, series: str | None = None,

@@ -69,7 +69,7 @@ VIEW_JOURNAL_DIR = "audit-views"  # in the data directory, beside the anchor fil
 VIEW_FLUSH_SECONDS = 0.2  # a queued view reaches the chain within about this
 VIEW_ADOPT_SECONDS = 60.0  # how often journals of dead processes are looked for
 VIEW_RETRY_SECONDS = 1.0  # after a failed append (the index unreachable)
-VIEW_LATE = timedelta(minutes=1)  # a view appended later than this keeps its time in detail
+VIEW_LATE = timedelta(minutes=1)  # a journalled record appended later keeps its time in detail
 
 # Failure records written while serving one request, so the refusal auditor of the
 # authentication layer does not record a refusal twice (see ``failures_recorded``).
@@ -333,8 +333,8 @@ def _journal_entries(path: Path) -> list[AuditEntry]:
         except (ValueError, KeyError, TypeError):
             log.warning("audit: %s line %d is not a whole view record; skipped", path.name, number)
             continue
-        if now - at > VIEW_LATE:  # adopted after a crash: say when the view happened
-            entry = replace(entry, detail=entry.detail | {"viewed_at": at.isoformat()})
+        if now - at > VIEW_LATE:  # adopted after a crash: say when it happened
+            entry = replace(entry, detail=entry.detail | {"occurred_at": at.isoformat()})
         entries.append(entry)
     return entries
 
@@ -490,14 +490,11 @@ class AuditLog:
         ``VIEW_FLUSH_SECONDS``. Costs a dictionary lookup when the view was already
         recorded within the hour, else one small file append. A log without a data
         directory (tools, tests) records at once."""
-        if self._journal is None:
-            self.record_once(entry, session_key)
-            return
         key = self._claim_once(entry, session_key, None)
         if key is None:
             return
         try:
-            self._journal.add(entry)
+            self.queue(entry)
         except Exception:
             self._views.forget(key)
             raise

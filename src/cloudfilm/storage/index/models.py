@@ -40,6 +40,7 @@ class PatientRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(64), index=True)
     issuer: Mapped[str] = mapped_column(String(64), default="")
+    # PostgreSQL also has a prefix (varchar_pattern_ops) index on each name: migration 0014.
     name_alphabetic: Mapped[str] = mapped_column(String(200), default="", index=True)
     name_ideographic: Mapped[str] = mapped_column(String(200), default="", index=True)
     name_phonetic: Mapped[str] = mapped_column(String(200), default="")
