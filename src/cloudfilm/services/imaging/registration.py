@@ -12,10 +12,8 @@ How (SimpleITK, ITK v4 registration framework):
   cosines), downsampled by bin-averaging to about ``TARGET_SPACING_MM``: rigid alignment
   of whole lungs needs no fine detail, and it keeps a pair of 512×512×300 series to a
   few seconds.
-* Lungs: air-like voxels (< ``AIR_HU_MAX``) inside the body. The body is the largest
-  connected component above ``BODY_HU_MIN`` with its holes filled slice by slice (in 3D
-  the lungs reach the ends of the scan and would count as outside air). Small air
-  pockets (bowel gas) are dropped by size.
+* Lungs: air-like voxels inside the body, small air pockets (bowel gas) dropped by size
+  (`cloudfilm.domain.lung`, shared with nodule detection).
 * The metric is evaluated only inside the prior's lung mask, dilated by
   ``LUNG_MARGIN_MM`` so the lung boundary -- the strongest feature -- is inside it. The
   rest of the body (arms, abdomen, neck) moves independently of the lungs.
@@ -45,13 +43,11 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from cloudfilm.domain.lung import AIR_HU_MAX, lung_mask
 from cloudfilm.domain.volume import CtVolume
 
 TARGET_SPACING_MM = 4.0   # voxel size the registration works at
-BODY_HU_MIN = -500.0      # above: tissue (fat is about -100 HU)
-AIR_HU_MAX = -400.0       # below: air or aerated lung (lung parenchyma is about -850 HU)
 MIN_LUNG_ML = 100.0       # less air inside the body than this is not a chest CT
-MIN_POCKET_FRACTION = 0.1  # air pockets smaller than this share of the largest are dropped
 LUNG_MARGIN_MM = 15.0     # the metric mask reaches this far beyond the lungs (chest wall)
 SHRINK_FACTORS = (4, 2, 1)  # multi-resolution: 16, 8 and 4 mm voxels
 SMOOTHING_SIGMAS_MM = (8.0, 4.0, 0.0)
@@ -164,25 +160,15 @@ def _working_image(volume: CtVolume) -> sitk.Image:
 
 
 def _lung_mask(image: sitk.Image, which: str) -> sitk.Image:
-    """Air-like voxels inside the body, without small pockets (uint8, 1 = lung)."""
-    body = sitk.BinaryThreshold(image, BODY_HU_MIN, 1e9, 1, 0)
-    body = sitk.RelabelComponent(sitk.ConnectedComponent(body), sortByObjectSize=True) == 1
-    filled = sitk.JoinSeries([sitk.BinaryFillhole(body[:, :, k]) for k in range(body.GetDepth())])
-    filled.CopyInformation(body)
-    air = sitk.BinaryThreshold(image, -1e9, AIR_HU_MAX, 1, 0)
-    pockets = sitk.RelabelComponent(sitk.ConnectedComponent(filled & air), sortByObjectSize=True)
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(pockets)
-    sizes = {label: stats.GetPhysicalSize(label) for label in stats.GetLabels()}
-    largest = max(sizes.values(), default=0.0)
-    kept = [label for label, size in sizes.items() if size >= MIN_POCKET_FRACTION * largest]
-    volume_ml = sum(sizes[label] for label in kept) / 1000.0
+    """Air-like voxels inside the body, without small pockets (uint8, 1 = lung; domain/lung.py)."""
+    lung = lung_mask(sitk.GetArrayFromImage(image))
+    volume_ml = float(lung.sum()) * _voxel_ml(image)
     if volume_ml < MIN_LUNG_ML:
         raise RegistrationError(
             f"no lung found in the {which} study: {volume_ml:.0f} ml of air-like voxels "
             f"(< {AIR_HU_MAX:g} HU) inside the body, at least {MIN_LUNG_ML:g} ml needed")
-    lung = sitk.BinaryThreshold(pockets, 1, max(kept), 1, 0)
-    mask: sitk.Image = sitk.Cast(lung, sitk.sitkUInt8)
+    mask = sitk.GetImageFromArray(lung.astype(np.uint8))
+    mask.CopyInformation(image)
     return mask
 
 
