@@ -81,6 +81,8 @@ MATRIX: list[tuple[str, str, tuple[bool, ...]]] = [
     ("admin",        "nobody",     (Y,  Y,   Y,    Y,    Y,   Y,    Y,   Y,   Y,     N)),
     ("anonymous",    "p1_granted", (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
     ("anonymous",    "nobody",     (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
+    ("researcher",   "p1_granted", (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),  # issue 15
+    ("researcher",   "nobody",     (N,  N,   N,    N,    N,   N,    N,   N,   N,     N)),
 ]
 
 # who × study → may STOW a new instance into that study (the upload permission)
@@ -165,6 +167,7 @@ def _build(server: Server) -> World:
     for who, (username, _permissions) in PHYSICIAN_GRANTS.items():
         world.clients[who] = _token_client(server, username, "physician")
     world.clients["operator"] = _token_client(server, "op-one", "operator")
+    world.clients["researcher"] = _token_client(server, "res-one", "researcher")
     world.clients["anonymous"] = httpx.Client(base_url=server.url, timeout=60)
     for key, client, records in (("p1", "patient", [("P1", "HOSP_A"), ("P1-B", "HOSP_B")]),
                                  ("p2", "patient2", [("P2", "HOSP_A")])):
@@ -736,3 +739,57 @@ def test_withdraw_invitation_matrix(world: World, who: str) -> None:
     assert answer.status_code == expected, answer.text
     still_open = [h for h in inviter.get("/api/me/caregivers").json() if h["status"] == "invited"]
     assert bool(still_open) == (who != "inviter")
+
+
+# AI candidates (issue 15): the list and the built-in detector's job for clinicians who may
+# see the study (physicians with a grant, operators, admins); deciding on a candidate (here
+# one that does not exist) answers like a missing one. Everyone else: 404, nobody: 401.
+AI_CANDIDATES: list[tuple[str, str, int]] = [
+    ("patient", "p1_granted", 404), ("caregiver", "p1_linked", 404),
+    ("physician", "p1_granted", 200), ("physician", "p2", 404),
+    ("physician_rw", "p1_granted", 200), ("physician_rw", "p1_linked", 404),
+    ("link", "p1_linked", 404), ("operator", "p2", 200), ("admin", "nobody", 200),
+    ("anonymous", "p1_granted", 401),
+]
+
+
+@pytest.mark.parametrize(("who", "study", "status"), AI_CANDIDATES,
+                         ids=[f"{w}-{s}" for w, s, _ in AI_CANDIDATES])
+def test_ai_candidates_matrix(world: World, who: str, study: str, status: int) -> None:
+    client, uid = world.clients[who], world.studies[study]
+    listed = client.get(f"/api/studies/{uid}/ai-candidates")
+    assert listed.status_code == status, listed.text
+    if status == 200:
+        assert listed.json() == {"study_uid": uid, "candidates": []}
+    detect = client.post(f"/api/studies/{uid}/nodules/detect")
+    assert detect.status_code == (202 if status == 200 else status), detect.text
+    for action in ("accept", "reject"):
+        decided = client.post(f"/api/ai-candidates/999999/{action}")
+        assert decided.status_code == (401 if who == "anonymous" else 404), decided.text
+
+
+# Research exports (issue 15): researchers and admins make de-identified exports and read
+# their own (an admin reads any); everyone else is refused (403, or 401 without a login),
+# and another researcher meets the 404 of a missing export.
+RESEARCH_ROLES = {"researcher": 201, "admin": 201, "operator": 403, "patient": 403,
+                  "caregiver": 403, "physician": 403, "link": 401, "anonymous": 401}
+
+
+@pytest.mark.parametrize("who", list(RESEARCH_ROLES), ids=list(RESEARCH_ROLES))
+def test_research_export_routes_matrix(world: World, who: str) -> None:
+    client = world.clients[who]
+    made = client.post("/api/research/exports", json={"studies": [world.studies["p2"]]})
+    assert made.status_code == RESEARCH_ROLES[who], (who, made.text[:300])
+    mine = world.clients["researcher"].post("/api/research/exports",
+                                            json={"studies": [world.studies["p2"]]})
+    assert mine.status_code == 201, mine.text
+    export = mine.json()["id"]
+    readable = {"researcher": 200, "admin": 200}.get(who, RESEARCH_ROLES[who])
+    for path in (f"/api/research/exports/{export}", f"/api/research/exports/{export}/archive",
+                 "/api/research/exports"):
+        answer = client.get(path)
+        assert answer.status_code == readable, (who, path, answer.status_code)
+    if who == "researcher":
+        other = _fresh(world, "researcher", "second")
+        assert other.get(f"/api/research/exports/{export}").status_code == 404
+        assert other.get(f"/api/research/exports/{export}/archive").status_code == 404

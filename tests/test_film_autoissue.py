@@ -239,10 +239,10 @@ def test_turning_films_off_stops_them_and_node_list_shows_the_setting(
     issuer = unique("HOSP-W")
     cli(site, "node", "add", "pacs-w", "--aet", "HOSPW", "--host", HOST, "--port", "104",
         "--issuer", issuer, "--issue-films")
-    assert re.search(rf"\tissuer={issuer}\tissue_films=\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$",
+    assert re.search(rf"\tissuer={issuer}\tissue_films=\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\tai=-$",
                      node_line(site, "pacs-w"))
     cli(site, "node", "edit", "pacs-w", "--no-issue-films")
-    assert node_line(site, "pacs-w").endswith(f"\tissuer={issuer}\tissue_films=off")
+    assert node_line(site, "pacs-w").endswith(f"\tissuer={issuer}\tissue_films=off\tai=-")
     study = generate_uid()
     send_by_stow(site, instances(study, unique("OW"), issuer))
     wait_for_film(desk, sent_study(site, tmp_path))

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from cloudfilm.api import (
     admin,
+    ai_candidates,
     audit,
     documents,
     export,
@@ -28,6 +29,7 @@ from cloudfilm.api import (
     nodules,
     notifications,
     people,
+    research,
     shares,
     signup,
     uploads,
@@ -55,7 +57,7 @@ from cloudfilm.web import (
 
 DICOMWEB_ROUTERS = [stow, qido, wado, rendered, delete]
 API_ROUTERS = [admin, uploads, documents, export, me, audit, notifications, people, shares,
-               nodules, signup, films]
+               nodules, signup, films, research, ai_candidates]
 # Pages that answer under /api too: what they render needs the pages' words or assets.
 WEB_API_ROUTES: list[BaseRoute] = [*film_pages.api_routes, *card_words.api_routes,
                                    *viewer.api_routes]

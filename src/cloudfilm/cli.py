@@ -6,9 +6,11 @@ demo    generate synthetic chest CTs with growing nodules and import them
 check   verify that the index and the stored blobs agree
 node    manage the known remote DICOM nodes
 measure segment and measure the nodule under a click on a CT slice (JSON)
+detect  find candidate nodules (solid, 4-30 mm) in a study's CT for a physician to confirm (JSON)
 advise  guideline follow-up (Fleischner 2017, Lung-RADS v2022) for a nodule case on stdin
 film    issue or withdraw a hospital cloud film (a link, QR code and slip for one study)
 worker  run background jobs (registration and tracking, notifications, reminders, films)
+research export a de-identified cohort (PS3.15 Annex E) to a folder or a node
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from cloudfilm.commands import (
     advise,
     archive,
     audit,
+    detect,
     films,
     measure,
     media,
     nodes,
     people,
     remote,
+    research,
     retention,
     serve,
     users,
@@ -36,7 +40,7 @@ from cloudfilm.commands import (
 from cloudfilm.config import SettingError
 
 COMMAND_MODULES = [serve, archive, nodes, remote, media, users, audit, retention, people, advise,
-                   measure, films, worker]
+                   measure, detect, films, worker, research]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,8 @@ import {
 } from './dicomweb';
 import { registerFrameLoader } from './frames';
 import { language, num, t } from './i18n';
-import { NoduleTool } from './nodules';
+import { AiCandidates } from './candidates';
+import { NoduleTool, isClinician } from './nodules';
 import { Pane, el, type SideName } from './pane';
 import type { PaneView } from './paneview';
 import type { QuickView } from './quickview';
@@ -154,6 +155,7 @@ async function openWantedTool(): Promise<void> {
   if (found) setPrimaryTool(found[1]);
   const mayMeasure = await noduleTool.offerIfAllowed(studyUid);
   if (mayMeasure && wantedTool === 'nodule') setPrimaryTool(NODULE_TOOL);
+  await candidates.offer(await isClinician(), mayMeasure);
 }
 
 /** The left button and one finger do the chosen tool; the rest stay where users expect. */
@@ -241,10 +243,39 @@ let noduleTool: NoduleTool;
 
 function makeNoduleTool(): NoduleTool {
   return new NoduleTool(shell.toolButtons.get('nodule')!, say,
-    () => primaryTool === NODULE_TOOL, (pane, index) => {
+    () => primaryTool === NODULE_TOOL && candidates.editing === null, (pane, index) => {
       driver = pane;
       return pane.setIndex(index);
     });
+}
+
+// --- AI candidates (issue 15) ----------------------------------------------------------------
+
+let candidates: AiCandidates;
+let markOpened: () => void = () => {};
+/** The first series is on screen (a candidate's slice is shown only after it). */
+const firstOpened = new Promise<void>((resolve) => { markOpened = resolve; });
+
+/** The main pane at a candidate's slice (opening its series first if another is shown). */
+async function showInstance(series: string, instance: string): Promise<Pane | null> {
+  await firstOpened;
+  const pane = panes[0];
+  if (!pane) return null;
+  if (pane.stack?.series !== series && seriesOf.left.some((s) => s.uid === series)) {
+    await openSeries(pane, series);
+  }
+  const index = pane.stack?.series === series ? pane.stack.sops.indexOf(instance) : -1;
+  if (index < 0) return null;
+  driver = pane;
+  await pane.setIndex(index);
+  return pane;
+}
+
+function makeCandidates(): AiCandidates {
+  return new AiCandidates(studyUid, {
+    say, goTo: showInstance,
+    showMeasurement: (pane, result) => noduleTool.present(pane, result),
+  });
 }
 
 // --- comparison: position-linked scrolling, linked window and zoom --------------------------
@@ -338,6 +369,7 @@ function setLink(key: keyof typeof links, on: boolean): void {
 
 function wire(pane: Pane): void {
   noduleTool.attach(pane);
+  if (pane.side === 'left') candidates.attach(pane);
   pane.onInteract = (p) => {
     driver = p;
     if (active !== p) setActive(p);
@@ -506,6 +538,7 @@ async function start(): Promise<void> {
     if (rightSeries) opening.push(openSeries(panes[1], rightSeries.uid));
   }
   await Promise.all(opening);
+  markOpened();
   shell.loaded();
   shell.enableAll(actions);
   markReady();
@@ -574,6 +607,13 @@ const hook = {
   noduleError: () => noduleTool.error,
   noduleOutline: (side: SideName = 'left') =>
     document.querySelectorAll(`.pane[data-side=${side}] .nodule-overlay polygon`).length,
+  /** The AI candidates as the API listed them (after any decision), and the last error. */
+  candidates: () => candidates.candidates,
+  candidateError: () => candidates.error,
+  finding: () => candidates.finding,
+  /** Ids of the candidates circled on the slice on screen. */
+  candidateMarkers: (side: SideName = 'left') => Array.from(document.querySelectorAll<SVGElement>(
+    `.pane[data-side=${side}] .ai-overlay circle`)).map((c) => Number(c.dataset.candidate)),
   measurements: () => annotation.state.getAllAnnotations()
     .filter((a) => a.metadata?.toolName === LengthTool.toolName)
     .map((a) => {
@@ -600,6 +640,8 @@ export function run(handed: Boot): void {
   boot = handed;
   shell = handed.shell;
   noduleTool = makeNoduleTool();
-  shell.app.append(noduleTool.panel.root);
+  candidates = makeCandidates();
+  shell.toolButtons.get('nodule')!.parentElement!.after(candidates.toggle);
+  shell.app.append(el('div', { className: 'side-panels' }, noduleTool.panel.root, candidates.root));
   start().catch(fail);
 }

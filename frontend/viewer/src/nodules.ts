@@ -34,14 +34,13 @@ function cookie(name: string): string {
   return found ? decodeURIComponent(found.slice(1).join('=')) : '';
 }
 
-/** Segment the nodule at (column, row) of one slice; the server's reason on failure. */
-export async function measureNodule(study: string, series: string, instance: string,
-                                    column: number, row: number): Promise<NoduleResult> {
-  const response = await fetch(`/api/studies/${study}/nodules/measure`, {
+/** POST JSON with the session's CSRF token; the answer, or the server's reason as an error. */
+export async function postJSON<T>(url: string, body?: unknown): Promise<T> {
+  const response = await fetch(url, {
     method: 'POST', credentials: 'same-origin',
     headers: { 'Content-Type': 'application/json', Accept: 'application/json',
       'X-CSRF-Token': cookie('cf_csrf') },
-    body: JSON.stringify({ series_uid: series, instance_uid: instance, x: column, y: row }),
+    body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (!response.ok) {
     let reason = `${response.status} ${response.statusText}`;
@@ -50,21 +49,42 @@ export async function measureNodule(study: string, series: string, instance: str
     } catch { /* not JSON */ }
     throw new HttpError(response.status, reason);
   }
-  return response.json() as Promise<NoduleResult>;
+  return response.json() as Promise<T>;
 }
+
+/** Segment the nodule at (column, row) of one slice; the server's reason on failure. */
+export function measureNodule(study: string, series: string, instance: string,
+                              column: number, row: number): Promise<NoduleResult> {
+  return postJSON<NoduleResult>(`/api/studies/${study}/nodules/measure`,
+    { series_uid: series, instance_uid: instance, x: column, y: row });
+}
+
+/** Whether this login is a clinician (physician, operator, admin); asked once per page. */
+export const isClinician = (() => {
+  let asked: Promise<boolean> | null = null;
+  return () => asked ??= fetch('/api/me', { credentials: 'same-origin' })
+    .then(async (me) => me.ok && ['physician', 'operator', 'admin']
+      .includes((await me.json() as { role?: string | null }).role ?? ''))
+    .catch(() => false);
+})();
 
 /** Whether this login may measure in this study: a clinician (physician, operator, admin)
  * whose grant allows writing into it; patients are not asked about the study at all. */
 export async function mayMeasure(study: string): Promise<boolean> {
-  const me = await fetch('/api/me', { credentials: 'same-origin' });
-  if (!me.ok) return false;
-  const { role } = await me.json() as { role?: string | null };
-  if (!['physician', 'operator', 'admin'].includes(role ?? '')) return false;
+  if (!await isClinician()) return false;
   const rights = await fetch(`/api/studies/${study}/tools`, { credentials: 'same-origin' });
   return rights.ok && (await rights.json() as { measure_nodule?: boolean }).measure_nodule === true;
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
+
+/** Canvas position (CSS px) of a pixel index on the image on screen. */
+export function pixelToCanvas(pane: Pane, imageId: string, [column, row]: Point): Point | null {
+  const world = csUtils.imageToWorldCoords(imageId, [column + 0.5, row + 0.5]);
+  if (!world) return null;
+  const [x, y] = pane.viewport.worldToCanvas(world as Types.Point3);
+  return [x, y];
+}
 
 /** The outline and axes of one measurement, drawn over a pane on the slice they belong to. */
 export class NoduleOverlay {
@@ -84,14 +104,6 @@ export class NoduleOverlay {
     this.draw();
   }
 
-  /** Canvas position (CSS px) of a pixel index on the image on screen. */
-  private toCanvas(imageId: string, [column, row]: Point): Point | null {
-    const world = csUtils.imageToWorldCoords(imageId, [column + 0.5, row + 0.5]);
-    if (!world) return null;
-    const [x, y] = this.pane.viewport.worldToCanvas(world as Types.Point3);
-    return [x, y];
-  }
-
   private draw(): void {
     this.svg.replaceChildren();
     const outline = this.result?.measurement.outline;
@@ -101,7 +113,7 @@ export class NoduleOverlay {
     if (stack.sops[index] !== outline.instance_uid) return;
     const imageId = stack.imageIds[index];
     const path = (points: Point[], closed: boolean, kind: string) => {
-      const xy = points.map((p) => this.toCanvas(imageId, p)).filter((p): p is Point => !!p);
+      const xy = points.map((p) => pixelToCanvas(this.pane, imageId, p)).filter((p): p is Point => !!p);
       if (xy.length < 2) return;
       const node = document.createElementNS(SVG, closed ? 'polygon' : 'polyline');
       node.setAttribute('points', xy.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(' '));
@@ -212,10 +224,7 @@ export class NoduleTool {
     const stack = pane.stack;
     if (!stack || !pane.shown) return;
     const box = pane.element.getBoundingClientRect();
-    const vp = pane.viewport;
-    const world = vp.canvasToWorld([clientX - box.left, clientY - box.top]);
-    const [column, row] = csUtils.worldToImageCoords(vp.getCurrentImageId(), world)
-      .map((v) => v - 0.5);
+    const [column, row] = pane.canvasToPixel(clientX - box.left, clientY - box.top);
     if (column < -0.5 || row < -0.5 || column > stack.columns - 0.5 || row > stack.rows - 0.5) {
       this.say(t('nodule.outside'));
       return;
@@ -244,11 +253,21 @@ export class NoduleTool {
     this.say(t('nodule.failed', { reason }), true);
   }
 
+  /** Show a measurement made elsewhere (an accepted AI candidate) as if measured here. */
+  present(pane: Pane | null, result: NoduleResult): Promise<void> {
+    if (pane) return this.show(pane, result);
+    this.result = result;
+    this.error = null;
+    this.panel.show(result);
+    return Promise.resolve();
+  }
+
   private async show(pane: Pane, result: NoduleResult): Promise<void> {
     this.result = result;
     this.error = null;
     const { measurement, nodule } = result;
     this.panel.show(result);
+    this.panel.root.scrollIntoView({ block: 'nearest' });
     this.overlays.get(pane)?.show(result);
     // The axes are measured on the slice where the nodule is widest: show that one.
     const best = pane.stack?.sops.indexOf(measurement.outline.instance_uid) ?? -1;

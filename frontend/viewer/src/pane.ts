@@ -1,7 +1,9 @@
 // One viewport pane: a Cornerstone stack viewport in a PaneView (paneview.ts: overlays,
 // slider, progress). The app owns the rendering engine and tools. A pane can take over
 // from the first viewer (quickview.ts) at the slice and window the reader has reached.
-import { Enums, RenderingEngine, type StackViewport, type Types } from '@cornerstonejs/core';
+import {
+  Enums, RenderingEngine, utilities as csUtils, type StackViewport, type Types,
+} from '@cornerstonejs/core';
 import { loadStack, previewUrl, type Stack } from './dicomweb';
 import { FrameFeed, registerStack, type Quality } from './frames';
 import { PaneView, el, type SideName } from './paneview';
@@ -252,6 +254,14 @@ export class Pane {
 
   voi(): Types.VOIRange | undefined {
     return this.shown ? this.viewport.getProperties().voiRange : undefined;
+  }
+
+  /** The pixel index (column, row) under a canvas position (CSS px) on the slice on screen. */
+  canvasToPixel(x: number, y: number): [number, number] {
+    const vp = this.viewport;
+    const [column, row] = csUtils.worldToImageCoords(vp.getCurrentImageId(), vp.canvasToWorld([x, y]))
+      .map((v) => v - 0.5);
+    return [column, row];
   }
 
   /** The window as DICOM states it (width/centre of the linear VOI function). */

@@ -3,6 +3,10 @@
 ``--issue-films`` has every study of the node's hospital (its ``--issuer``) that arrives
 from then on issued a cloud film once stable (services/access/film_autoissue.py, run by
 ``cloudfilm serve``); ``node edit NAME --no-issue-films`` stops it.
+
+``--ai PROFILE`` makes the node an AI service (issue 15): each series its profile takes
+(domain/ai_profiles.py) arriving from then on is sent to it once stable, and it stores
+its results (SR, SEG) with the account ``ai.<name>`` (services/ai/).
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import argparse
 from typing import Any
 
 from cloudfilm.commands.common import add_data_arg, opened
+from cloudfilm.domain.ai_profiles import AI_PROFILES
 from cloudfilm.domain.nodes import NODE_SEES, InvalidNode, Node
+from cloudfilm.services.ai.nodes import add_ai_node
 from cloudfilm.services.exchange.nodes import UnknownNode
 
 FILMS_ON = ("issuing a cloud film for each study of {issuer} arriving {start}, once no "
@@ -21,9 +27,13 @@ FILMS_ON = ("issuing a cloud film for each study of {issuer} arriving {start}, o
 def run_add(args: argparse.Namespace) -> int:
     try:
         node = Node(args.name, args.aet, args.host, args.port, args.dicomweb,
-                    sees=args.sees, issuer=args.issuer)
+                    sees=args.sees, issuer=args.issuer, ai=args.ai)
         with opened(args) as archive:
-            archive.nodes.add(node, issue_films=args.issue_films)
+            account = None
+            if node.ai:
+                account = add_ai_node(archive, node, issue_films=args.issue_films)
+            else:
+                archive.nodes.add(node, issue_films=args.issue_films)
             resolves = bool(archive.nodes.resolver.addresses(node.host))
     except InvalidNode as exc:
         print(f"cannot add node: {exc}")
@@ -33,6 +43,10 @@ def run_add(args: argparse.Namespace) -> int:
           + f" (sees {node.sees}{' ' + node.issuer if node.sees == 'own' else ''})")
     if args.issue_films:
         print(FILMS_ON.format(issuer=node.issuer, start="from now on"))
+    if account:
+        print(f"AI service ({node.ai}): series it takes arriving from now on are sent by "
+              f"{'STOW-RS' if node.dicomweb_url else 'C-STORE'} once stable; it stores its "
+              f"results with a token of {account!r}: cloudfilm token issue {account}")
     if not resolves:
         print(f"warning: host {node.host!r} does not resolve here; associations from "
               f"{node.ae_title} are refused until it does")
@@ -47,7 +61,8 @@ def run_list(args: argparse.Namespace) -> int:
         since = films.get(node.name)
         print(f"{node.name}\t{node.ae_title}\t{node.host}:{node.port}\t{node.dicomweb_url or '-'}"
               f"\tsees={node.sees}\tissuer={node.issuer or '-'}"
-              f"\tissue_films={since.isoformat(timespec='seconds') if since else 'off'}")
+              f"\tissue_films={since.isoformat(timespec='seconds') if since else 'off'}"
+              f"\tai={node.ai or '-'}")
     return 0
 
 
@@ -101,6 +116,10 @@ def register(commands: Any) -> None:
     add.add_argument("--issue-films", action="store_true",
                      help="issue a cloud film for each study of --issuer that arrives from now "
                           "on, once stable (CLOUDFILM_STABLE_AGE s without a new instance)")
+    add.add_argument("--ai", choices=sorted(AI_PROFILES), default=None,
+                     help="an AI service: send it each series this profile takes (ct-chest: "
+                          "axial chest CT) arriving from now on, once stable; its results "
+                          "come back by STOW-RS with a token of the account ai.<name>")
     add.set_defaults(func=run_add)
     listing = actions.add_parser("list", help="list nodes")
     add_data_arg(listing)

@@ -22,6 +22,12 @@ class Role(StrEnum):
     PHYSICIAN = "physician"
     OPERATOR = "operator"
     ADMIN = "admin"
+    # A researcher (issue 15): sees no identified data at all (no grant, no folder, no
+    # study); may only make and read their own de-identified research exports.
+    RESEARCHER = "researcher"
+    # An AI service's account (issue 15): sees nothing; may only STOW result SR/SEG for
+    # series sent to its node (services/ai/admission.py).
+    AI_SERVICE = "ai-service"
 
 
 class Permission(StrEnum):
@@ -158,6 +164,19 @@ def decide(principal: Principal, permission: Permission, study: StudyRef,
 def may_act_for(principal: Principal, person_id: int) -> bool:
     """Managing a person's folder (shares, caregivers, uploads): the patient or their caregiver."""
     return _own(principal, person_id) is not None or principal.role is Role.ADMIN
+
+
+def may_export_research(principal: Principal) -> bool:
+    """Making a de-identified research export (PS3.15 Annex E): researchers and admins."""
+    return principal.kind == "user" and principal.role in (Role.RESEARCHER, Role.ADMIN)
+
+
+def may_read_research_export(principal: Principal, creator_user_id: int | None) -> bool:
+    """Reading one: only its creator, or an admin."""
+    if not may_export_research(principal):
+        return False
+    return principal.role is Role.ADMIN or (principal.user_id is not None
+                                            and principal.user_id == creator_user_id)
 
 
 def may_upload_into(principal: Principal, person_id: int, grants: Iterable[Grant],

@@ -33,6 +33,7 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     "logout": ("110114", "User Authentication"),
     "view": ("110103", "DICOM Instances Accessed"),
     "download": ("110106", "Export"),
+    "research-export": ("110106", "Export"),  # a de-identified research export (issue 15)
     "query": ("110112", "Query"),
     "upload": ("110107", "Import"),
     "store": ("110104", "DICOM Instances Transferred"),

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from cloudfilm.domain.ai_profiles import UnknownProfile, profile_named
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # A DNS name (RFC 1123 labels; '_' too, as Windows hosts use it) or an IP address.
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})"
@@ -37,6 +39,7 @@ class Node:
     dicomweb_url: str | None = None
     sees: str = "own"  # what the node may query and retrieve: all | own | none
     issuer: str = ""  # the hospital's IssuerOfPatientID, for sees=own
+    ai: str | None = None  # an AI service's profile (domain/ai_profiles.py), e.g. "ct-chest"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -60,10 +63,15 @@ class Node:
             raise InvalidNode(f"sees {self.sees!r}: use one of {', '.join(NODE_SEES)}")
         if len(self.issuer) > 64:
             raise InvalidNode("issuer: at most 64 characters (LO)")
+        if self.ai is not None:
+            try:
+                profile_named(self.ai)
+            except UnknownProfile as exc:
+                raise InvalidNode(str(exc)) from None
 
     def as_dict(self) -> dict[str, object]:
         return {"name": self.name, "aet": self.ae_title, "host": self.host, "port": self.port,
-                "dicomweb": self.dicomweb_url, "sees": self.sees, "issuer": self.issuer}
+                "dicomweb": self.dicomweb_url, "sees": self.sees, "issuer": self.issuer, "ai": self.ai}
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

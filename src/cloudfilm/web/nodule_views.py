@@ -14,6 +14,7 @@ from typing import Any
 from cloudfilm.domain.access import Principal, Role
 from cloudfilm.i18n import N_, Localizer
 from cloudfilm.services.access.policy import Policy
+from cloudfilm.services.ai.candidates import BUILTIN, CandidateService
 from cloudfilm.services.context import Archive
 from cloudfilm.services.nodules.model import NoduleError, NotFound
 from cloudfilm.services.nodules.service import NoduleService
@@ -27,6 +28,8 @@ LINK_LABELS = {"auto": N_("matched automatically: please confirm"),
 GUIDELINE_LABELS = {"fleischner-2017": N_("Fleischner 2017 (incidental nodules)"),
                     "lung-rads-2022": N_("Lung-RADS v2022 (screening)")}
 SEX_LABELS = {"M": N_("male"), "F": N_("female"), "O": N_("other")}
+CANDIDATE_STATUS = {"pending": N_("to review"), "accepted": N_("accepted"),
+                    "rejected": N_("rejected")}
 CALCIFICATIONS = ("none", "diffuse", "central", "laminated", "popcorn", "indeterminate")
 LOBES = ("RUL", "RML", "RLL", "LUL", "LLL")
 
@@ -54,6 +57,29 @@ def _change_text(loc: Localizer, change: dict[str, Any] | None) -> str:
     return loc.gettext("%(delta)+.1f mm, volume %(percent)+.0f%% since %(date)s; %(vdt)s",
                        delta=change["diameter_mm"], percent=change["volume_percent"],
                        date=loc.date(change["since"]), vdt=vdt_text)
+
+
+def ai_candidates(archive: Archive, loc: Localizer, who: Principal,
+                  study_uid: str) -> list[dict[str, Any]] | None:
+    """The study's AI candidates as a clinician reads them; None for everyone else, who
+    never sees a finding before a physician has accepted it (IHE AIR; api/ai_candidates)."""
+    if not is_clinician(who):
+        return None
+    rows = []
+    for c in CandidateService(archive).study_candidates(study_uid):
+        size = loc.gettext("%(diameter)s mm", diameter=c["diameter_mm"])
+        if c["volume_mm3"] is not None:
+            size += f" ({c['volume_mm3']} mm³)"
+        label = (c["measurement"] or {}).get("label")
+        rows.append(c | {
+            "source_text": loc.gettext("built-in finder") if c["source"] == BUILTIN
+            else loc.gettext("AI service %(name)s", name=c["source"]),
+            "score_text": "—" if c["score"] is None else f"{c['score']:.2f}",
+            "size_text": size,
+            "status_text": loc.gettext("accepted as nodule %(label)s", label=label)
+            if c["status"] == "accepted" and label
+            else loc.gettext(CANDIDATE_STATUS.get(c["status"], c["status"]))})
+    return rows
 
 
 def study_panel(archive: Archive, loc: Localizer, who: Principal, study_uid: str,
@@ -98,6 +124,7 @@ def study_panel(archive: Archive, loc: Localizer, who: Principal, study_uid: str
         else loc.date(next_scan["earliest"]) if next_scan else "",
         "clinician": clinician, "nodule_choices": others,
         "may_write": may_write(archive, who, study_uid, person_id),
+        "ai_candidates": ai_candidates(archive, loc, who, study_uid),
         "guidelines": [(k, loc.gettext(v)) for k, v in GUIDELINE_LABELS.items()],
         "types": [(k, loc.gettext(v)) for k, v in TYPE_LABELS.items()],
         "calcifications": CALCIFICATIONS, "lobes": LOBES,

@@ -117,6 +117,8 @@ def home_for(who: Principal) -> str:
         return "/shared-with-me"
     if who.role in (Role.OPERATOR, Role.ADMIN):
         return "/admin"
+    if who.role is Role.RESEARCHER:  # no identified page at all: only their exports
+        return "/api/research/exports"
     return "/timeline"
 
 
@@ -314,7 +316,7 @@ async def render_study(request: Request, study_uid: str) -> Response:
                                    f"/thumbnail?viewport=192,192",
                "label": labels.modality(loc, s.modality),
                "images": loc.ngettext("%(num)s image", "%(num)s images", s.images)}
-              for s in detail.series]
+              for s in detail.series if clinician or not s.ai_result]
     single_share = who.kind == "share" and len(
         await share_grant_studies(request, who) or ()) == 1
     back = None if single_share else "/shared" if who.kind == "share" else (

@@ -119,8 +119,8 @@ def report_entries(loc: Localizer, who: Principal, study_uid: str,
     for doc in sorted(documents, key=lambda d: _language_rank(d, loc.language)):
         if doc.kind not in ("report", "pdf"):
             continue
-        if not clinician and is_nodule_report(doc, study_uid):
-            continue
+        if not clinician and (is_nodule_report(doc, study_uid) or doc.ai_result):
+            continue  # patients see findings only once a physician accepted them
         coded = CODED_TITLES.get(doc.title.strip().lower())
         entries.append({"doc": doc, "full_sr": clinician,
                         "title": loc.gettext(coded) if coded else None,

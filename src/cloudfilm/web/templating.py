@@ -96,6 +96,8 @@ def nav_items(who: Principal, shared_home: str = "/shared") -> list[tuple[str, s
     if who.role is Role.PHYSICIAN:
         return [("/shared-with-me", N_("Patients shared with me"), "shared-with-me"),
                 ("/messages", N_("Messages"), "messages")]
+    if who.role is Role.RESEARCHER:  # de-identified exports only, through the API
+        return []
     return [("/admin", N_("Administration"), "admin")]
 
 

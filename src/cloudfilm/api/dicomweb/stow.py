@@ -6,7 +6,8 @@ services/archive/ingest.py, shared with concurrent requests). Each part
 succeeds or fails alone; the response is a DICOM JSON dataset with
 ReferencedSOPSequence and FailedSOPSequence (PS3.18 Table 10.5.3-2). Who may store
 what is `services.admission.UploadAdmission`'s call: a patient's instances go only
-into their own folder; a refused one fails alone (0124H) with the reason.
+into their own folder; a refused one fails alone (0124H) with the reason. An AI service's
+account stores only its results for series sent to it (`services.ai.admission`).
 
 The event loop only collects body chunks: about a megabyte at a time is handed to a
 worker thread that splits parts, writes and hashes them (both release the GIL), while
@@ -33,8 +34,8 @@ from cloudfilm.api.authn import client_ip, principal
 from cloudfilm.api.media import parse_media_type
 from cloudfilm.api.responses import DICOM_JSON
 from cloudfilm.api.urls import dicomweb_base, instance_url, study_url
-from cloudfilm.services.access.admission import UploadAdmission
-from cloudfilm.services.archive.ingest import IngestOutcome, PreparedInstance
+from cloudfilm.services.ai.admission import stow_admission
+from cloudfilm.services.archive.ingest import Admission, IngestOutcome, PreparedInstance
 from cloudfilm.services.archive.multipart_stream import (
     MalformedMultipart,
     ReceivedPart,
@@ -87,7 +88,7 @@ def _prepare(archive: Archive, part: ReceivedPart, study: str | None) -> Prepare
 class _Preparing:
     """One future per received part, in order; refused parts carry their outcome directly."""
 
-    def __init__(self, archive: Archive, study: str | None, admission: UploadAdmission) -> None:
+    def __init__(self, archive: Archive, study: str | None, admission: Admission) -> None:
         self.archive, self.study, self.admission = archive, study, admission
         self.slots: list[Future[PreparedInstance] | IngestOutcome] = []
 
@@ -190,8 +191,8 @@ def _status(outcomes: list[IngestOutcome]) -> int:
 async def store_instances(request: Request) -> Response:
     archive: Archive = request.app.state.archive
     study = request.path_params.get("study")
-    preparing = _Preparing(archive, study, UploadAdmission(archive, principal(request),
-                                                           source=client_ip(request)))
+    preparing = _Preparing(archive, study, stow_admission(archive, principal(request),
+                                                          source=client_ip(request)))
     await _receive(request, archive, preparing)
     if not preparing.slots:
         raise HTTPException(400, "the request holds no parts")

@@ -48,6 +48,7 @@ from cloudfilm.storage.index.access_models import (
     UserRow,
     WebSessionRow,
 )
+from cloudfilm.storage.index.ai_models import AiResultRow
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 
 if TYPE_CHECKING:
@@ -577,7 +578,9 @@ class PeopleService:
             .where(SeriesRow.study_pk.in_(study_pks), or_(
                 InstanceRow.sop_class_uid.like(SR_PREFIX + "%"),
                 InstanceRow.sop_class_uid == PDF_CLASS, InstanceRow.sop_class_uid == SC_CLASS,
-                InstanceRow.sop_class_uid.like(SC_CLASS + ".%")))
+                InstanceRow.sop_class_uid.like(SC_CLASS + ".%")),
+                   # an AI service's result is no document of the folder (issue 15)
+                   ~exists().where(AiResultRow.sop_uid == InstanceRow.sop_uid))
             .order_by(SeriesRow.study_pk, InstanceRow.id))
         if visible is not None:
             statement = statement.where(visible)

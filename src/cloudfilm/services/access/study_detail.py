@@ -25,6 +25,7 @@ from cloudfilm.services.access.people import (
 )
 from cloudfilm.services.archive.retrieve import NotStored
 from cloudfilm.storage.index.access_models import PersonRecordRow
+from cloudfilm.storage.index.ai_models import AiResultRow
 from cloudfilm.storage.index.models import InstanceRow, PatientRow, SeriesRow, StudyRow
 from cloudfilm.storage.index.queries import record_of_patient
 
@@ -60,6 +61,7 @@ class DocumentInfo:
     title: str
     href: str  # a page or image the browser can open
     sr: tuple[SrItem, ...] = ()
+    ai_result: bool = False  # an AI service's SR (issue 15): clinicians only
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class SeriesInfo:
     description: str
     images: int
     kind: str  # image | report | pdf | secondary-capture
+    ai_result: bool = False  # an AI service's SR/SEG series (issue 15): clinicians only
 
 
 @dataclass(frozen=True)
@@ -169,8 +172,10 @@ def study_detail(archive: Archive, study_uid: str) -> StudyDetail | None:
         if row is None:
             return None
         study, patient_id, issuer, person_id = row
-        series = _series(session, study.id)
-        documents = _documents(session, study.id, study_uid)
+        ai = set(session.execute(select(AiResultRow.sop_uid, AiResultRow.series_uid)
+                                 .where(AiResultRow.study_uid == study_uid)).tuples())
+        series = _series(session, study.id, {s for _, s in ai})
+        documents = _documents(session, study.id, study_uid, {sop for sop, _ in ai})
         attrs = orjson.loads(study.attrs or "{}")
     modalities = tuple(sorted({s.modality for s in series if s.modality}))
     return StudyDetail(study_uid, _iso_date(study.study_date), _iso_time(study.study_time),
@@ -178,7 +183,7 @@ def study_detail(archive: Archive, study_uid: str) -> StudyDetail | None:
                        study.accession_number, patient_id, issuer, person_id, series, documents)
 
 
-def _series(session: Session, study_pk: int) -> tuple[SeriesInfo, ...]:
+def _series(session: Session, study_pk: int, ai_series: set[str]) -> tuple[SeriesInfo, ...]:
     rows = session.execute(
         select(SeriesRow.id, SeriesRow.series_uid, SeriesRow.series_number, SeriesRow.modality,
                SeriesRow.description, func.count(InstanceRow.id),
@@ -188,11 +193,12 @@ def _series(session: Session, study_pk: int) -> tuple[SeriesInfo, ...]:
         .group_by(SeriesRow.id, SeriesRow.series_uid, SeriesRow.series_number,
                   SeriesRow.modality, SeriesRow.description)
         .order_by(SeriesRow.series_number, SeriesRow.id)).all()
-    return tuple(SeriesInfo(r[1], r[2], r[3], r[4], int(r[5]), _series_kind(r[6] or "", r[3]))
-                 for r in rows)
+    return tuple(SeriesInfo(r[1], r[2], r[3], r[4], int(r[5]), _series_kind(r[6] or "", r[3]),
+                            r[1] in ai_series) for r in rows)
 
 
-def _documents(session: Session, study_pk: int, study_uid: str) -> tuple[DocumentInfo, ...]:
+def _documents(session: Session, study_pk: int, study_uid: str,
+               ai_sops: set[str]) -> tuple[DocumentInfo, ...]:
     rows = session.execute(
         select(InstanceRow.sop_uid, InstanceRow.sop_class_uid, InstanceRow.metadata_json,
                SeriesRow.series_uid, SeriesRow.description, SeriesRow.modality)
@@ -212,7 +218,7 @@ def _documents(session: Session, study_pk: int, study_uid: str) -> tuple[Documen
         else:
             href = f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop}/rendered"
         found.append(DocumentInfo(sop, series_uid, kind, title, href,
-                                  sr_items(attrs) if kind == "report" else ()))
+                                  sr_items(attrs) if kind == "report" else (), sop in ai_sops))
     return tuple(found)
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from cloudfilm.storage.blobs import BlobStore, stored_sha256
 from cloudfilm.storage.index.db import Index
 from cloudfilm.storage.index.models import InstanceRow
+from cloudfilm.storage.index.research_models import ResearchExportRow
 
 
 @dataclass
@@ -83,6 +84,9 @@ def check_archive(index: Index, blobs: BlobStore, *, hashes: bool = True,
         for key in sorted(set(listed) - indexed):
             named = select(InstanceRow.id).where(InstanceRow.blob_key == key)
             if session.execute(named).first():
+                continue
+            export = select(ResearchExportRow.id).where(ResearchExportRow.blob_key == key)
+            if session.execute(export).first():  # a research export's zip (issue 15)
                 continue
             if _old_enough(blobs, key, remove_orphans_older_than):
                 blobs.delete([key])

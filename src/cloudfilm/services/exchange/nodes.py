@@ -1,5 +1,6 @@
 """The registry of known remote nodes, used by C-MOVE destinations, AE checks and the SCU,
-and which of them have their hospital's studies issued a cloud film (``--issue-films``)."""
+which of them have their hospital's studies issued a cloud film (``--issue-films``), and
+which are AI services (``--ai PROFILE``, issue 15: services/ai/)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,19 @@ def _require_issuer(node: Node) -> None:
                           "says which studies are its own)")
 
 
+@dataclass(frozen=True)
+class AiNode:
+    """An AI service: series its profile takes that arrive from ``since`` on are sent to
+    it; it stores its results with the account ``user_id``."""
+
+    node: Node
+    since: datetime
+    user_id: int | None
+
+
 def _node(row: NodeRow) -> Node:
     return Node(row.name, row.ae_title, row.host, row.port, row.dicomweb_url,
-                sees=row.sees, issuer=row.issuer)
+                sees=row.sees, issuer=row.issuer, ai=row.ai_profile)
 
 
 class HostResolver:
@@ -99,7 +110,8 @@ class NodeService:
             session.add(NodeRow(name=node.name, ae_title=node.ae_title.strip(), host=node.host,
                                 port=node.port, dicomweb_url=node.dicomweb_url,
                                 sees=node.sees, issuer=node.issuer,
-                                issue_films_since=cutoff_now() if issue_films else None))
+                                issue_films_since=cutoff_now() if issue_films else None,
+                                ai_profile=node.ai, ai_since=cutoff_now() if node.ai else None))
             try:
                 session.commit()
             except IntegrityError as exc:
@@ -156,6 +168,28 @@ class NodeService:
                                    .order_by(NodeRow.name)).all()
         return [FilmIssuer(r.name, r.issuer, as_utc(r.issue_films_since)) for r in rows
                 if r.issue_films_since is not None]
+
+    def set_ai_user(self, name: str, user_id: int) -> None:
+        """The account an AI node stores its results with (services/ai/nodes.py)."""
+        with self.index.write_session() as session:
+            row = session.scalars(select(NodeRow).where(NodeRow.name == name)).one()
+            row.ai_user_id = user_id
+            session.commit()
+
+    def ai_nodes(self) -> builtins.list[AiNode]:
+        """The AI services, by name."""
+        with self.index.session() as session:
+            rows = session.scalars(select(NodeRow).where(NodeRow.ai_profile.is_not(None))
+                                   .order_by(NodeRow.name)).all()
+        return [AiNode(_node(r), as_utc(r.ai_since), r.ai_user_id) for r in rows
+                if r.ai_since is not None]
+
+    def ai_node_of_user(self, user_id: int) -> Node | None:
+        """The AI service whose account ``user_id`` is, if any."""
+        with self.index.session() as session:
+            row = session.scalars(select(NodeRow).where(NodeRow.ai_user_id == user_id,
+                                                        NodeRow.ai_profile.is_not(None))).first()
+        return _node(row) if row is not None else None
 
     def remove(self, name: str) -> None:
         with self.index.write_session() as session:

@@ -7,7 +7,8 @@ fetch  first *plan*: list the remote study's instances (C-FIND IMAGE level or QI
        C-MOVE to our own SCP (PS3.4 C.4.2), C-GET (PS3.4 C.4.3) or WADO-RS per instance.
        An interrupted fetch is resumed by running it again; a complete one fetches nothing.
 send   C-STORE (PS3.4 B.2) every stored instance of a study, as stored when the peer accepts
-       that transfer syntax, else decoded to Explicit VR Little Endian.
+       that transfer syntax, else decoded to Explicit VR Little Endian; one series by
+       STOW-RS when the node has a DICOMweb URL (`send_series`, an AI service's input).
 
 Received bytes enter only through `archive.ingest`, like STOW and the SCP; the index is
 reached only through services.
@@ -200,6 +201,24 @@ class RemoteService:
                           i.transfer_syntax_uid) for i in stored]
         results = DimseClient(node, calling_ae, self.timeout).store(
             items, pixels.to_explicit_little_endian, progress)
+        return SendReport(node.name, study_uid, results)
+
+    def send_series(self, node_name: str, study_uid: str, series_uid: str, *,
+                    calling_ae: str = "CLOUDFILM") -> SendReport:
+        """One stored series to the node: STOW-RS if it has a DICOMweb URL, else C-STORE."""
+        node = self.archive.nodes.get(node_name)
+        try:
+            stored = self.archive.retrieve.instances(study_uid, series_uid)
+        except NotStored as exc:
+            raise RemoteError(f"series {series_uid} is not stored here") from exc
+        items = [Outgoing(partial(self.archive.retrieve.open, i), i.sop_uid, i.sop_class_uid,
+                          i.transfer_syntax_uid) for i in stored]
+        if node.dicomweb_url:
+            with DicomWebClient(node, self.timeout) as client:
+                results = client.store(items)
+        else:
+            results = DimseClient(node, calling_ae, self.timeout).store(
+                items, pixels.to_explicit_little_endian, no_progress)
         return SendReport(node.name, study_uid, results)
 
 

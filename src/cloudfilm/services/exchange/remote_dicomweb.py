@@ -1,4 +1,5 @@
-"""DICOMweb client toward another archive (httpx): QIDO-RS searches and WADO-RS retrieves.
+"""DICOMweb client toward another archive (httpx): QIDO-RS searches, WADO-RS retrieves and
+STOW-RS stores (an AI service's input, issue 15).
 
 Retrieved instances are asked for as stored (``transfer-syntax=*``, PS3.18 §8.7.3.5.2)
 and streamed part by part into the blob store's staging area while hashed, so a large
@@ -7,13 +8,17 @@ multi-frame instance never sits in memory.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 
 from cloudfilm.domain.nodes import Node
 from cloudfilm.services.archive.multipart_stream import MalformedMultipart, StagingReceiver
+from cloudfilm.services.exchange.remote_dimse import Outgoing
 from cloudfilm.services.exchange.remote_types import (
+    InstanceResult,
     RemoteError,
     RemoteInstance,
     RemoteStudy,
@@ -138,6 +143,27 @@ class DicomWebClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
 
+    def store(self, items: Sequence[Outgoing]) -> list[InstanceResult]:
+        """STOW-RS the instances as stored in one streamed multipart/related request
+        (PS3.18 §10.5); each one's result from the response's Failed SOP Sequence (PS3.18
+        Table 10.5.3-2): 200 all stored, 202 some failed, 409 none stored."""
+        boundary = secrets.token_hex(16)
+        headers = {"content-type": f'multipart/related; type="application/dicom"; '
+                                   f"boundary={boundary}", "accept": DICOM_JSON}
+        try:
+            response = self.http.post(self.root + "/studies", headers=headers,
+                                      content=_stow_body(items, boundary))
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        if response.status_code not in (200, 202, 409):
+            raise RemoteError(f"{self.where}: STOW-RS answered HTTP {response.status_code}: "
+                              f"{response.text[:200]}")
+        failed = _failed_sops(response)
+        if response.status_code == 409 and not failed:
+            failed = {item.sop_uid: "refused (HTTP 409)" for item in items}
+        return [InstanceResult(item.sop_uid, item.sop_uid not in failed,
+                               failed.get(item.sop_uid, "stored")) for item in items]
+
     def _stage_body(self, response: httpx.Response, blobs: BlobStore) -> list[StagedBlob]:
         content_type = response.headers.get("content-type", "")
         boundary = _boundary(content_type)
@@ -160,3 +186,30 @@ class DicomWebClient:
                 raise RemoteError(str(exc)) from exc
             raise
         return [blobs.seal(p.staged) for p in parts if p.path is not None]
+
+
+def _stow_body(items: Sequence[Outgoing], boundary: str) -> Iterator[bytes]:
+    """The parts, each file read in 1 MiB chunks: a series never sits in memory."""
+    for item in items:
+        yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode("ascii")
+        with item.open() as stream:
+            while chunk := stream.read(1 << 20):
+                yield chunk
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode("ascii")
+
+
+def _failed_sops(response: httpx.Response) -> dict[str, str]:
+    """SOP Instance UID -> "status 0xNNNN" of each failed item of a STOW-RS response."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    failed: dict[str, str] = {}
+    items = body.get("00081198", {}).get("Value", []) if isinstance(body, dict) else []
+    for item in items:
+        uid = (item.get("00081155", {}).get("Value") or [""])[0]
+        code = (item.get("00081197", {}).get("Value") or [0])[0]
+        if uid:
+            failed[str(uid)] = f"status 0x{int(code):04X}"
+    return failed

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cloudfilm.services.access.film_autoissue import issue_stable_films
+from cloudfilm.services.ai.detect import DETECT_JOB, detect_candidates
+from cloudfilm.services.ai.sending import SCAN_JOB, SEND_JOB, scan_for_ai, send_to_ai
 from cloudfilm.services.jobs.ledger import RetryPolicy
 from cloudfilm.services.nodules.service import SETTLE_JOB, NoduleService, folder_of_payload
 from cloudfilm.services.notify.followup_reminders import enqueue_followup_reminders
@@ -77,6 +79,9 @@ HANDLERS: dict[str, JobSpec] = {spec.name: spec for spec in (
     JobSpec("notify.expiry_reminders", expiry_reminders, PERIODIC_RETRY),
     JobSpec("notify.followup_reminders", followup_reminders, PERIODIC_RETRY),
     JobSpec("films.autoissue", auto_films, PERIODIC_RETRY),
+    JobSpec(SCAN_JOB, scan_for_ai, PERIODIC_RETRY),  # issue 15: series to AI services
+    JobSpec(SEND_JOB, send_to_ai),
+    JobSpec(DETECT_JOB, detect_candidates, RetryPolicy(max_attempts=2)),
 )}
 
 
@@ -91,4 +96,5 @@ def periodic_jobs(settings: Settings) -> list[Periodic]:
     return [Periodic("notify.deliver", notify.interval),
             Periodic("notify.expiry_reminders", notify.reminder_interval),
             Periodic("notify.followup_reminders", notify.reminder_interval),
-            Periodic("films.autoissue", min(settings.stable_age / 2, 5.0))]
+            Periodic("films.autoissue", min(settings.stable_age / 2, 5.0)),
+            Periodic(SCAN_JOB, min(settings.stable_age / 2, 5.0))]

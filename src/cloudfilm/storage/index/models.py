@@ -152,4 +152,8 @@ class NodeRow(Base):
     # set: studies of ``issuer`` arriving from then on get a cloud film once stable (issue 12)
     issue_films_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                                nullable=True)
+    # an AI service (issue 15): its profile, since when series are sent, its account
+    ai_profile: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ai_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ai_user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -4,10 +4,12 @@ from alembic import context
 
 from cloudfilm.storage.index import (
     access_models,  # noqa: F401 - registers the tables
+    ai_models,  # noqa: F401
     auto_film_models,  # noqa: F401
     job_models,  # noqa: F401
     nodule_models,  # noqa: F401
     read_models,  # noqa: F401
+    research_models,  # noqa: F401
 )
 from cloudfilm.storage.index.models import Base
 

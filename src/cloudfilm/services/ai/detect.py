@@ -1,0 +1,42 @@
+"""The built-in detector as a job: ``POST /api/studies/{uid}/nodules/detect`` enqueues
+``nodules.detect``, which runs `services.detection.finder.detect_study` and stores what it
+finds as candidates from source ``builtin`` (its pending ones of the study replaced, so a
+re-run is idempotent; decided ones stay)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cloudfilm.services.ai.candidates import BUILTIN, CandidateService, NewCandidate
+from cloudfilm.services.archive.retrieve import NotStored
+
+if TYPE_CHECKING:
+    from cloudfilm.services.context import Archive
+
+DETECT_JOB = "nodules.detect"
+
+
+def enqueue_detect(archive: Archive, study_uid: str) -> int | str:
+    """Queue a detection of the study; the job's id, or its key when one is waiting."""
+    key = f"{DETECT_JOB}:{study_uid}"
+    job = archive.jobs.enqueue(DETECT_JOB, {"study": study_uid}, dedupe_key=key)
+    return key if job is None else job
+
+
+def detect_candidates(archive: Archive, payload: dict[str, Any]) -> None:
+    """The ``nodules.detect`` job: ``{"study": uid}``."""
+    from cloudfilm.services.detection.finder import (
+        DETECTOR_NAME,
+        DETECTOR_VERSION,
+        detect_study,
+    )
+    study_uid = str(payload["study"])
+    try:
+        found = detect_study(archive, study_uid)
+    except NotStored:
+        return  # deleted since it was asked for
+    CandidateService(archive).replace_builtin(study_uid, [
+        NewCandidate(d.series_uid, BUILTIN, DETECTOR_NAME, DETECTOR_VERSION,
+                     (float(d.center_mm[0]), float(d.center_mm[1]), float(d.center_mm[2])),
+                     float(d.diameter_mm), float(d.volume_mm3), float(d.score),
+                     d.instance_uid, float(d.column), float(d.row)) for d in found])
