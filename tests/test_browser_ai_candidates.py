@@ -18,7 +18,6 @@ Needs the viewer build: ``make web`` (``make test`` builds it first).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from pydicom.uid import generate_uid
 from cloudfilm.web.viewer import BUILD_DIR
 from conftest import DemoSite, log_in, running_demo_site, screenshot
 from jobs_wait import wait_for_tracking_in_page
+from viewer_hooks import hook, wait_for
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -85,22 +85,6 @@ def seeded(site: DemoSite) -> dict[str, Any]:
     by_score = {c["score"]: c["id"] for c in found}
     return {"study": study, "big": big, "second": second, "accept": by_score[0.93],
             "reject": by_score[0.31], "edit": by_score[0.88]}
-
-
-def hook(page: Any, expression: str, *args: Any) -> Any:
-    """Evaluate an expression over window.cloudfilmViewer (``v``) and the arguments (``a``)."""
-    return page.evaluate(f"(a) => {{ const v = window.cloudfilmViewer; return {expression}; }}",
-                         list(args))
-
-
-def wait_for(page: Any, expression: str, timeout: float = 30.0, *args: Any) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := hook(page, expression, *args)):
-        if time.monotonic() > deadline:
-            status = page.locator(".status").text_content()
-            raise AssertionError(f"timed out waiting for {expression} (status: {status!r})")
-        time.sleep(0.05)
-    return value
 
 
 def open_page(chromium: Any, site: DemoSite, username: str, path: str,

@@ -12,36 +12,19 @@ Needs the viewer build: ``make web`` (``make test`` builds it first).
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import pytest
 
 from cloudfilm.web.viewer import BUILD_DIR
 from conftest import DemoSite, log_in, screenshot
+from viewer_hooks import hook, wait_for
 
 
 @pytest.fixture(autouse=True, scope="module")
 def built() -> None:
     """A missing build is a failure, not a skip: make test builds it first."""
     assert (BUILD_DIR / "index.html").is_file(), "the viewer is not built: run `make web`"
-
-
-def hook(page: Any, expression: str, *args: Any) -> Any:
-    """Evaluate an expression over window.cloudfilmViewer (``v``) and the arguments (``a``)."""
-    return page.evaluate(f"(a) => {{ const v = window.cloudfilmViewer; return {expression}; }}",
-                         list(args))
-
-
-def wait_for(page: Any, expression: str, timeout: float = 30.0, *args: Any) -> Any:
-    """Poll a hook expression until it is truthy (the page's CSP forbids string eval)."""
-    deadline = time.monotonic() + timeout
-    while not (value := hook(page, expression, *args)):
-        if time.monotonic() > deadline:
-            status = page.locator(".status").text_content()
-            raise AssertionError(f"timed out waiting for {expression} (status: {status!r})")
-        time.sleep(0.05)
-    return value
 
 
 def open_study(chromium: Any, site: DemoSite, username: str, study: str) -> tuple[Any, list[str]]:

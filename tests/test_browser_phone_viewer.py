@@ -33,7 +33,6 @@ from test_browser_viewer import (
     _pinch,
     _touch_drag,
     changed,
-    hook,
     login,
     open_viewer,
     pixels,
@@ -41,6 +40,7 @@ from test_browser_viewer import (
     wait_for,
     wait_for_pixels_to_change,
 )
+from viewer_hooks import hook
 
 PHONE_CONTEXT = {"viewport": PHONE, "has_touch": True, "is_mobile": True,
                  "device_scale_factor": 2, "locale": "zh-CN"}

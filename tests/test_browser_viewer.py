@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ from PIL import Image
 from cloudfilm.web.viewer import BUILD_DIR
 from conftest import DemoSite, screenshot
 from factory import parse_multipart
+from viewer_hooks import hook, wait_for
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -75,29 +75,6 @@ def login(chromium: Any, site: DemoSite, next_path: str, username: str = PATIENT
         page.press("#password", "Enter")
     watch.attach(page)
     return page, watch
-
-
-def hook(page: Any, expression: str, *args: Any) -> Any:
-    """Evaluate an expression over window.cloudfilmViewer (``v``) and the arguments (``a``)."""
-    return page.evaluate(f"(a) => {{ const v = window.cloudfilmViewer; return {expression}; }}",
-                         list(args))
-
-
-def wait_for(page: Any, expression: str, timeout: float = 30.0, *args: Any) -> Any:
-    """Poll a hook expression until it is truthy (the page's CSP forbids string eval in
-    Playwright's own wait_for_function, so poll with evaluate)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = hook(page, expression, *args)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            state = page.evaluate("""() => ({status: document.querySelector('.status')?.textContent,
-                title: document.querySelector('.title')?.textContent, url: location.href,
-                panes: [...document.querySelectorAll('.pane')].map(p => p.className + ' '
-                    + p.querySelector('.progress-text')?.textContent)})""")
-            raise AssertionError(f"timed out waiting for {expression}: {state}")
-        time.sleep(0.05)
 
 
 def open_viewer(page: Any) -> None:
