@@ -11,7 +11,6 @@ algorithm. The CT is a small synthetic chest (256x256, 40 slices of 1.25 mm, two
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import threading
 import time
@@ -34,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cloudfilm.services.detection.finder import DETECTOR_NAME, DETECTOR_VERSION
 from conftest import Server, database_url_for, free_port, run_cli
 from factory import multipart_related, to_bytes
 from jobs_wait import wait_for_tracking
@@ -410,6 +410,7 @@ def test_an_edited_point_that_does_not_segment_is_a_422_and_stays_pending(
 def test_the_ai_may_store_only_results_for_series_sent_to_it(site: Site,
                                                              exam: dict[str, Any]) -> None:
     token, url = site.ai.token, site.server.url
+    before = site.http.get(f"/api/studies/{exam['study']}/ai-candidates").json()["candidates"]
     never_sent = stow_as(url, token, [result_sr(exam["short"])])
     assert never_sent.status_code == 409
     assert failure_reasons(never_sent) == [
@@ -426,12 +427,15 @@ def test_the_ai_may_store_only_results_for_series_sent_to_it(site: Site,
     assert ai.get("/dicomweb/studies", params={"StudyInstanceUID": exam["study"]}).json() == []
     ai.close()
     listed = site.http.get(f"/api/studies/{exam['study']}/ai-candidates").json()["candidates"]
-    assert len(listed) == 3  # nothing new from the refused ones
+    assert [c["id"] for c in listed] == [c["id"] for c in before]  # nothing from the refused
 
 
 def test_patients_never_see_an_ai_result_in_their_folder(site: Site,
                                                          exam: dict[str, Any]) -> None:
-    """The record joins a patient's folder: the AI's SR is no report and no document of it."""
+    """The record joins a patient's folder: the AI's SR is no report and no document of it.
+
+    Runs after the accept test (cloudfilm's own nodule SR) and the SEG test, in the file's
+    order, which `make test` keeps (``--dist loadfile``)."""
     from test_people import make_account
     patient = make_account(site.server, "patient")
     person = patient.person_id
@@ -452,14 +456,8 @@ def test_patients_never_see_an_ai_result_in_their_folder(site: Site,
     patient.http.close()
 
 
-HAS_FINDER = (importlib.util.find_spec("cloudfilm.services.detection") is not None
-              and importlib.util.find_spec("cloudfilm.services.detection.finder") is not None)
-
-
-@pytest.mark.skipif(not HAS_FINDER, reason="the built-in detector is not there yet")
 def test_the_builtin_detector_runs_as_a_job_and_reruns_replace_its_pending_candidates(
         site: Site) -> None:
-    from cloudfilm.services.detection.finder import DETECTOR_NAME, DETECTOR_VERSION
     images = chest_ct([NODULE_A], patient_id="AI-3")
     study = images[0].StudyInstanceUID
     store(site, images)
@@ -475,23 +473,21 @@ def test_the_builtin_detector_runs_as_a_job_and_reruns_replace_its_pending_candi
     assert rejected.status_code == 200
     again = site.http.post(f"/api/studies/{study}/nodules/detect")
     assert again.status_code == 202
-    wait_for_job(site.server, again.json()["job"])
+    wait_for_detection(site.http, study)
     listed = wait_for_candidates(site.http, study, 1, source="builtin")
     assert [c["status"] for c in listed if c["id"] == hit["id"]] == ["rejected"]
     assert not any(_near(c, NODULE_A[0], 3.0) for c in listed
                    if c["status"] == "pending")  # a rejected finding is not offered again
 
 
-def wait_for_job(server: Server, job: int | str) -> None:
-    """Until the ledger no longer has the job waiting or running."""
-    from cloudfilm.services.jobs.ledger import Ledger
-    from cloudfilm.storage.index.db import Index
-    index = Index(server.database_url)
-    try:
-        deadline = time.monotonic() + DEADLINE
-        while any(j.id == job or j.dedupe_key == job for state in ("queued", "running")
-                  for j in Ledger(index).jobs(state)):
-            assert time.monotonic() < deadline, f"job {job} still pending"
-            time.sleep(0.3)
-    finally:
-        index.dispose()
+def wait_for_detection(http: httpx.Client, study: str) -> None:
+    """Until the candidates list says the study's latest detection has ended, as the
+    viewer polls it: queued or running, then idle (a finished job leaves the ledger)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        detection = http.get(f"/api/studies/{study}/ai-candidates").json()["detection"]
+        assert detection["state"] in ("queued", "running", "idle"), detection
+        if detection["state"] == "idle":
+            return
+        assert time.monotonic() < deadline, f"detection still {detection}"
+        time.sleep(0.3)

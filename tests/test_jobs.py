@@ -331,9 +331,13 @@ def test_jobs_of_one_key_wait_for_each_other(deployment: Deployment, tmp_path: P
         assert archive.jobs.enqueue("probe.record", payload | {"n": 2}, dedupe_key="k")
         assert archive.jobs.enqueue("probe.record", payload | {"n": 3}, dedupe_key="k") is None
         assert archive.jobs.pending("k")
+        latest = archive.jobs.latest("k")  # the newest of the key: job 2, waiting
+        assert latest is not None and (latest.payload["n"], latest.state) == (2, "queued")
     wait_until(lambda: not deployment.jobs("probe."), 120, "the probe jobs to run")
     for worker in workers:
         worker.stop()
+    with deployment.archive() as archive:
+        assert archive.jobs.latest("k") is None  # finished jobs leave no row
     at = {(e["job"], e["event"]): e["at"] for e in _events(log)}
     assert set(at) == {(1, "start"), (1, "end"), (2, "start"), (2, "end")}
     assert at[(2, "start")] >= at[(1, "end")]
@@ -344,10 +348,13 @@ def test_a_failing_job_is_retried_with_back_off_then_marked_failed(deployment: D
     log = tmp_path / "probe.log"
     worker = deployment.worker(probe=True).start()
     with deployment.archive() as archive:
-        job_id = archive.jobs.enqueue("probe.fail", {"n": 0, "log": str(log)})
+        job_id = archive.jobs.enqueue("probe.fail", {"n": 0, "log": str(log)},
+                                      dedupe_key="fails")
     [failed] = wait_until(lambda: [j for j in deployment.jobs("probe.")
                                    if j.state == "failed"], 60, "the job to fail for good")
     worker.stop()
+    with deployment.archive() as archive:
+        assert archive.jobs.latest("fails") == failed  # what the detection state reports
     assert (failed.id, failed.attempts) == (job_id, 3)
     assert "the probe fails on purpose" in failed.last_error
     attempts = [e["at"] for e in _events(log)]

@@ -45,11 +45,18 @@ const POLL_FIRST_MS = 1000;
 const POLL_MAX_MS = 5000;
 const POLL_GIVE_UP_MS = 5 * 60_000;
 
-export async function listCandidates(study: string): Promise<AiCandidate[]> {
+/** Where the study's latest run of the built-in finder is (the server's job ledger). */
+export interface Detection {
+  state: 'queued' | 'running' | 'failed' | 'idle';
+  error: string;
+}
+
+export async function listCandidates(study: string):
+    Promise<{ candidates: AiCandidate[]; detection: Detection }> {
   const response = await fetch(`/api/studies/${study}/ai-candidates`,
     { credentials: 'same-origin', headers: { Accept: 'application/json' } });
   if (!response.ok) throw new HttpError(response.status, `${response.status}`);
-  return (await response.json() as { candidates: AiCandidate[] }).candidates;
+  return await response.json() as { candidates: AiCandidate[]; detection: Detection };
 }
 
 /** The accept answer's measurement as the measure tool's result (either shape the API sends). */
@@ -139,6 +146,7 @@ export class AiCandidates {
   private readonly findButton: HTMLButtonElement;
   private readonly overlays = new Map<Pane, CandidateOverlay>();
   private polling = 0;
+  private detection: Detection = { state: 'idle', error: '' };
 
   constructor(private readonly study: string, private readonly host: CandidateHost) {
     this.toggle = el('button', { type: 'button', hidden: true, 'data-action': 'ai-candidates',
@@ -201,7 +209,9 @@ export class AiCandidates {
   }
 
   async reload(): Promise<void> {
-    this.candidates = await listCandidates(this.study);
+    const answer = await listCandidates(this.study);
+    this.candidates = answer.candidates;
+    this.detection = answer.detection;
     this.render();
   }
 
@@ -365,10 +375,17 @@ export class AiCandidates {
     const started = performance.now();
     const poll = async (wait: number): Promise<void> => {
       await this.reload().catch(() => undefined);
-      if (this.signature() !== before) {
+      const { state, error } = this.detection;
+      if (this.signature() !== before || state === 'idle') {
         const pending = this.candidates.filter((c) => c.status === 'pending').length;
-        this.endFinding(t('ai.found', { count: pending }));
-        this.show(true);
+        if (this.signature() !== before) {
+          this.endFinding(t('ai.found', { count: pending }));
+          this.show(true);
+        } else {
+          this.endFinding(t('ai.foundNone'));
+        }
+      } else if (state === 'failed') {
+        this.endFinding(t('ai.detectFailed', { reason: error }));
       } else if (performance.now() - started > POLL_GIVE_UP_MS) {
         this.endFinding(t('ai.foundNone'));
       } else {

@@ -1,7 +1,8 @@
 """AI candidates (issue 15): findings of AI services and of the built-in detector, for a
 clinician to accept, correct or reject. Nothing here reaches a patient.
 
-GET  /api/studies/{study}/ai-candidates      the study's candidates (VIEW)
+GET  /api/studies/{study}/ai-candidates      the study's candidates and where its latest
+                                             detection is (``detection.state``) (VIEW)
 POST /api/ai-candidates/{id}/accept          {instance_uid, column, row}? measure there (UPLOAD)
 POST /api/ai-candidates/{id}/reject          (UPLOAD)
 POST /api/studies/{study}/nodules/detect     queue the built-in detector (VIEW), 202
@@ -29,7 +30,7 @@ from cloudfilm.api.people import int_param, json_body, respond
 from cloudfilm.domain.access import Decision, Permission, Role
 from cloudfilm.services.access.people import actor_name
 from cloudfilm.services.ai.candidates import AlreadyDecided, CandidateNotFound, CandidateService
-from cloudfilm.services.ai.detect import enqueue_detect
+from cloudfilm.services.ai.detect import detection_state, enqueue_detect
 from cloudfilm.services.nodules.model import NoduleError
 
 CLINICIANS = (Role.PHYSICIAN, Role.OPERATOR, Role.ADMIN)
@@ -77,8 +78,9 @@ async def study_candidates(request: Request) -> Response:
     decision = await _clinician(request, study, "view", write=False,
                                 missing=f"study {study} not found")
     found = await run_in_threadpool(_service(request).study_candidates, study)
+    detection = await run_in_threadpool(detection_state, archive_of(request), study)
     await audit(request, "view", decision, study, detail={"ai_candidates": len(found)})
-    return respond({"study_uid": study, "candidates": found})
+    return respond({"study_uid": study, "candidates": found, "detection": detection})
 
 
 def _point(body: dict[str, Any]) -> tuple[str, float, float] | None:

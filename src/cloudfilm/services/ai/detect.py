@@ -16,11 +16,26 @@ if TYPE_CHECKING:
 DETECT_JOB = "nodules.detect"
 
 
+def _key(study_uid: str) -> str:
+    return f"{DETECT_JOB}:{study_uid}"
+
+
 def enqueue_detect(archive: Archive, study_uid: str) -> int | str:
     """Queue a detection of the study; the job's id, or its key when one is waiting."""
-    key = f"{DETECT_JOB}:{study_uid}"
+    key = _key(study_uid)
     job = archive.jobs.enqueue(DETECT_JOB, {"study": study_uid}, dedupe_key=key)
     return key if job is None else job
+
+
+def detection_state(archive: Archive, study_uid: str) -> dict[str, Any]:
+    """Where the study's latest detection is, so a viewer polls until it ends and can say
+    why it failed: ``queued`` or ``running`` (``error``: the last try's, when retrying),
+    ``failed`` (tries exhausted), or ``idle`` (finished, or never asked)."""
+    job = archive.jobs.latest(_key(study_uid))
+    if job is None:
+        return {"state": "idle", "error": ""}
+    return {"state": job.state, "error": job.last_error.splitlines()[-1][:300]
+            if job.last_error.strip() else ""}
 
 
 def detect_candidates(archive: Archive, payload: dict[str, Any]) -> None:

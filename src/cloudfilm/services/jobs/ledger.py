@@ -202,6 +202,14 @@ class Ledger:
                 JobRow.dedupe_key == dedupe_key,
                 JobRow.state.in_((QUEUED, RUNNING))).limit(1)) is not None
 
+    def latest(self, dedupe_key: str) -> JobView | None:
+        """The newest job of this key still in the ledger (waiting, running or failed);
+        None once the last one finished (finished jobs leave no row)."""
+        with self.index.session() as session:
+            row = session.scalars(select(JobRow).where(JobRow.dedupe_key == dedupe_key)
+                                  .order_by(JobRow.id.desc()).limit(1)).first()
+            return None if row is None else _view(row)
+
     def jobs(self, state: str | None = None, *, limit: int = 1000) -> list[JobView]:
         """The ledger's jobs, oldest first (``state``: queued, running or failed)."""
         stmt = select(JobRow).order_by(JobRow.id).limit(limit)

@@ -85,6 +85,10 @@ class JobQueue:
         """Is work of this key waiting or running?"""
         return self.ledger.pending(dedupe_key)
 
+    def latest(self, dedupe_key: str) -> JobView | None:
+        """The newest unfinished or failed job of this key (None: none, or it finished)."""
+        return self.ledger.latest(dedupe_key)
+
     def jobs(self, state: str | None = None) -> list[JobView]:
         return self.ledger.jobs(state)
 
