@@ -7,6 +7,11 @@ POST /api/ai-candidates/{id}/accept          {instance_uid, column, row}? measur
 POST /api/ai-candidates/{id}/reject          (UPLOAD)
 POST /api/studies/{study}/nodules/detect     queue the built-in detector (VIEW), 202
 
+A candidate: ``{id, study_uid, series_uid, source ("builtin" or the AI node), algorithm:
+{name, version}, center_mm [x, y, z] (patient LPS), diameter_mm, volume_mm3, score,
+instance_uid, column, row (pixel on that slice), status (pending|accepted|rejected),
+measurement, result_sop_uid, decided_by, decided_at}``.
+
 Callers: physicians with a live grant on the study, operators and admins. Everyone else
 (patients, caregivers, links, AI services) gets the 404 of a missing study, 401 when
 anonymous. Accepting or rejecting writes into the study (a measurement and its SR), so a

@@ -71,7 +71,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def candidate_json(row: AiCandidateRow, measurement: dict[str, Any] | None) -> dict[str, Any]:
-    """One candidate as the API answers (docs: /work contract; extra keys are additive)."""
+    """One candidate as the API answers (the shape api/ai_candidates.py documents)."""
     return {"id": row.id, "study_uid": row.study_uid, "series_uid": row.series_uid,
             "source": row.source,
             "algorithm": {"name": row.algorithm_name, "version": row.algorithm_version},
